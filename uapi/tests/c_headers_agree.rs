@@ -1,0 +1,150 @@
+//! Proves that the C headers in `include/uapi/linux/` describe the same
+//! layouts and ioctl numbers as this crate.
+//!
+//! A small C program built against the headers prints each structure's size
+//! and field offsets and each ioctl number; the same report is produced from
+//! the Rust definitions and the two must be identical.
+
+use std::fmt::Write as _;
+use std::mem::{offset_of, size_of};
+use std::path::PathBuf;
+use std::process::Command;
+
+use blksnap_uapi::*;
+
+/// (C struct, [fields]) in report order; the Rust side mirrors it below.
+const STRUCTS: &[(&str, &[&str])] = &[
+    ("blkfilter_attach", &["name", "opt", "optlen"]),
+    ("blkfilter_detach", &["name"]),
+    ("blkfilter_ctl", &["name", "cmd", "optlen", "opt"]),
+    ("blksnap_uuid", &["b"]),
+    (
+        "blksnap_cbtinfo",
+        &["device_capacity", "block_size", "block_count", "generation_id", "changes_number"],
+    ),
+    ("blksnap_cbtmap", &["offset", "length", "buffer"]),
+    ("blksnap_sectors", &["offset", "count"]),
+    ("blksnap_cbtdirty", &["count", "dirty_sectors"]),
+    ("blksnap_snapshotadd", &["id"]),
+    ("blksnap_snapshotinfo", &["error_code", "image"]),
+    ("blksnap_version", &["major", "minor", "revision", "build"]),
+    ("blksnap_snapshot_create", &["diff_storage_limit_sect", "diff_storage_filename", "id"]),
+    ("blksnap_snapshot_collect", &["count", "ids"]),
+    ("blksnap_snapshot_event", &["id", "timeout_ms", "code", "time_label", "data"]),
+    ("blksnap_event_corrupted", &["dev_id_mj", "dev_id_mn", "err_code"]),
+    ("blksnap_event_no_space", &["requested_nr_sect"]),
+];
+
+const IOCTLS: &[(&str, u32)] = &[
+    ("BLKFILTER_ATTACH", BLKFILTER_ATTACH),
+    ("BLKFILTER_DETACH", BLKFILTER_DETACH),
+    ("BLKFILTER_CTL", BLKFILTER_CTL),
+    ("BLKSNAP_IOCTL_VERSION", BLKSNAP_IOCTL_VERSION),
+    ("BLKSNAP_IOCTL_SNAPSHOT_CREATE", BLKSNAP_IOCTL_SNAPSHOT_CREATE),
+    ("BLKSNAP_IOCTL_SNAPSHOT_DESTROY", BLKSNAP_IOCTL_SNAPSHOT_DESTROY),
+    ("BLKSNAP_IOCTL_SNAPSHOT_TAKE", BLKSNAP_IOCTL_SNAPSHOT_TAKE),
+    ("BLKSNAP_IOCTL_SNAPSHOT_COLLECT", BLKSNAP_IOCTL_SNAPSHOT_COLLECT),
+    ("BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT", BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT),
+];
+
+const CONSTANTS: &[(&str, u64)] = &[
+    ("BLKFILTER_NAME_LENGTH", BLKFILTER_NAME_LENGTH as u64),
+    ("IMAGE_DISK_NAME_LEN", IMAGE_DISK_NAME_LEN as u64),
+    ("blkfilter_ctl_blksnap_cbtinfo", BlkfilterCtlBlksnap::Cbtinfo as u64),
+    ("blkfilter_ctl_blksnap_cbtmap", BlkfilterCtlBlksnap::Cbtmap as u64),
+    ("blkfilter_ctl_blksnap_cbtdirty", BlkfilterCtlBlksnap::Cbtdirty as u64),
+    ("blkfilter_ctl_blksnap_snapshotadd", BlkfilterCtlBlksnap::Snapshotadd as u64),
+    ("blkfilter_ctl_blksnap_snapshotinfo", BlkfilterCtlBlksnap::Snapshotinfo as u64),
+    ("blksnap_event_code_corrupted", BlksnapEventCode::Corrupted as u64),
+    ("blksnap_event_code_no_space", BlksnapEventCode::NoSpace as u64),
+];
+
+/// The layout of each structure as Rust sees it, in `STRUCTS` order.
+fn rust_layouts() -> Vec<(usize, Vec<usize>)> {
+    macro_rules! layout {
+        ($ty:ty; $($f:ident),*) => { (size_of::<$ty>(), vec![$(offset_of!($ty, $f)),*]) };
+    }
+    vec![
+        layout!(BlkfilterAttach; name, opt, optlen),
+        layout!(BlkfilterDetach; name),
+        layout!(BlkfilterCtl; name, cmd, optlen, opt),
+        layout!(BlksnapUuid; b),
+        layout!(BlksnapCbtinfo; device_capacity, block_size, block_count, generation_id,
+            changes_number),
+        layout!(BlksnapCbtmap; offset, length, buffer),
+        layout!(BlksnapSectors; offset, count),
+        layout!(BlksnapCbtdirty; count, dirty_sectors),
+        layout!(BlksnapSnapshotadd; id),
+        layout!(BlksnapSnapshotinfo; error_code, image),
+        layout!(BlksnapVersion; major, minor, revision, build),
+        layout!(BlksnapSnapshotCreate; diff_storage_limit_sect, diff_storage_filename, id),
+        layout!(BlksnapSnapshotCollect; count, ids),
+        layout!(BlksnapSnapshotEvent; id, timeout_ms, code, time_label, data),
+        layout!(BlksnapEventCorrupted; dev_id_mj, dev_id_mn, err_code),
+        layout!(BlksnapEventNoSpace; requested_nr_sect),
+    ]
+}
+
+fn rust_report() -> String {
+    let mut out = String::new();
+    for ((name, fields), (size, offsets)) in STRUCTS.iter().zip(rust_layouts()) {
+        assert_eq!(fields.len(), offsets.len(), "field list of {name}");
+        write!(out, "{name} {size}").unwrap();
+        for (f, o) in fields.iter().zip(offsets) {
+            write!(out, " {f}@{o}").unwrap();
+        }
+        out.push('\n');
+    }
+    for (name, value) in IOCTLS {
+        writeln!(out, "{name} {value:#x}").unwrap();
+    }
+    for (name, value) in CONSTANTS {
+        writeln!(out, "{name} {value}").unwrap();
+    }
+    out
+}
+
+fn c_program() -> String {
+    let mut src = String::from(
+        "#include <stdio.h>\n#include <stddef.h>\n\
+         #include <linux/blk-filter.h>\n#include <linux/blksnap.h>\n\
+         int main(void)\n{\n",
+    );
+    for (name, fields) in STRUCTS {
+        writeln!(src, "\tprintf(\"{name} %zu\", sizeof(struct {name}));").unwrap();
+        for f in *fields {
+            writeln!(src, "\tprintf(\" {f}@%zu\", offsetof(struct {name}, {f}));").unwrap();
+        }
+        src.push_str("\tprintf(\"\\n\");\n");
+    }
+    for (name, _) in IOCTLS {
+        writeln!(src, "\tprintf(\"{name} %#x\\n\", (unsigned int){name});").unwrap();
+    }
+    for (name, _) in CONSTANTS {
+        writeln!(src, "\tprintf(\"{name} %llu\\n\", (unsigned long long){name});").unwrap();
+    }
+    src.push_str("\treturn 0;\n}\n");
+    src
+}
+
+#[test]
+fn c_headers_agree() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let (src, exe) = (tmp.join("uapi_layout.c"), tmp.join("uapi_layout"));
+    std::fs::write(&src, c_program()).unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let status = Command::new(&cc)
+        .args(["-std=c11", "-Wall", "-Werror", "-o"])
+        .arg(&exe)
+        .arg("-I")
+        .arg(root.join("include/uapi"))
+        .arg(&src)
+        .status()
+        .expect("a C compiler is needed for this test");
+    assert!(status.success(), "{cc} failed on the C headers");
+    let out = Command::new(&exe).output().unwrap();
+    assert!(out.status.success());
+    let c_report = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(c_report, rust_report());
+}
