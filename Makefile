@@ -1,0 +1,38 @@
+# blksnap-rs top-level targets. `make test` is what CI runs.
+#
+#   make            build blksnap.ko (and the test kernel once, if needed)
+#   make setup      install the toolchain and build the test kernel (cached)
+#   make test       host checks, then the in-VM tests; one summary line
+#   make vm         a shell in the test VM with the module loaded
+#   make check      the host checks alone
+#   make clean
+#
+# KDIR=/path/to/kernel/build builds against another Rust-enabled kernel and
+# skips the test kernel. DEBUG=1 selects the debug kernel flavor (lockdep,
+# kmemleak, KFENCE, debug objects).
+
+SHELL := /bin/bash
+export KDIR DEBUG
+
+.PHONY: all module setup test check vm clean
+
+all: module
+
+setup:
+	@scripts/setup.sh
+
+module: $(if $(KDIR),,setup)
+	@scripts/module.sh
+
+test: setup
+	@scripts/test.sh
+
+check: setup
+	@scripts/test.sh --host-only
+
+vm: module
+	@scripts/vm.sh shell
+
+clean:
+	@source scripts/lib.sh; [ -d "$${KDIR:-$$(kernel_dir)}" ] && module_make clean >/dev/null || true
+	cargo clean

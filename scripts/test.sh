@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The whole test run, as `make test` and CI do it:
+#   1. host checks: cargo test, clippy, rustfmt, the module build with the
+#      kernel's clippy and no warnings, checkpatch on the C helpers;
+#   2. the in-VM tests (tests/vm, KTAP), then a scan of the console log;
+#   3. one summary line: "N passed, N failed[, N skipped]".
+#
+#   scripts/test.sh [--host-only] [PATTERN]   PATTERN selects in-VM tests
+set -uo pipefail
+source "$(dirname "$0")/lib.sh"
+cd "$BLKSNAP_ROOT"
+
+host_only=
+[ "${1:-}" = --host-only ] && { host_only=1; shift; }
+pattern=${1:-.}
+passed=0 failed=0 skipped=0
+results=$BLKSNAP_ROOT/build/test
+rm -rf "$results" && mkdir -p "$results"
+
+pass() { passed=$((passed + 1)); printf 'ok     %s\n' "$1"; }
+failc() { failed=$((failed + 1)); printf 'FAILED %s\n' "$1"; }
+
+# check NAME CMD...: one host check; its output is shown only on failure.
+check() {
+	local name=$1 log=$results/${1// /_}.log
+	shift
+	if "$@" >"$log" 2>&1; then
+		pass "$name"
+	else
+		failc "$name"
+		tail -40 "$log" | sed 's/^/    /'
+	fi
+}
+
+msg "host checks"
+# cargo test: every test case counts on its own.
+if cargo test --workspace --color never >"$results/cargo-test.log" 2>&1; then :; fi
+read -r cp cf < <(awk '/^test result:/ { p += $4; f += $6 } END { print p + 0, f + 0 }' "$results/cargo-test.log")
+if ! grep -q '^test result:' "$results/cargo-test.log" || grep -q '^error' "$results/cargo-test.log"; then
+	failc "cargo test (did not run)"
+	tail -40 "$results/cargo-test.log" | sed 's/^/    /'
+fi
+passed=$((passed + cp)); failed=$((failed + cf))
+printf '%-6s cargo test: %d passed, %d failed\n' "$([ "$cf" -eq 0 ] && echo ok || echo FAILED)" "$cp" "$cf"
+[ "$cf" -eq 0 ] || grep -E '^(test .* FAILED|---- |thread .* panicked)' "$results/cargo-test.log" | sed 's/^/    /'
+
+check "cargo clippy -D warnings" cargo clippy --workspace --all-targets --color never -- -D warnings
+check "rustfmt (user space)" cargo fmt --all --check
+check "rustfmt (module)" rustfmt --check --edition 2021 src/blksnap_rs.rs
+check "module build: no warnings, kernel clippy" scripts/module.sh --check
+ksrc=$(readlink -f "$(kernel_dir)/source")
+check "checkpatch (C helpers)" "$ksrc/scripts/checkpatch.pl" --no-tree --strict -q -f src/glue/*.c include/blksnap_glue.h
+check "CLI build" cargo build --workspace --color never
+
+if [ -z "$host_only" ]; then
+	msg "in-VM tests"
+	vmlog=$results/console.log
+	scripts/vm.sh run "$vmlog" \
+		"BLKSNAP_ROOT=$BLKSNAP_ROOT tests/vm/run.sh '$pattern' >$results/ktap.txt 2>&1; dmesg >$results/dmesg.txt"
+	rc=$?
+	ktap=$results/ktap.txt
+	plan=$(sed -nE 's/^1\.\.([0-9]+)$/\1/p' "$ktap" 2>/dev/null | head -1)
+	if [ -z "$plan" ]; then
+		failc "VM run produced no KTAP plan (vng status $rc)"
+		plan=0
+	fi
+	sed -nE '/^(ok|not ok|#) /p' "$ktap" 2>/dev/null | sed 's/^/    /'
+	vp=$(grep -cE '^ok [0-9]+ ' "$ktap" 2>/dev/null)
+	vs=$(grep -cE '^ok [0-9]+ .*# SKIP' "$ktap" 2>/dev/null)
+	vf=$(grep -cE '^not ok [0-9]+ ' "$ktap" 2>/dev/null)
+	missing=$((plan - vp - vf))
+	passed=$((passed + vp - vs)); skipped=$((skipped + vs)); failed=$((failed + vf))
+	if [ "$missing" -gt 0 ]; then
+		failed=$((failed + missing))
+		printf 'FAILED %d in-VM tests never reported (vng status %d)\n' "$missing" "$rc"
+	fi
+	# The guest may die before its own log check runs: scan the console too.
+	if grep -qE 'Kernel panic|Oops|BUG:|general protection fault|WARNING: CPU' "$vmlog"; then
+		failc "console log shows a kernel failure"
+	else
+		pass "console log free of kernel failures"
+	fi
+	if [ "$rc" -ne 0 ] || [ "$missing" -gt 0 ] || [ "$vf" -gt 0 ]; then
+		echo "---- tail of the VM console ($vmlog) ----"
+		tail -60 "$vmlog"
+	fi
+fi
+
+summary="$passed passed, $failed failed"
+[ "$skipped" -gt 0 ] && summary+=", $skipped skipped"
+echo "$summary"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The control device, `/dev/blksnap-control`, and its ioctls.
+//!
+//! The misc device glue calls [`Control::ioctl`] for every ioctl; this file
+//! decodes the command, copies the argument in and out of user memory and
+//! dispatches. Unknown commands get `ENOTTY`.
+
+use kernel::prelude::*;
+use kernel::c_str;
+use kernel::str::CStr;
+use kernel::types::AsBytes;
+use kernel::uaccess::{UserPtr, UserSlice};
+
+use crate::glue::miscdev::IoctlHandler;
+use crate::uapi;
+
+/// Name of the control device node.
+pub(crate) const NAME: &CStr = c_str!("blksnap-control");
+
+/// Revision of this implementation, reported by VERSION after the level.
+const REVISION: u16 = 0;
+/// Build number of this implementation, reported by VERSION.
+const BUILD: u16 = 1;
+
+// SAFETY: `BlksnapVersion` is four `u16` with no padding, so every byte of
+// it is initialised.
+unsafe impl AsBytes for uapi::BlksnapVersion {}
+
+/// The ioctl handler of the control device.
+pub(crate) struct Control;
+
+impl IoctlHandler for Control {
+    fn ioctl(cmd: u32, arg: UserPtr) -> Result<isize> {
+        match cmd {
+            uapi::BLKSNAP_IOCTL_VERSION => version(arg),
+            _ => Err(ENOTTY),
+        }
+    }
+}
+
+/// VERSION: reports the interface level this module speaks.
+fn version(arg: UserPtr) -> Result<isize> {
+    let version = uapi::BlksnapVersion {
+        major: uapi::BLKSNAP_VERSION_MAJOR,
+        minor: uapi::BLKSNAP_VERSION_MINOR,
+        revision: REVISION,
+        build: BUILD,
+    };
+    UserSlice::new(arg, core::mem::size_of_val(&version))
+        .writer()
+        .write(&version)?;
+    Ok(0)
+}
