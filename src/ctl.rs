@@ -6,8 +6,8 @@
 //! decodes the command, copies the argument in and out of user memory and
 //! dispatches. Unknown commands get `ENOTTY`.
 
-use kernel::prelude::*;
 use kernel::c_str;
+use kernel::prelude::*;
 use kernel::str::CStr;
 use kernel::types::AsBytes;
 use kernel::uaccess::{UserPtr, UserSlice};

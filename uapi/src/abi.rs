@@ -330,8 +330,7 @@ pub struct BlksnapEventNoSpace {
 /// Report the interface version.
 pub const BLKSNAP_IOCTL_VERSION: u32 = ior::<BlksnapVersion>(BLKSNAP_IOCTL_TYPE, 0);
 /// Create a snapshot.
-pub const BLKSNAP_IOCTL_SNAPSHOT_CREATE: u32 =
-    iowr::<BlksnapSnapshotCreate>(BLKSNAP_IOCTL_TYPE, 1);
+pub const BLKSNAP_IOCTL_SNAPSHOT_CREATE: u32 = iowr::<BlksnapSnapshotCreate>(BLKSNAP_IOCTL_TYPE, 1);
 /// Destroy a snapshot.
 pub const BLKSNAP_IOCTL_SNAPSHOT_DESTROY: u32 = iow::<BlksnapUuid>(BLKSNAP_IOCTL_TYPE, 2);
 /// Take a snapshot.

@@ -20,7 +20,13 @@ const STRUCTS: &[(&str, &[&str])] = &[
     ("blksnap_uuid", &["b"]),
     (
         "blksnap_cbtinfo",
-        &["device_capacity", "block_size", "block_count", "generation_id", "changes_number"],
+        &[
+            "device_capacity",
+            "block_size",
+            "block_count",
+            "generation_id",
+            "changes_number",
+        ],
     ),
     ("blksnap_cbtmap", &["offset", "length", "buffer"]),
     ("blksnap_sectors", &["offset", "count"]),
@@ -28,10 +34,19 @@ const STRUCTS: &[(&str, &[&str])] = &[
     ("blksnap_snapshotadd", &["id"]),
     ("blksnap_snapshotinfo", &["error_code", "image"]),
     ("blksnap_version", &["major", "minor", "revision", "build"]),
-    ("blksnap_snapshot_create", &["diff_storage_limit_sect", "diff_storage_filename", "id"]),
+    (
+        "blksnap_snapshot_create",
+        &["diff_storage_limit_sect", "diff_storage_filename", "id"],
+    ),
     ("blksnap_snapshot_collect", &["count", "ids"]),
-    ("blksnap_snapshot_event", &["id", "timeout_ms", "code", "time_label", "data"]),
-    ("blksnap_event_corrupted", &["dev_id_mj", "dev_id_mn", "err_code"]),
+    (
+        "blksnap_snapshot_event",
+        &["id", "timeout_ms", "code", "time_label", "data"],
+    ),
+    (
+        "blksnap_event_corrupted",
+        &["dev_id_mj", "dev_id_mn", "err_code"],
+    ),
     ("blksnap_event_no_space", &["requested_nr_sect"]),
 ];
 
@@ -40,23 +55,56 @@ const IOCTLS: &[(&str, u32)] = &[
     ("BLKFILTER_DETACH", BLKFILTER_DETACH),
     ("BLKFILTER_CTL", BLKFILTER_CTL),
     ("BLKSNAP_IOCTL_VERSION", BLKSNAP_IOCTL_VERSION),
-    ("BLKSNAP_IOCTL_SNAPSHOT_CREATE", BLKSNAP_IOCTL_SNAPSHOT_CREATE),
-    ("BLKSNAP_IOCTL_SNAPSHOT_DESTROY", BLKSNAP_IOCTL_SNAPSHOT_DESTROY),
+    (
+        "BLKSNAP_IOCTL_SNAPSHOT_CREATE",
+        BLKSNAP_IOCTL_SNAPSHOT_CREATE,
+    ),
+    (
+        "BLKSNAP_IOCTL_SNAPSHOT_DESTROY",
+        BLKSNAP_IOCTL_SNAPSHOT_DESTROY,
+    ),
     ("BLKSNAP_IOCTL_SNAPSHOT_TAKE", BLKSNAP_IOCTL_SNAPSHOT_TAKE),
-    ("BLKSNAP_IOCTL_SNAPSHOT_COLLECT", BLKSNAP_IOCTL_SNAPSHOT_COLLECT),
-    ("BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT", BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT),
+    (
+        "BLKSNAP_IOCTL_SNAPSHOT_COLLECT",
+        BLKSNAP_IOCTL_SNAPSHOT_COLLECT,
+    ),
+    (
+        "BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT",
+        BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT,
+    ),
 ];
 
 const CONSTANTS: &[(&str, u64)] = &[
     ("BLKFILTER_NAME_LENGTH", BLKFILTER_NAME_LENGTH as u64),
     ("IMAGE_DISK_NAME_LEN", IMAGE_DISK_NAME_LEN as u64),
-    ("blkfilter_ctl_blksnap_cbtinfo", BlkfilterCtlBlksnap::Cbtinfo as u64),
-    ("blkfilter_ctl_blksnap_cbtmap", BlkfilterCtlBlksnap::Cbtmap as u64),
-    ("blkfilter_ctl_blksnap_cbtdirty", BlkfilterCtlBlksnap::Cbtdirty as u64),
-    ("blkfilter_ctl_blksnap_snapshotadd", BlkfilterCtlBlksnap::Snapshotadd as u64),
-    ("blkfilter_ctl_blksnap_snapshotinfo", BlkfilterCtlBlksnap::Snapshotinfo as u64),
-    ("blksnap_event_code_corrupted", BlksnapEventCode::Corrupted as u64),
-    ("blksnap_event_code_no_space", BlksnapEventCode::NoSpace as u64),
+    (
+        "blkfilter_ctl_blksnap_cbtinfo",
+        BlkfilterCtlBlksnap::Cbtinfo as u64,
+    ),
+    (
+        "blkfilter_ctl_blksnap_cbtmap",
+        BlkfilterCtlBlksnap::Cbtmap as u64,
+    ),
+    (
+        "blkfilter_ctl_blksnap_cbtdirty",
+        BlkfilterCtlBlksnap::Cbtdirty as u64,
+    ),
+    (
+        "blkfilter_ctl_blksnap_snapshotadd",
+        BlkfilterCtlBlksnap::Snapshotadd as u64,
+    ),
+    (
+        "blkfilter_ctl_blksnap_snapshotinfo",
+        BlkfilterCtlBlksnap::Snapshotinfo as u64,
+    ),
+    (
+        "blksnap_event_code_corrupted",
+        BlksnapEventCode::Corrupted as u64,
+    ),
+    (
+        "blksnap_event_code_no_space",
+        BlksnapEventCode::NoSpace as u64,
+    ),
 ];
 
 /// The layout of each structure as Rust sees it, in `STRUCTS` order.
@@ -121,7 +169,11 @@ fn c_program() -> String {
         writeln!(src, "\tprintf(\"{name} %#x\\n\", (unsigned int){name});").unwrap();
     }
     for (name, _) in CONSTANTS {
-        writeln!(src, "\tprintf(\"{name} %llu\\n\", (unsigned long long){name});").unwrap();
+        writeln!(
+            src,
+            "\tprintf(\"{name} %llu\\n\", (unsigned long long){name});"
+        )
+        .unwrap();
     }
     src.push_str("\treturn 0;\n}\n");
     src

@@ -1,0 +1,53 @@
+//! The command-line conventions every `blksnap` command follows: help on
+//! stdout with status 0, usage errors as one line on stderr with status 1.
+
+use std::process::{Command, Output};
+
+fn blksnap(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_blksnap"))
+        .args(args)
+        .output()
+        .expect("the blksnap binary runs")
+}
+
+#[test]
+fn help_goes_to_stdout_with_status_0() {
+    for args in [
+        &["--help"][..],
+        &["-h"],
+        &["version", "--help"],
+        &["version", "-h"],
+    ] {
+        let out = blksnap(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage:"),
+            "{args:?}"
+        );
+        assert!(out.stderr.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn usage_errors_are_one_line_with_status_1() {
+    for args in [&["frobnicate"][..], &["version", "--bogus"], &[]] {
+        let out = blksnap(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("blksnap: "), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn missing_control_device_is_one_line_with_status_1() {
+    if std::path::Path::new(blksnap::CONTROL_PATH).exists() {
+        return; // the module is loaded here; the VM tests cover this case
+    }
+    let out = blksnap(&["version"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(blksnap::CONTROL_PATH), "{err}");
+}
