@@ -2,8 +2,8 @@
 /*
  * What the Rust side of blksnap needs from the kernel beyond the kernel
  * crate's own bindings. bindgen reads this header during the module build
- * (see Kbuild) and src/glue/bindings.rs includes the result; src/glue/*.c
- * implements the helpers declared here.
+ * (see Kbuild) and src/glue/bindings.rs includes the result; the C files in
+ * src/glue/ implement the helpers declared here.
  */
 #ifndef BLKSNAP_GLUE_H
 #define BLKSNAP_GLUE_H

@@ -25,7 +25,7 @@ frags=("$BLKSNAP_ROOT/scripts/kconfig/test.config")
 mkdir -p "$out"
 log=$out/build.log
 msg "building the test kernel in $out (log: $log); this takes a while once"
-kmake() { make -C "$src" O="$out" RUSTC="$RUSTC" "$@"; }
+kmake() { make -C "$src" O="$out" RUSTC="$KERNEL_RUSTC" "$@"; }
 {
 	kmake defconfig
 	cat "${frags[@]}" >>"$out/.config"

@@ -56,7 +56,7 @@ if [ -z "$host_only" ]; then
 	msg "in-VM tests"
 	vmlog=$results/console.log
 	scripts/vm.sh run "$vmlog" \
-		"BLKSNAP_ROOT=$BLKSNAP_ROOT tests/vm/run.sh '$pattern' >$results/ktap.txt 2>&1; dmesg >$results/dmesg.txt"
+		"BLKSNAP_ROOT=$BLKSNAP_ROOT bash tests/vm/run.sh '$pattern' >$results/ktap.txt 2>&1; dmesg >$results/dmesg.txt"
 	rc=$?
 	ktap=$results/ktap.txt
 	plan=$(sed -nE 's/^1\.\.([0-9]+)$/\1/p' "$ktap" 2>/dev/null | head -1)

@@ -107,6 +107,70 @@ impl Control {
     }
 }
 
+/// A block device, for the filter ioctls of the blksnap filter.
+pub struct BlockDevice {
+    file: File,
+    path: PathBuf,
+}
+
+/// What attaching the filter did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attached {
+    /// The filter was attached now.
+    Now,
+    /// The filter was attached already.
+    Already,
+}
+
+/// Returns `name` NUL-padded to the filter-name field.
+fn filter_name(name: &[u8]) -> [u8; uapi::BLKFILTER_NAME_LENGTH] {
+    let mut out = [0u8; uapi::BLKFILTER_NAME_LENGTH];
+    out[..name.len()].copy_from_slice(name);
+    out
+}
+
+impl BlockDevice {
+    /// Opens the block device node at `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let file = OpenOptions::new()
+            .read(true)
+            .open(&path)
+            .map_err(|e| Error::new(format!("cannot open {}", path.display()), e))?;
+        Ok(Self { file, path })
+    }
+
+    fn context(&self, what: &str) -> impl FnOnce(io::Error) -> Error + '_ {
+        let what = what.to_owned();
+        move |e| Error::new(format!("{what} on {}", self.path.display()), e)
+    }
+
+    /// Attaches the blksnap filter (BLKFILTER_ATTACH).
+    pub fn attach(&self) -> Result<Attached> {
+        let mut arg = uapi::BlkfilterAttach {
+            name: filter_name(uapi::BLKSNAP_FILTER_NAME),
+            opt: 0,
+            optlen: 0,
+        };
+        // SAFETY: BLKFILTER_ATTACH reads one `blkfilter_attach`; `opt` is 0.
+        match unsafe { ioctl(&self.file, uapi::BLKFILTER_ATTACH, &mut arg) } {
+            Ok(()) => Ok(Attached::Now),
+            Err(e) if e.raw_os_error() == Some(libc::EALREADY) => Ok(Attached::Already),
+            Err(e) => Err(self.context("attaching the blksnap filter")(e)),
+        }
+    }
+
+    /// Detaches the blksnap filter (BLKFILTER_DETACH).
+    pub fn detach(&self) -> Result<()> {
+        let mut arg = uapi::BlkfilterDetach {
+            name: filter_name(uapi::BLKSNAP_FILTER_NAME),
+        };
+        // SAFETY: BLKFILTER_DETACH reads one `blkfilter_detach`.
+        unsafe { ioctl(&self.file, uapi::BLKFILTER_DETACH, &mut arg) }
+            .map_err(self.context("detaching the blksnap filter"))
+    }
+}
+
 /// Formats a version the way `blksnap version` prints it, `M.m.r.b`.
 pub fn format_version(v: &uapi::BlksnapVersion) -> String {
     format!("{}.{}.{}.{}", v.major, v.minor, v.revision, v.build)

@@ -20,6 +20,17 @@ struct Cli {
 enum Command {
     /// Print the version of the loaded module's interface as M.m.r.b.
     Version,
+    /// Attach the blksnap filter to a block device.
+    Attach(DeviceArgs),
+    /// Detach the blksnap filter from a block device.
+    Detach(DeviceArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct DeviceArgs {
+    /// Block device, e.g. /dev/sda1.
+    #[arg(short, long, value_name = "DEVICE")]
+    device: std::path::PathBuf,
 }
 
 fn run(cli: Cli) -> blksnap::Result<()> {
@@ -28,6 +39,11 @@ fn run(cli: Cli) -> blksnap::Result<()> {
             let v = blksnap::Control::open()?.version()?;
             println!("{}", blksnap::format_version(&v));
         }
+        Command::Attach(args) => match blksnap::BlockDevice::open(&args.device)?.attach()? {
+            blksnap::Attached::Now => println!("Attached successfully"),
+            blksnap::Attached::Already => println!("Already was attached"),
+        },
+        Command::Detach(args) => blksnap::BlockDevice::open(&args.device)?.detach()?,
     }
     Ok(())
 }
@@ -76,6 +92,23 @@ mod tests {
     fn unknown_command_is_an_error() {
         let err = Cli::try_parse_from(["blksnap", "frobnicate"]).unwrap_err();
         assert!(err.use_stderr());
+    }
+
+    #[test]
+    fn device_option_forms() {
+        for args in [
+            &["blksnap", "attach", "--device", "/dev/loop0"][..],
+            &["blksnap", "attach", "--device=/dev/loop0"],
+            &["blksnap", "attach", "-d", "/dev/loop0"],
+            &["blksnap", "attach", "-d/dev/loop0"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            match cli.command {
+                Command::Attach(a) => assert_eq!(a.device.to_str(), Some("/dev/loop0")),
+                other => panic!("{args:?} parsed as {other:?}"),
+            }
+        }
+        assert!(Cli::try_parse_from(["blksnap", "detach"]).is_err());
     }
 
     #[test]

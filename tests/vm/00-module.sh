@@ -15,7 +15,7 @@ test_control_device_node() {
 	expect_eq "owner of $CTL" root "$(stat -c %U "$CTL")"
 	local misc_major
 	misc_major=$(awk '$2 == "misc" { print $1 }' /proc/devices)
-	expect_eq "major of $CTL" "$misc_major" "$(stat -c %t "$CTL" | xargs printf '%d')"
+	expect_eq "major of $CTL" "$misc_major" "$((0x$(stat -c %t "$CTL")))"
 	grep -q ' blksnap-control$' /proc/misc || fail "blksnap-control not in /proc/misc"
 }
 
