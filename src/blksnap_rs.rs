@@ -7,11 +7,14 @@
 //! parameters are read through [`params`]; the user-space interface is
 //! [`uapi`], the same file the user-space `blksnap-uapi` crate compiles.
 
+use kernel::c_str;
 use kernel::prelude::*;
 
+mod blkfilter;
 mod ctl;
 mod glue;
 mod params;
+mod tracker;
 
 #[path = "../uapi/src/abi.rs"]
 pub mod uapi;
@@ -24,18 +27,28 @@ module! {
     license: "GPL",
 }
 
+/// The module's state. Fields drop in order: the control device goes
+/// first, the debugfs root last.
 struct Blksnap {
     _control: glue::miscdev::Registration<ctl::Control>,
+    _filters: blkfilter::Layer,
+    _debugfs: glue::debugfs::Root,
 }
 
 impl kernel::Module for Blksnap {
     fn init(module: &'static ThisModule) -> Result<Self> {
+        let debugfs = glue::debugfs::Root::create(c_str!("blksnap"));
+        let filters = blkfilter::Layer::start()?;
         let control = glue::miscdev::Registration::register(ctl::NAME, 0o600, module)?;
         pr_info!(
             "blksnap interface {}.{} loaded\n",
             uapi::BLKSNAP_VERSION_MAJOR,
             uapi::BLKSNAP_VERSION_MINOR
         );
-        Ok(Self { _control: control })
+        Ok(Self {
+            _control: control,
+            _filters: filters,
+            _debugfs: debugfs,
+        })
     }
 }

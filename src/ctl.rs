@@ -9,10 +9,10 @@
 use kernel::c_str;
 use kernel::prelude::*;
 use kernel::str::CStr;
-use kernel::types::AsBytes;
-use kernel::uaccess::{UserPtr, UserSlice};
+use kernel::uaccess::UserPtr;
 
 use crate::glue::miscdev::IoctlHandler;
+use crate::glue::uaccess;
 use crate::uapi;
 
 /// Name of the control device node.
@@ -22,10 +22,6 @@ pub(crate) const NAME: &CStr = c_str!("blksnap-control");
 const REVISION: u16 = 0;
 /// Build number of this implementation, reported by VERSION.
 const BUILD: u16 = 1;
-
-// SAFETY: `BlksnapVersion` is four `u16` with no padding, so every byte of
-// it is initialised.
-unsafe impl AsBytes for uapi::BlksnapVersion {}
 
 /// The ioctl handler of the control device.
 pub(crate) struct Control;
@@ -47,8 +43,6 @@ fn version(arg: UserPtr) -> Result<isize> {
         revision: REVISION,
         build: BUILD,
     };
-    UserSlice::new(arg, core::mem::size_of_val(&version))
-        .writer()
-        .write(&version)?;
+    uaccess::write(arg, &version)?;
     Ok(0)
 }

@@ -1,0 +1,285 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The block-device filter layer (blkfilter).
+//!
+//! A [`FilterType`] is a kind of filter known by name ("blksnap" is the only
+//! one); attaching it to a block device creates a [`Filter`] object that
+//! sees every bio submitted to that device, and answers BLKFILTER_CTL
+//! sub-commands. This file has the shape of the blkfilter of the upstream
+//! proposal, so a kernel with a native blkfilter can serve the rest of the
+//! module by replacing this file and the hooks under `glue/` alone.
+//!
+//! The attached filters are kept in one table published with RCU: the hot
+//! path (a bio entering `submit_bio_noacct`) only reads it, lock-free; an
+//! empty table costs one pointer load. Attaching, detaching and reaping
+//! replace the table as a whole under the registry lock.
+//!
+//! A filter's `submit_bio` runs in the submitter's context inside an RCU
+//! read-side critical section: it must not sleep. Once a filter has been
+//! removed from the table and a grace period has passed, no bio is inside
+//! it; it is dropped when the last `BLKFILTER_CTL` using it returns.
+//!
+//! Device removal is reported by hooks in atomic context: the filter is
+//! marked dead at once (so it never applies to a device that reuses the
+//! structure, as loop devices do) and removed from the table by a worker.
+//!
+//! Lock order: registry lock, then the disk's `open_mutex`, then the
+//! file-system freeze of the device.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use kernel::prelude::*;
+use kernel::sync::Arc;
+use kernel::uaccess::UserPtr;
+
+use crate::glue::block::{BdevId, BdevRef, Bio, BlockDevice, DiskId};
+use crate::glue::errno;
+use crate::glue::hooks::{self, Hooks, ModuleRef, RegistryLock};
+use crate::glue::rcu::{self, RcuBox, ReadGuard};
+use crate::glue::uaccess;
+use crate::uapi;
+
+/// What a filter did with a bio.
+pub(crate) enum BioAction {
+    /// The bio goes on to the device.
+    Pass,
+    /// The filter took the bio and will complete or resubmit it itself.
+    #[allow(dead_code)]
+    Taken,
+}
+
+/// A filter attached to one block device.
+pub(crate) trait Filter: Send + Sync {
+    /// Sees a bio submitted to the device. Must not sleep.
+    fn submit_bio(&self, bio: &Bio) -> BioAction;
+
+    /// Handles the BLKFILTER_CTL sub-command `cmd`.
+    fn ctl(&self, cmd: u32, opt: UserPtr, optlen: u32) -> Result<isize>;
+}
+
+/// A kind of filter, found by name.
+pub(crate) struct FilterType {
+    /// The name user space attaches it by.
+    pub(crate) name: &'static [u8],
+    /// Creates the filter for a block device, with the user's options.
+    pub(crate) attach: fn(&BlockDevice, UserPtr, u32) -> Result<Arc<dyn Filter>>,
+}
+
+/// The filter types this module provides.
+static FILTER_TYPES: [&FilterType; 1] = [&crate::tracker::FILTER_TYPE];
+
+/// Most bytes of options a filter may be given at attach.
+const MAX_ATTACH_OPTLEN: u32 = 4096;
+
+/// A filter attached to a block device, as the table holds it.
+struct Attached {
+    filter: Arc<dyn Filter>,
+    kind: &'static FilterType,
+    bdev: BdevRef,
+    /// Set when the device went away; the entry no longer applies.
+    dead: AtomicBool,
+    /// Dropped last: the module stays loaded while a filter is attached.
+    _module: ModuleRef,
+}
+
+impl Attached {
+    fn applies_to(&self, bdev: BdevId) -> bool {
+        self.bdev.id() == bdev && !self.dead.load(Ordering::Acquire)
+    }
+}
+
+type Table = KVec<Arc<Attached>>;
+
+static TABLE: RcuBox<Table> = RcuBox::new();
+
+fn lookup<'a>(guard: &'a ReadGuard, bdev: BdevId) -> Option<&'a Arc<Attached>> {
+    TABLE.get(guard)?.iter().find(|a| a.applies_to(bdev))
+}
+
+/// Returns true if bios of `bdev` go to a filter. Lock-free; never sleeps.
+pub(crate) fn is_filtered(bdev: BdevId) -> bool {
+    let guard = rcu::read_lock();
+    lookup(&guard, bdev).is_some()
+}
+
+/// Offers `bio` to the filter of its device; returns true if it took it.
+pub(crate) fn filter_bio(bio: &Bio) -> bool {
+    let guard = rcu::read_lock();
+    match lookup(&guard, bio.bdev_id()) {
+        Some(attached) => matches!(attached.filter.submit_bio(bio), BioAction::Taken),
+        None => false,
+    }
+}
+
+/// Handles a BLKFILTER_* ioctl issued on `bdev`.
+pub(crate) fn ioctl(bdev: &BlockDevice, cmd: u32, arg: UserPtr) -> Result<isize> {
+    if !hooks::capable_sys_admin() {
+        return Err(EACCES);
+    }
+    match cmd {
+        uapi::BLKFILTER_ATTACH => attach(bdev, uaccess::read(arg)?),
+        uapi::BLKFILTER_DETACH => detach(bdev, uaccess::read(arg)?),
+        uapi::BLKFILTER_CTL => ctl(bdev, uaccess::read(arg)?),
+        _ => Err(ENOTTY),
+    }
+}
+
+/// Returns the name in a NUL-padded name field; `EINVAL` without a NUL.
+fn parse_name(field: &[u8; uapi::BLKFILTER_NAME_LENGTH]) -> Result<&[u8]> {
+    let len = field.iter().position(|&b| b == 0).ok_or(EINVAL)?;
+    Ok(&field[..len])
+}
+
+/// The live entry for `bdev`, to a writer.
+fn find_locked<'a>(lock: &'a RegistryLock, bdev: BdevId) -> Option<&'a Arc<Attached>> {
+    TABLE.get_locked(lock)?.iter().find(|a| a.applies_to(bdev))
+}
+
+/// Publishes a table made of the current entries that `keep` accepts, plus
+/// `add`; returns the old table, which no reader sees any more.
+fn republish(
+    lock: &RegistryLock,
+    keep: impl Fn(&Arc<Attached>) -> bool,
+    add: Option<Arc<Attached>>,
+) -> Result<Option<KBox<Table>>> {
+    let mut table = Table::new();
+    for a in TABLE.get_locked(lock).into_iter().flatten() {
+        if keep(a) {
+            table.push(a.clone(), GFP_KERNEL)?;
+        }
+    }
+    if let Some(a) = add {
+        table.push(a, GFP_KERNEL)?;
+    }
+    let table = if table.is_empty() {
+        None
+    } else {
+        Some(KBox::new(table, GFP_KERNEL)?)
+    };
+    Ok(TABLE.replace(table, lock))
+}
+
+/// Removes the entries of devices that went away.
+fn reap_locked(lock: &RegistryLock) -> Result {
+    let any_dead = TABLE
+        .get_locked(lock)
+        .is_some_and(|t| t.iter().any(|a| a.dead.load(Ordering::Acquire)));
+    if any_dead {
+        republish(lock, |a| !a.dead.load(Ordering::Acquire), None)?;
+    }
+    Ok(())
+}
+
+fn attach(bdev: &BlockDevice, arg: uapi::BlkfilterAttach) -> Result<isize> {
+    let name = parse_name(&arg.name)?;
+    let kind = *FILTER_TYPES
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or(ENOENT)?;
+    if arg.optlen > MAX_ATTACH_OPTLEN {
+        return Err(EINVAL);
+    }
+    let lock = RegistryLock::lock();
+    reap_locked(&lock)?;
+    let _disk = bdev.lock_live()?;
+    if let Some(present) = find_locked(&lock, bdev.id()) {
+        return Err(if core::ptr::eq(present.kind, kind) {
+            errno::ealready()
+        } else {
+            EBUSY
+        });
+    }
+    let attached = Arc::new(
+        Attached {
+            filter: (kind.attach)(bdev, arg.opt as UserPtr, arg.optlen)?,
+            kind,
+            bdev: bdev.get_ref(),
+            dead: AtomicBool::new(false),
+            _module: ModuleRef::get()?,
+        },
+        GFP_KERNEL,
+    )?;
+    // Writes the file system has in flight complete before the filter is
+    // published, and none starts until it is: nothing slips past untracked.
+    let _frozen = bdev.freeze()?;
+    republish(&lock, |_| true, Some(attached))?;
+    Ok(0)
+}
+
+fn detach(bdev: &BlockDevice, arg: uapi::BlkfilterDetach) -> Result<isize> {
+    let name = parse_name(&arg.name)?;
+    let lock = RegistryLock::lock();
+    drop(bdev.lock_live()?);
+    let present = find_locked(&lock, bdev.id()).ok_or(ENOENT)?;
+    if present.kind.name != name {
+        return Err(EINVAL);
+    }
+    let present = present.clone();
+    let old = republish(&lock, |a| !Arc::ptr_eq(a, &present), None)?;
+    drop(lock);
+    // The filter and its references go when the last user lets go.
+    drop(old);
+    Ok(0)
+}
+
+fn ctl(bdev: &BlockDevice, arg: uapi::BlkfilterCtl) -> Result<isize> {
+    let name = parse_name(&arg.name)?;
+    let present = {
+        let guard = rcu::read_lock();
+        lookup(&guard, bdev.id()).cloned()
+    }
+    .ok_or(ENOENT)?;
+    if present.kind.name != name {
+        return Err(EINVAL);
+    }
+    present.filter.ctl(arg.cmd, arg.opt as UserPtr, arg.optlen)
+}
+
+/// Marks the filters of a disk that is going away (or of one partition,
+/// `part`) dead, and schedules their removal. Never sleeps.
+pub(crate) fn disk_gone(disk: DiskId, part: Option<BdevId>) {
+    let guard = rcu::read_lock();
+    let mut any = false;
+    for a in TABLE.get(&guard).into_iter().flatten() {
+        if a.bdev.disk() == disk && part.map_or(true, |p| a.bdev.id() == p) {
+            a.dead.store(true, Ordering::Release);
+            any = true;
+        }
+    }
+    if any {
+        hooks::schedule_reap();
+    }
+}
+
+/// Removes the filters marked dead (the deferred half of [`disk_gone`]).
+pub(crate) fn reap() {
+    let lock = RegistryLock::lock();
+    if reap_locked(&lock).is_err() {
+        // Out of memory: the dead entries stay, inert, until the next try.
+        hooks::schedule_reap();
+    }
+}
+
+/// The running filter layer: the hooks are installed while it exists.
+pub(crate) struct Layer {
+    hooks: Option<Hooks>,
+}
+
+impl Layer {
+    /// Installs the hooks; from now on bios and filter ioctls arrive here.
+    pub(crate) fn start() -> Result<Self> {
+        Ok(Self {
+            hooks: Some(Hooks::install()?),
+        })
+    }
+}
+
+impl Drop for Layer {
+    fn drop(&mut self) {
+        // No filter is attached (each holds a module reference), but the
+        // table may remain. Remove the hooks first, so nothing reads it.
+        drop(self.hooks.take());
+        let lock = RegistryLock::lock();
+        drop(TABLE.replace(None, &lock));
+    }
+}

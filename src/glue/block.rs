@@ -1,0 +1,239 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Block devices and bios, as the filter layer sees them.
+//!
+//! [`BlockDevice`] and [`Bio`] are borrowed views of kernel objects handed
+//! to the module by a hook; [`BdevRef`] keeps a block device's structure
+//! alive (without opening the device) for as long as a filter is attached,
+//! so a filter is only ever matched against the very object it was attached
+//! to, never against a new device that reuses the number.
+
+use core::ptr::NonNull;
+
+use kernel::error::to_result;
+use kernel::prelude::*;
+use kernel::types::Opaque;
+
+use super::bindings;
+
+/// A block device, `struct block_device`.
+///
+/// # Invariants
+///
+/// The structure is valid for the lifetime of the reference.
+#[repr(transparent)]
+pub(crate) struct BlockDevice(Opaque<bindings::block_device>);
+
+/// Identity of a disk (`struct gendisk`), for comparison only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DiskId(usize);
+
+/// Identity of a block device, for comparison only.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BdevId(usize);
+
+impl BdevId {
+    /// Returns the identity of the block device at `ptr`, which may be null.
+    pub(crate) fn from_ptr(ptr: *const bindings::block_device) -> Self {
+        Self(ptr as usize)
+    }
+}
+
+impl DiskId {
+    /// Returns the identity of the disk at `ptr`.
+    pub(crate) fn from_ptr(ptr: *const bindings::gendisk) -> Self {
+        Self(ptr as usize)
+    }
+}
+
+impl BlockDevice {
+    /// Borrows the block device at `ptr`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to a valid `struct block_device` that stays valid
+    /// for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::block_device) -> &'a Self {
+        // SAFETY: `BlockDevice` is a transparent wrapper; the caller
+        // guarantees validity for `'a`.
+        unsafe { &*ptr.cast() }
+    }
+
+    fn as_ptr(&self) -> *mut bindings::block_device {
+        self.0.get()
+    }
+
+    /// Returns this device's identity.
+    pub(crate) fn id(&self) -> BdevId {
+        BdevId::from_ptr(self.as_ptr())
+    }
+
+    /// Returns the identity of the disk the device belongs to.
+    pub(crate) fn disk(&self) -> DiskId {
+        // SAFETY: valid by the type invariant; `bd_disk` is set at creation
+        // and never changes.
+        DiskId::from_ptr(unsafe { (*self.as_ptr()).bd_disk })
+    }
+
+    /// Returns the device number as (major, minor).
+    pub(crate) fn dev(&self) -> (u32, u32) {
+        // SAFETY: valid by the type invariant; `bd_dev` never changes.
+        let dev = unsafe { (*self.as_ptr()).bd_dev };
+        (dev >> 20, dev & 0xfffff)
+    }
+
+    /// Locks the disk's `open_mutex` and checks that the disk is still live.
+    pub(crate) fn lock_live(&self) -> Result<DiskLock<'_>> {
+        // SAFETY: valid by the type invariant; the disk outlives its devices.
+        let mutex = unsafe { core::ptr::addr_of_mut!((*(*self.as_ptr()).bd_disk).open_mutex) };
+        // SAFETY: `mutex` is the disk's initialised open_mutex.
+        unsafe { bindings::mutex_lock(mutex) };
+        // INVARIANT: locked just above.
+        let lock = DiskLock { mutex, _bdev: self };
+        // SAFETY: valid by the type invariant.
+        if unsafe { bindings::disk_live((*self.as_ptr()).bd_disk) } {
+            Ok(lock)
+        } else {
+            Err(ENODEV)
+        }
+    }
+
+    /// Freezes the file system on the device (if any) until the guard drops.
+    pub(crate) fn freeze(&self) -> Result<Frozen<'_>> {
+        // SAFETY: valid by the type invariant.
+        to_result(unsafe { bindings::bdev_freeze(self.as_ptr()) })?;
+        // INVARIANT: frozen just above.
+        Ok(Frozen { bdev: self })
+    }
+
+    /// Takes a reference that keeps the structure alive.
+    pub(crate) fn get_ref(&self) -> BdevRef {
+        // SAFETY: valid by the type invariant; `bd_device` is the embedded
+        // device whose reference count governs the structure's life.
+        unsafe { bindings::get_device(core::ptr::addr_of_mut!((*self.as_ptr()).bd_device)) };
+        // INVARIANT: the reference was taken just above.
+        BdevRef {
+            ptr: NonNull::from(self),
+        }
+    }
+}
+
+/// The disk's `open_mutex`, held.
+///
+/// # Invariants
+///
+/// `mutex` is locked by this task.
+pub(crate) struct DiskLock<'a> {
+    mutex: *mut bindings::mutex,
+    _bdev: &'a BlockDevice,
+}
+
+impl Drop for DiskLock<'_> {
+    fn drop(&mut self) {
+        // SAFETY: locked by this task, by the type invariant.
+        unsafe { bindings::mutex_unlock(self.mutex) };
+    }
+}
+
+/// A frozen block device; thawed on drop.
+///
+/// # Invariants
+///
+/// `bdev_freeze` succeeded on `bdev` and was not yet undone.
+pub(crate) struct Frozen<'a> {
+    bdev: &'a BlockDevice,
+}
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        // SAFETY: frozen by the type invariant. A thaw error means the
+        // device was thawed by someone else, which leaves nothing to undo.
+        let _ = unsafe { bindings::bdev_thaw(self.bdev.as_ptr()) };
+    }
+}
+
+/// A counted reference to a block device's structure (not an open).
+///
+/// # Invariants
+///
+/// `ptr` is valid and a reference on its `bd_device` is owned by this value.
+pub(crate) struct BdevRef {
+    ptr: NonNull<BlockDevice>,
+}
+
+// SAFETY: the reference may be dropped from any task; the structure is
+// only read through it.
+unsafe impl Send for BdevRef {}
+// SAFETY: shared access only reads immutable fields.
+unsafe impl Sync for BdevRef {}
+
+impl core::ops::Deref for BdevRef {
+    type Target = BlockDevice;
+
+    fn deref(&self) -> &BlockDevice {
+        // SAFETY: valid while the reference is held, by the type invariant.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
+impl Drop for BdevRef {
+    fn drop(&mut self) {
+        // SAFETY: the reference owned by this value, by the type invariant.
+        unsafe { bindings::put_device(core::ptr::addr_of_mut!((*self.as_ptr()).bd_device)) };
+    }
+}
+
+/// What a bio does, as far as the filter layer cares.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum BioOp {
+    /// Reads data.
+    Read,
+    /// Changes data: write, discard, secure erase or write-zeroes.
+    Write,
+    /// Anything else, e.g. a flush.
+    Other,
+}
+
+/// A bio, `struct bio`, offered to a filter.
+///
+/// # Invariants
+///
+/// The structure is valid for the lifetime of the reference.
+#[repr(transparent)]
+pub(crate) struct Bio(Opaque<bindings::bio>);
+
+impl Bio {
+    /// Borrows the bio at `ptr`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` must point to a valid bio that stays valid for `'a`.
+    pub(crate) unsafe fn from_raw<'a>(ptr: *mut bindings::bio) -> &'a Self {
+        // SAFETY: transparent wrapper; validity from the caller.
+        unsafe { &*ptr.cast() }
+    }
+
+    fn as_ptr(&self) -> *mut bindings::bio {
+        self.0.get()
+    }
+
+    /// Returns the block device the bio is aimed at.
+    pub(crate) fn bdev_id(&self) -> BdevId {
+        // SAFETY: valid by the type invariant.
+        BdevId::from_ptr(unsafe { (*self.as_ptr()).bi_bdev })
+    }
+
+    /// Returns what the bio does.
+    pub(crate) fn op(&self) -> BioOp {
+        // SAFETY: valid by the type invariant.
+        let op = unsafe { bindings::blksnap_bio_op(self.as_ptr()) };
+        match op {
+            bindings::req_op_REQ_OP_READ => BioOp::Read,
+            bindings::req_op_REQ_OP_WRITE
+            | bindings::req_op_REQ_OP_DISCARD
+            | bindings::req_op_REQ_OP_SECURE_ERASE
+            | bindings::req_op_REQ_OP_WRITE_ZEROES => BioOp::Write,
+            _ => BioOp::Other,
+        }
+    }
+}

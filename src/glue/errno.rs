@@ -1,0 +1,18 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Error codes the 6.12 kernel crate does not name.
+
+use kernel::error::Error;
+
+use super::bindings;
+
+/// `EALREADY`: the operation was already done.
+pub(crate) fn ealready() -> Error {
+    Error::from_errno(-(bindings::EALREADY as i32))
+}
+
+/// `ENODATA`: no data in the requested range.
+#[allow(dead_code)]
+pub(crate) fn enodata() -> Error {
+    Error::from_errno(-(bindings::ENODATA as i32))
+}

@@ -1,0 +1,202 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * ftrace interposition: how blksnap sees block I/O and block ioctls on a
+ * kernel without a native block-device filter.
+ *
+ * Three kinds of hooks, all found by function name with ftrace_set_filter:
+ *
+ * - submit_bio_noacct (IPMODIFY): when the bio's block device has a filter,
+ *   execution is redirected to submit_bio_redirect(), which offers the bio
+ *   to the filter and passes it on with submit_bio_noacct() unless the
+ *   filter took it. That inner call comes from this module, and bios whose
+ *   caller is inside this module are never redirected: the filter does not
+ *   see its own bios, nor the ones it hands back.
+ * - blkdev_ioctl (IPMODIFY): only BLKFILTER_ATTACH, _DETACH and _CTL are
+ *   redirected to blkdev_ioctl_redirect(); every other command runs the
+ *   original function untouched.
+ * - del_gendisk, drop_partition and bdev_set_nr_sectors(bdev, 0) (plain
+ *   observers): the device is going away, its filter must be detached.
+ *
+ * The callbacks run in ftrace context: they must not sleep and must not
+ * call traced functions; everything here is notrace and the Rust functions
+ * they call are not traced (Rust objects carry no fentry in 6.12).
+ *
+ * A redirected call may still be running in module text after its hook is
+ * unregistered, so each redirect is counted in hooks_inflight and
+ * blksnap_hooks_unregister() waits for the count to drain and then for a
+ * tasks-RCU grace period before the module text can go away.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/blkdev.h>
+#include <linux/delay.h>
+#include <linux/ftrace.h>
+#include <linux/module.h>
+#include <linux/rcupdate.h>
+#include <linux/workqueue.h>
+
+#include "blksnap_glue.h"
+#include "uapi/linux/blk-filter.h"
+
+static atomic_t hooks_inflight = ATOMIC_INIT(0);
+
+static void notrace submit_bio_redirect(struct bio *bio)
+{
+	if (!blksnap_filter_bio(bio))
+		submit_bio_noacct(bio);
+	/* Not a tail call, so the inner submit_bio_noacct sees our address. */
+	atomic_dec(&hooks_inflight);
+}
+
+static void notrace submit_bio_hook(unsigned long ip, unsigned long parent_ip,
+				    struct ftrace_ops *ops,
+				    struct ftrace_regs *fregs)
+{
+	struct bio *bio = (struct bio *)ftrace_regs_get_argument(fregs, 0);
+
+	if (within_module(parent_ip, THIS_MODULE))
+		return;
+	if (!blksnap_bdev_filtered(bio->bi_bdev))
+		return;
+	atomic_inc(&hooks_inflight);
+	ftrace_regs_set_instruction_pointer(fregs, (unsigned long)submit_bio_redirect);
+}
+
+static long notrace blkdev_ioctl_redirect(struct file *file, unsigned int cmd,
+					  unsigned long arg)
+{
+	long ret = blksnap_blkfilter_ioctl(file_bdev(file), cmd, arg);
+
+	atomic_dec(&hooks_inflight);
+	return ret;
+}
+
+static void notrace blkdev_ioctl_hook(unsigned long ip, unsigned long parent_ip,
+				      struct ftrace_ops *ops,
+				      struct ftrace_regs *fregs)
+{
+	/* The upper half of the register holding an unsigned int is undefined. */
+	unsigned int cmd = (unsigned int)ftrace_regs_get_argument(fregs, 1);
+
+	if (cmd != BLKFILTER_ATTACH && cmd != BLKFILTER_DETACH &&
+	    cmd != BLKFILTER_CTL)
+		return;
+	atomic_inc(&hooks_inflight);
+	ftrace_regs_set_instruction_pointer(fregs, (unsigned long)blkdev_ioctl_redirect);
+}
+
+static void notrace del_gendisk_hook(unsigned long ip, unsigned long parent_ip,
+				     struct ftrace_ops *ops,
+				     struct ftrace_regs *fregs)
+{
+	blksnap_disk_gone((struct gendisk *)ftrace_regs_get_argument(fregs, 0), NULL);
+}
+
+static void notrace drop_partition_hook(unsigned long ip, unsigned long parent_ip,
+					struct ftrace_ops *ops,
+					struct ftrace_regs *fregs)
+{
+	struct block_device *part = (void *)ftrace_regs_get_argument(fregs, 0);
+
+	blksnap_disk_gone(part->bd_disk, part);
+}
+
+static void notrace set_nr_sectors_hook(unsigned long ip, unsigned long parent_ip,
+					struct ftrace_ops *ops,
+					struct ftrace_regs *fregs)
+{
+	struct block_device *bdev = (void *)ftrace_regs_get_argument(fregs, 0);
+
+	/* Capacity 0: loop detach, zram reset, a disk marked dead. */
+	if (ftrace_regs_get_argument(fregs, 1))
+		return;
+	blksnap_disk_gone(bdev->bd_disk, bdev_is_partition(bdev) ? bdev : NULL);
+}
+
+#define REDIRECT_FLAGS \
+	(FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_PERMANENT)
+
+static struct blksnap_hook {
+	const char *function;
+	struct ftrace_ops ops;
+	bool registered;
+} hooks[] = {
+	/* Observers first, so no filter can outlive its device unnoticed. */
+	{ "del_gendisk", { .func = del_gendisk_hook } },
+	{ "drop_partition", { .func = drop_partition_hook } },
+	{ "bdev_set_nr_sectors", { .func = set_nr_sectors_hook } },
+	{ "blkdev_ioctl", { .func = blkdev_ioctl_hook, .flags = REDIRECT_FLAGS } },
+	{ "submit_bio_noacct", { .func = submit_bio_hook, .flags = REDIRECT_FLAGS } },
+};
+
+static int hook_register(struct blksnap_hook *hook)
+{
+	char name[KSYM_NAME_LEN];
+	int ret;
+
+	strscpy(name, hook->function, sizeof(name));
+	ret = ftrace_set_filter(&hook->ops, name, strlen(name), 1);
+	if (ret) {
+		pr_err("cannot trace %s: %d\n", hook->function, ret);
+		return ret;
+	}
+	ret = register_ftrace_function(&hook->ops);
+	if (ret) {
+		pr_err("cannot hook %s: %d\n", hook->function, ret);
+		ftrace_free_filter(&hook->ops);
+		return ret;
+	}
+	hook->registered = true;
+	return 0;
+}
+
+void blksnap_hooks_unregister(void)
+{
+	int i;
+
+	for (i = ARRAY_SIZE(hooks) - 1; i >= 0; i--) {
+		if (!hooks[i].registered)
+			continue;
+		unregister_ftrace_function(&hooks[i].ops);
+		ftrace_free_filter(&hooks[i].ops);
+		hooks[i].registered = false;
+	}
+	/* No new redirect can start now; wait for the running ones. */
+	while (atomic_read(&hooks_inflight))
+		msleep(20);
+#ifdef CONFIG_TASKS_RCU
+	/* A task preempted between the count and its return is still here. */
+	synchronize_rcu_tasks();
+#endif
+}
+
+int blksnap_hooks_register(void)
+{
+	int i, ret;
+
+	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
+		ret = hook_register(&hooks[i]);
+		if (ret) {
+			blksnap_hooks_unregister();
+			return ret;
+		}
+	}
+	return 0;
+}
+
+static void reap_work_fn(struct work_struct *work)
+{
+	blksnap_reap_filters();
+}
+
+static DECLARE_WORK(reap_work, reap_work_fn);
+
+void notrace blksnap_schedule_reap(void)
+{
+	schedule_work(&reap_work);
+}
+
+void blksnap_flush_reap(void)
+{
+	flush_work(&reap_work);
+}

@@ -1,0 +1,90 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Installing and removing the ftrace hooks of `src/glue/hooks.c`.
+//!
+//! While a [`Hooks`] value exists, every bio, every block-device filter
+//! ioctl and every device removal reaches the functions of [`super::entry`].
+
+use kernel::error::to_result;
+use kernel::prelude::*;
+
+use super::bindings;
+
+/// The installed hooks; removed on drop.
+pub(crate) struct Hooks(());
+
+impl Hooks {
+    /// Installs every hook, or none.
+    pub(crate) fn install() -> Result<Self> {
+        // SAFETY: called once, from module init; the C side undoes partial
+        // registration itself on failure.
+        to_result(unsafe { bindings::blksnap_hooks_register() })?;
+        Ok(Self(()))
+    }
+}
+
+impl Drop for Hooks {
+    fn drop(&mut self) {
+        // SAFETY: the hooks were installed by `install`. Unregistering waits
+        // for redirected calls still running, then the deferred reaping of
+        // dead filters is flushed so no work item outlives the module.
+        unsafe {
+            bindings::blksnap_hooks_unregister();
+            bindings::blksnap_flush_reap();
+        }
+    }
+}
+
+/// Asks for [`crate::blkfilter::reap`] to run soon in a worker. Callable
+/// from any context.
+pub(crate) fn schedule_reap() {
+    // SAFETY: schedule_work may be called from any context.
+    unsafe { bindings::blksnap_schedule_reap() };
+}
+
+/// A reference on this module: it cannot be unloaded while one exists.
+pub(crate) struct ModuleRef(());
+
+impl ModuleRef {
+    /// Takes a reference; fails with `ENODEV` while the module is unloading.
+    pub(crate) fn get() -> Result<Self> {
+        // SAFETY: always allowed.
+        if unsafe { bindings::blksnap_module_get() } {
+            Ok(Self(()))
+        } else {
+            Err(ENODEV)
+        }
+    }
+}
+
+impl Drop for ModuleRef {
+    fn drop(&mut self) {
+        // SAFETY: taken by `get`.
+        unsafe { bindings::blksnap_module_put() };
+    }
+}
+
+/// Serializes changes to the table of attached filters; held until drop.
+pub(crate) struct RegistryLock(());
+
+impl RegistryLock {
+    /// Takes the lock. Sleeps.
+    pub(crate) fn lock() -> Self {
+        // SAFETY: process context; released by drop.
+        unsafe { bindings::blksnap_registry_lock() };
+        Self(())
+    }
+}
+
+impl Drop for RegistryLock {
+    fn drop(&mut self) {
+        // SAFETY: taken in `lock`.
+        unsafe { bindings::blksnap_registry_unlock() };
+    }
+}
+
+/// Returns true if the calling task may administer block devices.
+pub(crate) fn capable_sys_admin() -> bool {
+    // SAFETY: always allowed in process context.
+    unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as _) }
+}

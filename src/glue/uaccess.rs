@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Copying uAPI structures from and to user memory.
+//!
+//! The marker traits that let [`kernel::uaccess`] copy the structures of
+//! [`crate::uapi`] are implemented here, once, with the reasoning for each.
+
+use kernel::prelude::*;
+use kernel::types::{AsBytes, FromBytes};
+use kernel::uaccess::{UserPtr, UserSlice};
+
+use crate::uapi;
+
+// SAFETY: plain integers and byte arrays; every bit pattern is valid.
+unsafe impl FromBytes for uapi::BlkfilterAttach {}
+// SAFETY: plain integers and byte arrays; every bit pattern is valid.
+unsafe impl FromBytes for uapi::BlkfilterDetach {}
+// SAFETY: plain integers and byte arrays; every bit pattern is valid.
+unsafe impl FromBytes for uapi::BlkfilterCtl {}
+// SAFETY: four `u16` with no padding, so every byte is initialised.
+unsafe impl AsBytes for uapi::BlksnapVersion {}
+
+/// Reads a `T` from the user address `ptr`.
+pub(crate) fn read<T: FromBytes>(ptr: UserPtr) -> Result<T> {
+    UserSlice::new(ptr, core::mem::size_of::<T>()).reader().read()
+}
+
+/// Writes `value` to the user address `ptr`.
+pub(crate) fn write<T: AsBytes>(ptr: UserPtr, value: &T) -> Result {
+    UserSlice::new(ptr, core::mem::size_of::<T>())
+        .writer()
+        .write(value)
+}
