@@ -172,10 +172,7 @@ fn reap_locked(lock: &RegistryLock) -> Result {
 
 fn attach(bdev: &BlockDevice, arg: uapi::BlkfilterAttach) -> Result<isize> {
     let name = parse_name(&arg.name)?;
-    let kind = *FILTER_TYPES
-        .iter()
-        .find(|t| t.name == name)
-        .ok_or(ENOENT)?;
+    let kind = *FILTER_TYPES.iter().find(|t| t.name == name).ok_or(ENOENT)?;
     if arg.optlen > MAX_ATTACH_OPTLEN {
         return Err(EINVAL);
     }

@@ -8,15 +8,15 @@
 //! `others` (flushes and the rest). The directory exists while the filter
 //! is attached. Change-block tracking and copy-on-write build on it.
 
-use kernel::fmt;
 use kernel::c_str;
+use kernel::fmt;
 use kernel::prelude::*;
 use kernel::str::CString;
 use kernel::sync::Arc;
 use kernel::uaccess::UserPtr;
 
 use crate::blkfilter::{BioAction, Filter, FilterType};
-use crate::glue::block::{BioOp, BlockDevice, Bio};
+use crate::glue::block::{Bio, BioOp, BlockDevice};
 use crate::glue::debugfs::Counters;
 use crate::uapi;
 

@@ -24,7 +24,8 @@ impl Root {
     /// Creates `/sys/kernel/debug/<name>/`.
     pub(crate) fn create(name: &CStr) -> Self {
         // SAFETY: `name` is NUL-terminated; a null parent is debugfs' root.
-        let dir = unsafe { bindings::debugfs_create_dir(name.as_char_ptr(), core::ptr::null_mut()) };
+        let dir =
+            unsafe { bindings::debugfs_create_dir(name.as_char_ptr(), core::ptr::null_mut()) };
         ROOT.store(dir, Ordering::Release);
         Self(())
     }

@@ -22,7 +22,9 @@ unsafe impl AsBytes for uapi::BlksnapVersion {}
 
 /// Reads a `T` from the user address `ptr`.
 pub(crate) fn read<T: FromBytes>(ptr: UserPtr) -> Result<T> {
-    UserSlice::new(ptr, core::mem::size_of::<T>()).reader().read()
+    UserSlice::new(ptr, core::mem::size_of::<T>())
+        .reader()
+        .read()
 }
 
 /// Writes `value` to the user address `ptr`.
