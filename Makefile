@@ -5,6 +5,7 @@
 #   make test       host checks, then the in-VM tests; one summary line
 #   make vm         a shell in the test VM with the module loaded
 #   make check      the host checks alone
+#   make bench      benchmarks in the VM, printed as ratios to a baseline
 #   make clean
 #
 # KDIR=/path/to/kernel/build builds against another Rust-enabled kernel and
@@ -14,7 +15,7 @@
 SHELL := /bin/bash
 export KDIR DEBUG
 
-.PHONY: all module setup test check vm clean
+.PHONY: all module setup test check vm bench clean
 
 all: module
 
@@ -32,6 +33,9 @@ check: setup
 
 vm: module
 	@scripts/vm.sh shell
+
+bench: module
+	@bench/run.sh
 
 clean:
 	@source scripts/lib.sh; [ -d "$${KDIR:-$$(kernel_dir)}" ] && module_make clean >/dev/null || true

@@ -5,9 +5,10 @@ Independent of the Rust crates on purpose: the numbers and layouts here are
 written out from the contract (uapi.md section 1), so a mistake shared by the
 module, the uapi crate and the CLI still shows.
 
-  filter_probe.py PATH SPEC...
+  filter_probe.py [--as-nobody] PATH SPEC...
 
-PATH is opened O_RDONLY once; each SPEC is one ioctl on it, written as
+PATH is opened O_RDONLY once (with --as-nobody, the process then drops to
+uid/gid 65534 and so loses CAP_SYS_ADMIN before the ioctls); each SPEC is one ioctl on it, written as
 OP[,KEY=VALUE|,FLAG]...  and the result of each is printed, space separated,
 on one line: "OK" or the errno name (ENOENT, EINVAL, ...).
 
@@ -106,11 +107,19 @@ def run(fd, spec):
 
 
 def main():
-    if len(sys.argv) < 3:
+    args = sys.argv[1:]
+    as_nobody = args[:1] == ["--as-nobody"]
+    if as_nobody:
+        args = args[1:]
+    if len(args) < 2:
         sys.exit(__doc__)
-    fd = os.open(sys.argv[1], os.O_RDONLY)
+    fd = os.open(args[0], os.O_RDONLY)
+    if as_nobody:
+        os.setgroups([])
+        os.setgid(65534)
+        os.setuid(65534)
     try:
-        print(*(run(fd, spec) for spec in sys.argv[2:]))
+        print(*(run(fd, spec) for spec in args[1:]))
     finally:
         os.close(fd)
 

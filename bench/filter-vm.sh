@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs inside the test VM (see bench/run.sh): fio on a loop device with
+#   (a) the module not loaded,
+#   (b) the module loaded and a filter attached to another device,
+#   (c) the pass-through filter attached to the measured device,
+# interleaving the three over several rounds, and prints the medians and
+# the ratios (b)/(a) and (c)/(a).
+set -euo pipefail
+ROOT=${BLKSNAP_ROOT:-$(pwd)}
+ROUNDS=${ROUNDS:-3}
+RUNTIME=${RUNTIME:-5}
+BLKSNAP=$ROOT/target/debug/blksnap
+
+truncate -s 256M /tmp/bench-a /tmp/bench-b
+dev=$(losetup -f --show /tmp/bench-a)
+other=$(losetup -f --show /tmp/bench-b)
+# Fill the device once so no run pays for first-touch allocation in tmpfs.
+dd if=/dev/zero of="$dev" bs=1M count=256 oflag=direct status=none
+
+# fio_run NAME RW BS -> prints write IOPS
+fio_run() {
+	fio --name="$1" --filename="$dev" --rw="$2" --bs="$3" --direct=1 \
+		--ioengine=libaio --iodepth=16 --size=256M --runtime="$RUNTIME" \
+		--time_based --output-format=json |
+		python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["write"]["iops"])'
+}
+
+setup() {
+	case $1 in
+	a) ! [ -d /sys/module/blksnap ] || rmmod blksnap ;;
+	b) [ -d /sys/module/blksnap ] || insmod "$ROOT/blksnap.ko"
+	   "$BLKSNAP" attach -d "$other" >/dev/null ;;
+	c) [ -d /sys/module/blksnap ] || insmod "$ROOT/blksnap.ko"
+	   "$BLKSNAP" attach -d "$dev" >/dev/null ;;
+	esac
+}
+
+teardown() {
+	case $1 in
+	b) "$BLKSNAP" detach -d "$other" ;;
+	c) "$BLKSNAP" detach -d "$dev" ;;
+	esac
+}
+
+declare -A results
+for workload in "randwrite 4k" "write 1M"; do
+	set -- $workload
+	for round in $(seq "$ROUNDS"); do
+		for cond in a b c; do
+			setup $cond
+			results[$1-$cond]+="$(fio_run "$1" "$1" "$2") "
+			teardown $cond
+		done
+	done
+done
+! [ -d /sys/module/blksnap ] || rmmod blksnap
+losetup -d "$dev" "$other"
+
+for key in "${!results[@]}"; do
+	echo "$key ${results[$key]}"
+done | python3 "$ROOT/bench/ratios.py"

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# `make bench`: builds what is needed and runs a benchmark in the test VM.
+#   bench/run.sh [filter]   (the only benchmark so far)
+# Figures are ratios against a baseline measured in the same boot, so they
+# compare like with like on a shared, emulated machine; absolute IOPS under
+# TCG emulation say little about real hardware.
+set -euo pipefail
+source "$(dirname "$0")/../scripts/lib.sh"
+cd "$BLKSNAP_ROOT"
+name=${1:-filter}
+[ -f "bench/$name-vm.sh" ] || die "no benchmark named $name"
+cargo build -q
+out=build/bench-$name.txt
+scripts/vm.sh run "build/bench-$name.console" \
+	"BLKSNAP_ROOT=$BLKSNAP_ROOT bash bench/$name-vm.sh >$BLKSNAP_ROOT/$out 2>&1" || true
+cat "$out"
