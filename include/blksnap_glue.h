@@ -37,6 +37,9 @@ void blksnap_rcu_read_unlock(void);
 bool blksnap_module_get(void);
 void blksnap_module_put(void);
 enum req_op blksnap_bio_op(struct bio *bio);
+sector_t blksnap_bio_sector(struct bio *bio);
+unsigned int blksnap_bio_sectors(struct bio *bio);
+sector_t blksnap_bdev_nr_sectors(struct block_device *bdev);
 
 #ifndef __BINDGEN__
 /*

@@ -53,8 +53,8 @@ pub(crate) trait Filter: Send + Sync {
     /// Sees a bio submitted to the device. Must not sleep.
     fn submit_bio(&self, bio: &Bio) -> BioAction;
 
-    /// Handles the BLKFILTER_CTL sub-command `cmd`.
-    fn ctl(&self, cmd: u32, opt: UserPtr, optlen: u32) -> Result<isize>;
+    /// Handles the BLKFILTER_CTL sub-command `cmd` issued on `bdev`.
+    fn ctl(&self, bdev: &BlockDevice, cmd: u32, opt: UserPtr, optlen: u32) -> Result<isize>;
 }
 
 /// A kind of filter, found by name.
@@ -229,7 +229,9 @@ fn ctl(bdev: &BlockDevice, arg: uapi::BlkfilterCtl) -> Result<isize> {
     if present.kind.name != name {
         return Err(EINVAL);
     }
-    present.filter.ctl(arg.cmd, arg.opt as UserPtr, arg.optlen)
+    present
+        .filter
+        .ctl(bdev, arg.cmd, arg.opt as UserPtr, arg.optlen)
 }
 
 /// Marks the filters of a disk that is going away (or of one partition,

@@ -11,6 +11,7 @@ use kernel::c_str;
 use kernel::prelude::*;
 
 mod blkfilter;
+mod cbt_map;
 mod ctl;
 mod glue;
 mod params;
@@ -18,6 +19,9 @@ mod tracker;
 
 #[path = "../uapi/src/abi.rs"]
 pub mod uapi;
+
+#[path = "../logic/src/cbt.rs"]
+pub mod cbt;
 
 module! {
     type: Blksnap,
@@ -37,7 +41,7 @@ struct Blksnap {
 
 impl kernel::Module for Blksnap {
     fn init(module: &'static ThisModule) -> Result<Self> {
-        let debugfs = glue::debugfs::Root::create(c_str!("blksnap"));
+        let debugfs = glue::debugfs::Root::create(c_str!("blksnap"), module);
         let filters = blkfilter::Layer::start()?;
         let control = glue::miscdev::Registration::register(ctl::NAME, 0o600, module)?;
         pr_info!(

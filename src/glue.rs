@@ -15,5 +15,6 @@ pub(crate) mod entry;
 pub(crate) mod errno;
 pub(crate) mod hooks;
 pub(crate) mod miscdev;
+pub(crate) mod random;
 pub(crate) mod rcu;
 pub(crate) mod uaccess;

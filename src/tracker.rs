@@ -2,23 +2,39 @@
 
 //! The "blksnap" filter: one tracker per filtered block device.
 //!
-//! For now the tracker passes every bio through unchanged and counts what
-//! it sees in debugfs, `/sys/kernel/debug/blksnap/<major>:<minor>/` with
-//! the files `reads`, `writes` (writes, discards, write-zeroes) and
-//! `others` (flushes and the rest). The directory exists while the filter
-//! is attached. Change-block tracking and copy-on-write build on it.
+//! The tracker owns the device's change-block tracking map ([`CbtMap`]) and
+//! marks it for every bio that changes data, in the submitter's context and
+//! before the bio can complete. It answers the CBTINFO, CBTMAP and CBTDIRTY
+//! sub-commands of BLKFILTER_CTL. The map is reset with a new generation
+//! when the device's capacity changes; the check is made whenever user space
+//! asks for the map, so a resize is never missed.
+//!
+//! It also counts the bios it sees in debugfs,
+//! `/sys/kernel/debug/blksnap/<major>:<minor>/` with the files `reads`,
+//! `writes` (writes, discards, write-zeroes) and `others` (flushes and the
+//! rest), for tests and diagnostics, and `write_map`, the write copy of the
+//! change map, which user space otherwise sees only after a snapshot take;
+//! the directory exists while attached.
+//!
+//! Locking: the map is under a per-device spinlock, held only for marking
+//! or copying a bounded piece of it; user memory is never touched under it.
 
 use kernel::c_str;
 use kernel::fmt;
+use kernel::new_spinlock;
 use kernel::prelude::*;
 use kernel::str::CString;
-use kernel::sync::Arc;
-use kernel::uaccess::UserPtr;
+use kernel::sync::{Arc, SpinLock};
+use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::blkfilter::{BioAction, Filter, FilterType};
+use crate::cbt;
+use crate::cbt_map::CbtMap;
 use crate::glue::block::{Bio, BioOp, BlockDevice};
-use crate::glue::debugfs::Counters;
-use crate::uapi;
+use crate::glue::debugfs::{Counters, Dump};
+use crate::glue::errno;
+use crate::glue::uaccess;
+use crate::uapi::{self, BlkfilterCtlBlksnap as Cmd};
 
 /// The filter type registered under the name "blksnap".
 pub(crate) static FILTER_TYPE: FilterType = FilterType {
@@ -30,31 +46,148 @@ const READS: usize = 0;
 const WRITES: usize = 1;
 const OTHERS: usize = 2;
 
+/// Most ranges one CBTDIRTY may carry (16 MiB of ranges).
+const MAX_DIRTY_RANGES: u32 = 1 << 20;
+/// Bytes of the map copied per lock hold in CBTMAP.
+const MAP_COPY_STEP: usize = 4096;
+
 /// The per-device state of the blksnap filter.
 struct Tracker {
+    cbt: Arc<SpinLock<CbtMap>>,
     counters: Counters<3>,
+}
+
+impl Dump for SpinLock<CbtMap> {
+    fn dump(&self, offset: usize, out: &mut [u8]) -> usize {
+        self.lock().dump_write_map(offset, out)
+    }
 }
 
 fn attach(bdev: &BlockDevice, _opt: UserPtr, _optlen: u32) -> Result<Arc<dyn Filter>> {
     let (major, minor) = bdev.dev();
     let dir = CString::try_from_fmt(fmt!("{major}:{minor}"))?;
-    let counters = Counters::new(&dir, [c_str!("reads"), c_str!("writes"), c_str!("others")])?;
-    Ok(Arc::new(Tracker { counters }, GFP_KERNEL)?)
+    let mut counters = Counters::new(&dir, [c_str!("reads"), c_str!("writes"), c_str!("others")])?;
+    let map = CbtMap::new(bdev.nr_sectors())?;
+    let cbt = Arc::pin_init(new_spinlock!(map, "blksnap:cbt"), GFP_KERNEL)?;
+    counters.add_dump(c_str!("write_map"), cbt.clone())?;
+    Ok(Arc::new(Tracker { cbt, counters }, GFP_KERNEL)?)
 }
 
 impl Filter for Tracker {
     fn submit_bio(&self, bio: &Bio) -> BioAction {
-        let counter = match bio.op() {
+        let op = bio.op();
+        let counter = match op {
             BioOp::Read => READS,
             BioOp::Write => WRITES,
             BioOp::Other => OTHERS,
         };
         self.counters.add(counter, 1);
+        if op == BioOp::Write {
+            let (sector, count) = bio.sectors();
+            self.cbt.lock().mark_write(sector, count);
+        }
         BioAction::Pass
     }
 
-    fn ctl(&self, _cmd: u32, _opt: UserPtr, _optlen: u32) -> Result<isize> {
-        // The change tracker's sub-commands come with change-block tracking.
-        Err(ENOTTY)
+    fn ctl(&self, bdev: &BlockDevice, cmd: u32, opt: UserPtr, optlen: u32) -> Result<isize> {
+        let cmd = Cmd::from_u32(cmd).ok_or(ENOTTY)?;
+        self.refresh(bdev)?;
+        match cmd {
+            Cmd::Cbtinfo => self.cbtinfo(opt, optlen),
+            Cmd::Cbtmap => self.cbtmap(opt, optlen),
+            Cmd::Cbtdirty => self.cbtdirty(opt, optlen),
+            // Snapshots come with the snapshot code.
+            Cmd::Snapshotadd | Cmd::Snapshotinfo => Err(ENOTTY),
+        }
+    }
+}
+
+/// Fails with `EINVAL` when user space passed less than a whole `T`.
+fn check_optlen<T>(optlen: u32) -> Result {
+    if (optlen as usize) < core::mem::size_of::<T>() {
+        return Err(EINVAL);
+    }
+    Ok(())
+}
+
+impl Tracker {
+    /// Resets the map with a new generation if the capacity changed.
+    fn refresh(&self, bdev: &BlockDevice) -> Result {
+        let capacity = bdev.nr_sectors();
+        if self.cbt.lock().capacity() == capacity {
+            return Ok(());
+        }
+        let fresh = CbtMap::new(capacity)?;
+        let mut map = self.cbt.lock();
+        if map.capacity() != capacity {
+            let _old = core::mem::replace(&mut *map, fresh);
+            // The old maps are freed after the lock is released, below.
+            drop(map);
+        }
+        Ok(())
+    }
+
+    fn cbtinfo(&self, opt: UserPtr, optlen: u32) -> Result<isize> {
+        check_optlen::<uapi::BlksnapCbtinfo>(optlen)?;
+        let info = self.cbt.lock().info();
+        let info = uapi::BlksnapCbtinfo {
+            device_capacity: info.capacity << cbt::SECTOR_SHIFT,
+            block_size: 1 << info.shift,
+            block_count: info.block_count,
+            generation_id: uapi::BlksnapUuid { b: info.generation },
+            changes_number: info.changes_number,
+        };
+        let bytes = info.to_bytes();
+        UserSlice::new(opt, bytes.len())
+            .writer()
+            .write_slice(&bytes)?;
+        Ok(0)
+    }
+
+    fn cbtmap(&self, opt: UserPtr, optlen: u32) -> Result<isize> {
+        check_optlen::<uapi::BlksnapCbtmap>(optlen)?;
+        let arg: uapi::BlksnapCbtmap = uaccess::read(opt)?;
+        let block_count = self.cbt.lock().info().block_count;
+        let range = cbt::map_slice_range(arg.offset, arg.length, block_count)
+            .ok_or_else(errno::enodata)?;
+        let mut buf = KVec::from_elem(0u8, MAP_COPY_STEP.min(range.len()), GFP_KERNEL)?;
+        let mut writer = UserSlice::new(arg.buffer as UserPtr, range.len()).writer();
+        let mut offset = range.start;
+        while offset < range.end {
+            let n = MAP_COPY_STEP.min(range.end - offset);
+            let piece = &mut buf[..n];
+            // The map may have been reset since the range was checked.
+            if !self.cbt.lock().read(offset, piece) {
+                return Err(errno::enodata());
+            }
+            writer.write_slice(piece)?;
+            offset += n;
+        }
+        Ok(0)
+    }
+
+    fn cbtdirty(&self, opt: UserPtr, optlen: u32) -> Result<isize> {
+        check_optlen::<uapi::BlksnapCbtdirty>(optlen)?;
+        let arg: uapi::BlksnapCbtdirty = uaccess::read(opt)?;
+        if arg.count > MAX_DIRTY_RANGES {
+            return Err(EINVAL);
+        }
+        let count = arg.count as usize;
+        let len = count * core::mem::size_of::<uapi::BlksnapSectors>();
+        let mut reader = UserSlice::new(arg.dirty_sectors as UserPtr, len).reader();
+        let mut ranges = KVVec::with_capacity(count, GFP_KERNEL)?;
+        for _ in 0..count {
+            let range: uapi::BlksnapSectors = reader.read()?;
+            ranges.push(range, GFP_KERNEL)?;
+        }
+        // Every range is checked before any is marked: all or nothing.
+        let mut map = self.cbt.lock();
+        if !ranges.iter().all(|r| map.contains(r.offset, r.count)) {
+            return Err(errno::erange());
+        }
+        for r in ranges.iter() {
+            map.mark_dirty(r.offset, r.count);
+        }
+        Ok(0)
     }
 }

@@ -82,6 +82,12 @@ impl BlockDevice {
         (dev >> 20, dev & 0xfffff)
     }
 
+    /// Returns the capacity in 512-byte sectors.
+    pub(crate) fn nr_sectors(&self) -> u64 {
+        // SAFETY: valid by the type invariant.
+        unsafe { bindings::blksnap_bdev_nr_sectors(self.as_ptr()) }
+    }
+
     /// Locks the disk's `open_mutex` and checks that the disk is still live.
     pub(crate) fn lock_live(&self) -> Result<DiskLock<'_>> {
         // SAFETY: valid by the type invariant; the disk outlives its devices.
@@ -221,6 +227,18 @@ impl Bio {
     pub(crate) fn bdev_id(&self) -> BdevId {
         // SAFETY: valid by the type invariant.
         BdevId::from_ptr(unsafe { (*self.as_ptr()).bi_bdev })
+    }
+
+    /// Returns the sectors the bio covers, relative to its block device, as
+    /// (first, count). Discards and write-zeroes cover their whole range.
+    pub(crate) fn sectors(&self) -> (u64, u64) {
+        // SAFETY: valid by the type invariant.
+        unsafe {
+            (
+                bindings::blksnap_bio_sector(self.as_ptr()),
+                bindings::blksnap_bio_sectors(self.as_ptr()).into(),
+            )
+        }
     }
 
     /// Returns what the bio does.

@@ -3,15 +3,20 @@
 //! debugfs directories of counters, for tests and diagnostics.
 //!
 //! `/sys/kernel/debug/blksnap/` is created at module load ([`Root`]); a
-//! [`Counters`] is a subdirectory with one read-only file per counter. The
-//! counters live in the same allocation as the directory handle and the
+//! [`Counters`] is a subdirectory with one read-only file per counter, and
+//! optionally a file that shows the bytes of a [`Dump`] source. The
+//! counters and the source live as long as the directory handle and the
 //! directory is removed before they are freed. Failures are ignored, as
 //! debugfs intends: diagnostics never stop the module from working.
 
+use core::pin::Pin;
 use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
+use kernel::ffi::{c_char, c_void};
 use kernel::prelude::*;
 use kernel::str::CStr;
+use kernel::sync::Arc;
+use kernel::uaccess::UserSlice;
 
 use super::bindings;
 
@@ -19,10 +24,12 @@ use super::bindings;
 pub(crate) struct Root(());
 
 static ROOT: AtomicPtr<bindings::dentry> = AtomicPtr::new(core::ptr::null_mut());
+static MODULE: AtomicPtr<bindings::module> = AtomicPtr::new(core::ptr::null_mut());
 
 impl Root {
-    /// Creates `/sys/kernel/debug/<name>/`.
-    pub(crate) fn create(name: &CStr) -> Self {
+    /// Creates `/sys/kernel/debug/<name>/`; its files belong to `module`.
+    pub(crate) fn create(name: &CStr, module: &'static ThisModule) -> Self {
+        MODULE.store(module.as_ptr().cast(), Ordering::Release);
         // SAFETY: `name` is NUL-terminated; a null parent is debugfs' root.
         let dir =
             unsafe { bindings::debugfs_create_dir(name.as_char_ptr(), core::ptr::null_mut()) };
@@ -41,9 +48,23 @@ impl Drop for Root {
     }
 }
 
-/// A debugfs directory holding `N` counters.
+/// Bytes shown by a read-only debugfs file.
+pub(crate) trait Dump: Send + Sync {
+    /// Copies the bytes from `offset` into `out`; returns how many were
+    /// copied, 0 past the end. Called in process context.
+    fn dump(&self, offset: usize, out: &mut [u8]) -> usize;
+}
+
+/// A dump file's source and file operations, at a fixed address.
+struct DumpFile {
+    source: Arc<dyn Dump>,
+    fops: bindings::file_operations,
+}
+
+/// A debugfs directory holding `N` counters and, optionally, a dump file.
 pub(crate) struct Counters<const N: usize> {
     values: Pin<KBox<[AtomicU64; N]>>,
+    dump: Option<Pin<KBox<DumpFile>>>,
     dir: *mut bindings::dentry,
 }
 
@@ -70,8 +91,42 @@ impl<const N: usize> Counters<N> {
         }
         Ok(Self {
             values,
+            dump: None,
             dir: dentry,
         })
+    }
+
+    /// Adds the file `name` showing the bytes of `source`.
+    pub(crate) fn add_dump(&mut self, name: &CStr, source: Arc<dyn Dump>) -> Result {
+        let file = KBox::pin(
+            DumpFile {
+                source,
+                fops: bindings::file_operations {
+                    owner: MODULE.load(Ordering::Acquire),
+                    open: Some(bindings::simple_open),
+                    read: Some(dump_read),
+                    llseek: Some(bindings::default_llseek),
+                    ..Default::default()
+                },
+            },
+            GFP_KERNEL,
+        )?;
+        let data: *const Arc<dyn Dump> = &file.source;
+        // SAFETY: `name` is NUL-terminated; `data` and the file operations
+        // are pinned in `file`, which lives until `drop` has removed the
+        // directory and with it this file (removal waits for running
+        // reads).
+        unsafe {
+            bindings::debugfs_create_file(
+                name.as_char_ptr(),
+                0o400,
+                self.dir,
+                data.cast_mut().cast::<c_void>(),
+                &file.fops,
+            )
+        };
+        self.dump = Some(file);
+        Ok(())
     }
 
     /// Adds `n` to counter `index`.
@@ -84,8 +139,48 @@ impl<const N: usize> Counters<N> {
 
 impl<const N: usize> Drop for Counters<N> {
     fn drop(&mut self) {
-        // SAFETY: `dir` came from debugfs_create_dir; removing it waits for
-        // open files to be released, so no reader touches `values` after.
+        // SAFETY: `dir` came from debugfs_create_dir; removing it and its
+        // files waits for running reads, so no reader touches `values` or
+        // the dump source after.
         unsafe { bindings::debugfs_remove(self.dir) };
     }
+}
+
+/// The `read` operation of a dump file.
+extern "C" fn dump_read(
+    file: *mut bindings::file,
+    buf: *mut c_char,
+    count: usize,
+    ppos: *mut bindings::loff_t,
+) -> isize {
+    // SAFETY: simple_open set `private_data` to the `data` that `add_dump`
+    // gave debugfs_create_file, an `Arc<dyn Dump>` pinned until the file is
+    // removed, which waits for this read to return.
+    let source = unsafe { &*((*file).private_data as *const Arc<dyn Dump>) };
+    // SAFETY: the VFS passes a valid position for the read.
+    let pos = unsafe { *ppos };
+    let Ok(mut offset) = usize::try_from(pos) else {
+        return EINVAL.to_errno() as isize;
+    };
+    let mut writer = UserSlice::new(buf as usize, count).writer();
+    let mut chunk = [0u8; 256];
+    let mut done = 0usize;
+    while done < count {
+        let want = chunk.len().min(count - done);
+        let n = source.dump(offset, &mut chunk[..want]);
+        if n == 0 {
+            break;
+        }
+        if let Err(e) = writer.write_slice(&chunk[..n]) {
+            if done == 0 {
+                return e.to_errno() as isize;
+            }
+            break;
+        }
+        done += n;
+        offset += n;
+    }
+    // SAFETY: as above; `done` fits, being at most `count`.
+    unsafe { *ppos = pos + done as bindings::loff_t };
+    done as isize
 }

@@ -12,7 +12,11 @@ pub(crate) fn ealready() -> Error {
 }
 
 /// `ENODATA`: no data in the requested range.
-#[allow(dead_code)]
 pub(crate) fn enodata() -> Error {
     Error::from_errno(-(bindings::ENODATA as i32))
+}
+
+/// `ERANGE`: a range reaches past the end of the device.
+pub(crate) fn erange() -> Error {
+    Error::from_errno(-(bindings::ERANGE as i32))
 }

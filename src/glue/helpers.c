@@ -47,3 +47,27 @@ enum req_op blksnap_bio_op(struct bio *bio)
 {
 	return bio_op(bio);
 }
+
+/*
+ * The first sector of the bio relative to its own block device: a bio that
+ * was already remapped to the whole disk (a resubmitted split, say) carries
+ * a disk-relative sector.
+ */
+sector_t blksnap_bio_sector(struct bio *bio)
+{
+	sector_t sector = bio->bi_iter.bi_sector;
+
+	if (bio_flagged(bio, BIO_REMAPPED))
+		sector -= bio->bi_bdev->bd_start_sect;
+	return sector;
+}
+
+unsigned int blksnap_bio_sectors(struct bio *bio)
+{
+	return bio_sectors(bio);
+}
+
+sector_t blksnap_bdev_nr_sectors(struct block_device *bdev)
+{
+	return bdev_nr_sectors(bdev);
+}

@@ -17,6 +17,12 @@ unsafe impl FromBytes for uapi::BlkfilterAttach {}
 unsafe impl FromBytes for uapi::BlkfilterDetach {}
 // SAFETY: plain integers and byte arrays; every bit pattern is valid.
 unsafe impl FromBytes for uapi::BlkfilterCtl {}
+// SAFETY: plain integers; every bit pattern is valid.
+unsafe impl FromBytes for uapi::BlksnapCbtmap {}
+// SAFETY: plain integers; every bit pattern is valid.
+unsafe impl FromBytes for uapi::BlksnapCbtdirty {}
+// SAFETY: plain integers; every bit pattern is valid.
+unsafe impl FromBytes for uapi::BlksnapSectors {}
 // SAFETY: four `u16` with no padding, so every byte is initialised.
 unsafe impl AsBytes for uapi::BlksnapVersion {}
 

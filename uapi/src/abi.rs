@@ -166,6 +166,41 @@ pub struct BlksnapCbtinfo {
     pub changes_number: u8,
 }
 
+impl BlksnapCbtinfo {
+    /// Returns the structure as the bytes user space reads, padding zeroed.
+    pub fn to_bytes(&self) -> [u8; size_of::<BlksnapCbtinfo>()] {
+        let mut out = [0u8; size_of::<BlksnapCbtinfo>()];
+        let fields: [(usize, &[u8]); 5] = [
+            (
+                offset_of!(BlksnapCbtinfo, device_capacity),
+                &self.device_capacity.to_le_bytes(),
+            ),
+            (
+                offset_of!(BlksnapCbtinfo, block_size),
+                &self.block_size.to_le_bytes(),
+            ),
+            (
+                offset_of!(BlksnapCbtinfo, block_count),
+                &self.block_count.to_le_bytes(),
+            ),
+            (
+                offset_of!(BlksnapCbtinfo, generation_id),
+                &self.generation_id.b,
+            ),
+            (
+                offset_of!(BlksnapCbtinfo, changes_number),
+                &[self.changes_number],
+            ),
+        ];
+        for (offset, bytes) in fields {
+            if let Some(dst) = out.get_mut(offset..offset + bytes.len()) {
+                dst.copy_from_slice(bytes);
+            }
+        }
+        out
+    }
+}
+
 /// Argument of the CBTMAP sub-command.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

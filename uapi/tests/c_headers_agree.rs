@@ -200,3 +200,21 @@ fn c_headers_agree() {
     let c_report = String::from_utf8(out.stdout).unwrap();
     assert_eq!(c_report, rust_report());
 }
+
+#[test]
+fn cbtinfo_bytes_match_the_layout() {
+    let info = BlksnapCbtinfo {
+        device_capacity: 0x0102_0304_0506_0708,
+        block_size: 0x1112_1314,
+        block_count: 0x2122_2324,
+        generation_id: BlksnapUuid { b: [0xab; 16] },
+        changes_number: 7,
+    };
+    let bytes = info.to_bytes();
+    assert_eq!(&bytes[0..8], &0x0102_0304_0506_0708u64.to_le_bytes());
+    assert_eq!(&bytes[8..12], &0x1112_1314u32.to_le_bytes());
+    assert_eq!(&bytes[12..16], &0x2122_2324u32.to_le_bytes());
+    assert_eq!(&bytes[16..32], &[0xab; 16]);
+    assert_eq!(bytes[32], 7);
+    assert_eq!(&bytes[33..], &[0; 7]);
+}
