@@ -1,6 +1,10 @@
 //! A safe Rust interface to the blksnap kernel module.
 //!
-//! [`Control`] is the control device, `/dev/blksnap-control`. Errors carry
+//! [`Control`] is the control device, `/dev/blksnap-control`;
+//! [`BlockDevice`] is a block device node, for the filter ioctls and the
+//! change-block-tracking sub-commands. [`Uuid`] and [`Sectors`] are the
+//! identifiers and sector ranges in their text forms, and [`file_sectors`]
+//! finds where a file lies on its block device (with FIEMAP). Errors carry
 //! the errno the module returned and what was being done when it failed.
 //!
 //! ```no_run
@@ -13,10 +17,22 @@
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io;
+use std::mem::size_of;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 pub use blksnap_uapi as uapi;
+
+mod fiemap;
+mod sectors;
+mod uuid;
+
+pub use fiemap::{
+    block_device_of, extents_to_sectors, file_extents, file_sectors, Extent, ExtentError,
+    FileSectors,
+};
+pub use sectors::{format_ranges, ParseSectorsError, Sectors, SECTOR_SIZE};
+pub use uuid::{ParseUuidError, Uuid};
 
 /// Path of the control device.
 pub const CONTROL_PATH: &str = "/dev/blksnap-control";
@@ -26,14 +42,23 @@ pub const CONTROL_PATH: &str = "/dev/blksnap-control";
 pub struct Error {
     context: String,
     source: io::Error,
+    hint: Option<&'static str>,
 }
 
 impl Error {
-    fn new(context: impl Into<String>, source: io::Error) -> Self {
+    /// Returns the error `source` that happened while doing `context`.
+    pub fn new(context: impl Into<String>, source: io::Error) -> Self {
         Self {
             context: context.into(),
             source,
+            hint: None,
         }
+    }
+
+    /// Adds a likely explanation, shown after the OS error.
+    fn with_hint(mut self, hint: Option<&'static str>) -> Self {
+        self.hint = hint;
+        self
     }
 
     /// The errno of the failure, if it came from the OS.
@@ -44,7 +69,11 @@ impl Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.context, self.source)
+        write!(f, "{}: {}", self.context, self.source)?;
+        if let Some(hint) = self.hint {
+            write!(f, "; {hint}")?;
+        }
+        Ok(())
     }
 }
 
@@ -62,8 +91,9 @@ pub type Result<T> = std::result::Result<T, Error>;
 /// # Safety
 ///
 /// `request` must be an ioctl whose argument is a pointer to a `T` that the
-/// kernel reads and writes within `size_of::<T>()` bytes.
-unsafe fn ioctl<T>(file: &File, request: u32, arg: &mut T) -> io::Result<()> {
+/// kernel reads and writes within `size_of::<T>()` bytes, and any user
+/// pointers inside `*arg` must be valid for what the kernel does with them.
+pub(crate) unsafe fn ioctl<T>(file: &File, request: u32, arg: &mut T) -> io::Result<()> {
     // SAFETY: the fd is open for the life of `file`; the caller guarantees
     // that the kernel accesses only the `T` that `arg` points to.
     let rc = unsafe { libc::ioctl(file.as_raw_fd(), request as _, arg as *mut T) };
@@ -169,6 +199,162 @@ impl BlockDevice {
         unsafe { ioctl(&self.file, uapi::BLKFILTER_DETACH, &mut arg) }
             .map_err(self.context("detaching the blksnap filter"))
     }
+
+    /// Sends blksnap sub-command `cmd` with its structure `opt` (BLKFILTER_CTL).
+    ///
+    /// Failures are described as `what` and, for the errnos that have one
+    /// likely cause, explained.
+    ///
+    /// # Safety
+    ///
+    /// `T` must be the structure of sub-command `cmd`, and every user pointer
+    /// in `*opt` must be valid for the access that sub-command makes of it.
+    unsafe fn ctl<T>(&self, cmd: uapi::BlkfilterCtlBlksnap, opt: &mut T, what: &str) -> Result<()> {
+        let mut arg = uapi::BlkfilterCtl {
+            name: filter_name(uapi::BLKSNAP_FILTER_NAME),
+            cmd: cmd as u32,
+            optlen: size_of::<T>() as u32,
+            opt: opt as *mut T as u64,
+        };
+        // SAFETY: BLKFILTER_CTL reads one `blkfilter_ctl`, and through `opt`
+        // at most `optlen` = size_of::<T>() bytes of `*opt`, which the caller
+        // vouches is the sub-command's structure with valid pointers.
+        unsafe { ioctl(&self.file, uapi::BLKFILTER_CTL, &mut arg) }.map_err(|e| {
+            let hint = ctl_hint(e.raw_os_error());
+            self.context(what)(e).with_hint(hint)
+        })
+    }
+
+    /// Reads the change-tracking state of the device (CBTINFO).
+    pub fn cbt_info(&self) -> Result<CbtInfo> {
+        let mut info = uapi::BlksnapCbtinfo::default();
+        // SAFETY: CBTINFO writes one `blksnap_cbtinfo`, which has no pointers.
+        unsafe {
+            self.ctl(
+                uapi::BlkfilterCtlBlksnap::Cbtinfo,
+                &mut info,
+                "reading the change-tracking info (CBTINFO)",
+            )
+        }?;
+        Ok(info.into())
+    }
+
+    /// Copies `buf.len()` bytes of the CBT map, from byte (block) `offset`
+    /// on, into `buf` (CBTMAP).
+    ///
+    /// The map is the read copy: one byte per block, the snapshot number of
+    /// its last change. A range outside the map fails with ENODATA.
+    pub fn cbt_map(&self, offset: u32, buf: &mut [u8]) -> Result<()> {
+        let what = format!(
+            "reading {} bytes of the CBT map at {offset} (CBTMAP)",
+            buf.len()
+        );
+        let length = u32::try_from(buf.len()).map_err(|_| {
+            self.context(&what)(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the buffer is larger than 4 GiB",
+            ))
+        })?;
+        let mut arg = uapi::BlksnapCbtmap {
+            offset,
+            length,
+            buffer: buf.as_mut_ptr() as u64,
+        };
+        // SAFETY: CBTMAP reads one `blksnap_cbtmap` and writes at most
+        // `length` bytes to `buffer`, which is `buf`, valid and exclusively
+        // borrowed for `buf.len()` = `length` bytes.
+        unsafe { self.ctl(uapi::BlkfilterCtlBlksnap::Cbtmap, &mut arg, &what) }
+    }
+
+    /// Reads the whole CBT map, `block_count` bytes, in slices of
+    /// [`CBT_MAP_SLICE`] bytes.
+    pub fn read_cbt_map(&self) -> Result<Vec<u8>> {
+        let info = self.cbt_info()?;
+        let mut map = vec![0u8; info.block_count as usize];
+        let mut offset = 0u32;
+        for slice in map.chunks_mut(CBT_MAP_SLICE) {
+            self.cbt_map(offset, slice)?;
+            // Cannot wrap: the offsets stay below block_count, a u32.
+            offset += slice.len() as u32;
+        }
+        Ok(map)
+    }
+
+    /// Marks the sector ranges `ranges` as changed in both copies of the CBT
+    /// map (CBTDIRTY). An empty slice does nothing.
+    pub fn mark_dirty(&self, ranges: &[Sectors]) -> Result<()> {
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        let what = format!("marking {} sector ranges dirty (CBTDIRTY)", ranges.len());
+        let count = u32::try_from(ranges.len()).map_err(|_| {
+            self.context(&what)(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "more than 2^32 - 1 ranges",
+            ))
+        })?;
+        let array: Vec<uapi::BlksnapSectors> = ranges.iter().map(|&r| r.into()).collect();
+        let mut arg = uapi::BlksnapCbtdirty {
+            count,
+            dirty_sectors: array.as_ptr() as u64,
+        };
+        // SAFETY: CBTDIRTY reads one `blksnap_cbtdirty` and `count`
+        // `blksnap_sectors` from `dirty_sectors`, which is `array`: exactly
+        // `count` elements, alive until this call returns.
+        unsafe { self.ctl(uapi::BlkfilterCtlBlksnap::Cbtdirty, &mut arg, &what) }
+    }
+}
+
+/// Bytes of the CBT map that [`BlockDevice::read_cbt_map`] asks for at once.
+pub const CBT_MAP_SLICE: usize = 1 << 20;
+
+/// Explains the errnos of BLKFILTER_CTL that have one likely cause.
+fn ctl_hint(errno: Option<i32>) -> Option<&'static str> {
+    match errno? {
+        libc::ENOENT => Some("the blksnap filter is not attached to this device"),
+        libc::ESRCH => Some("the device has no change tracking yet"),
+        _ => None,
+    }
+}
+
+/// The change-tracking state of a device, from CBTINFO.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CbtInfo {
+    /// Capacity of the device in bytes.
+    pub device_capacity: u64,
+    /// Size of one tracking block in bytes.
+    pub block_size: u32,
+    /// Number of tracking blocks, which is the size of the map in bytes.
+    pub block_count: u32,
+    /// Generation of the tracker; a new one means the map was reset.
+    pub generation_id: Uuid,
+    /// Snapshot number of the read copy of the map.
+    pub changes_number: u8,
+}
+
+impl From<uapi::BlksnapCbtinfo> for CbtInfo {
+    fn from(i: uapi::BlksnapCbtinfo) -> Self {
+        Self {
+            device_capacity: i.device_capacity,
+            block_size: i.block_size,
+            block_count: i.block_count,
+            generation_id: i.generation_id.into(),
+            changes_number: i.changes_number,
+        }
+    }
+}
+
+/// Formats CBT info the way `blksnap cbtinfo` prints it: five `key=value`
+/// lines, each ending in a newline.
+pub fn format_cbt_info(info: &CbtInfo) -> String {
+    format!(
+        "block_size={}\ndevice_capacity={}\nblock_count={}\ngeneration_id={}\nchanges_number={}\n",
+        info.block_size,
+        info.device_capacity,
+        info.block_count,
+        info.generation_id,
+        info.changes_number
+    )
 }
 
 /// Formats a version the way `blksnap version` prints it, `M.m.r.b`.
@@ -189,6 +375,81 @@ mod tests {
             build: 1,
         };
         assert_eq!(format_version(&v), "2.0.7.1");
+    }
+
+    #[test]
+    fn cbt_info_is_five_lines() {
+        let raw = uapi::BlksnapCbtinfo {
+            device_capacity: 10_737_418_240,
+            block_size: 65536,
+            block_count: 163_840,
+            generation_id: uapi::BlksnapUuid {
+                b: [
+                    0x9f, 0x1c, 0x2a, 0x3b, 0x4c, 0x5d, 0x6e, 0x7f, 0x80, 0x91, 0xa2, 0xb3, 0xc4,
+                    0xd5, 0xe6, 0xf7,
+                ],
+            },
+            changes_number: 3,
+        };
+        assert_eq!(
+            format_cbt_info(&raw.into()),
+            "block_size=65536\n\
+             device_capacity=10737418240\n\
+             block_count=163840\n\
+             generation_id=9f1c2a3b-4c5d-6e7f-8091-a2b3c4d5e6f7\n\
+             changes_number=3\n"
+        );
+        let max = CbtInfo {
+            device_capacity: u64::MAX,
+            block_size: u32::MAX,
+            block_count: u32::MAX,
+            generation_id: Uuid::from_bytes([0xff; 16]),
+            changes_number: u8::MAX,
+        };
+        assert_eq!(
+            format_cbt_info(&max),
+            "block_size=4294967295\n\
+             device_capacity=18446744073709551615\n\
+             block_count=4294967295\n\
+             generation_id=ffffffff-ffff-ffff-ffff-ffffffffffff\n\
+             changes_number=255\n"
+        );
+    }
+
+    #[test]
+    fn ctl_errors_explain_enoent() {
+        let err = Error::new(
+            "reading the change-tracking info (CBTINFO) on /dev/loop0",
+            io::Error::from_raw_os_error(libc::ENOENT),
+        )
+        .with_hint(ctl_hint(Some(libc::ENOENT)));
+        assert_eq!(err.errno(), Some(libc::ENOENT));
+        let text = err.to_string();
+        assert!(
+            text.starts_with("reading the change-tracking info (CBTINFO) on /dev/loop0: "),
+            "{text}"
+        );
+        assert!(
+            text.ends_with("; the blksnap filter is not attached to this device"),
+            "{text}"
+        );
+        assert_eq!(ctl_hint(Some(libc::EINVAL)), None);
+        assert_eq!(ctl_hint(None), None);
+    }
+
+    #[test]
+    fn ctl_on_a_non_block_device_fails_with_context() {
+        // /dev/null takes no BLKFILTER_CTL; the error names the operation.
+        let dev = BlockDevice::open("/dev/null").unwrap();
+        let err = dev.cbt_info().unwrap_err();
+        assert!(err.errno().is_some());
+        assert!(err.to_string().contains("CBTINFO"), "{err}");
+        assert!(err.to_string().contains("/dev/null"), "{err}");
+        let err = dev.mark_dirty(&[Sectors::new(0, 8)]).unwrap_err();
+        assert!(err.to_string().contains("CBTDIRTY"), "{err}");
+        assert!(dev.mark_dirty(&[]).is_ok());
+        let err = dev.cbt_map(0, &mut [0u8; 16]).unwrap_err();
+        assert!(err.to_string().contains("CBTMAP"), "{err}");
     }
 
     #[test]

@@ -17,6 +17,12 @@ fn help_goes_to_stdout_with_status_0() {
         &["-h"],
         &["version", "--help"],
         &["version", "-h"],
+        &["cbtinfo", "--help"],
+        &["cbtinfo", "-h"],
+        &["readcbtmap", "--help"],
+        &["readcbtmap", "-h"],
+        &["markdirtyblock", "--help"],
+        &["markdirtyblock", "-h"],
     ] {
         let out = blksnap(args);
         assert_eq!(out.status.code(), Some(0), "{args:?}");
@@ -30,7 +36,19 @@ fn help_goes_to_stdout_with_status_0() {
 
 #[test]
 fn usage_errors_are_one_line_with_status_1() {
-    for args in [&["frobnicate"][..], &["version", "--bogus"], &[]] {
+    for args in [
+        &["frobnicate"][..],
+        &["version", "--bogus"],
+        &[],
+        &["cbtinfo"],
+        &["readcbtmap", "-d", "/dev/null"],
+        &["markdirtyblock"],
+        &["markdirtyblock", "-r", "0:8"],
+        &["markdirtyblock", "-d", "/dev/null", "-r", "0:0"],
+        &["markdirtyblock", "-d", "/dev/null", "-r", "8"],
+        &["markdirtyblock", "-d", "/dev/null", "--ranges=x:1"],
+        &["markdirtyblock", "-d", "/dev/null", "-r", "0:8", "-f", "/x"],
+    ] {
         let out = blksnap(args);
         assert_eq!(out.status.code(), Some(1), "{args:?}");
         let err = String::from_utf8_lossy(&out.stderr);
@@ -50,4 +68,43 @@ fn missing_control_device_is_one_line_with_status_1() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains(blksnap::CONTROL_PATH), "{err}");
+}
+
+#[test]
+fn markdirtyblock_help_states_the_output_format() {
+    let out = blksnap(&["markdirtyblock", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("one SECTOR:COUNT per line"), "{help}");
+}
+
+#[test]
+fn failing_commands_are_one_line_with_status_1() {
+    // /dev/null takes no filter ioctls; /proc files are on no block device.
+    for (args, want) in [
+        (&["cbtinfo", "-d", "/dev/null"][..], "CBTINFO"),
+        (
+            &["readcbtmap", "-d", "/dev/null", "-f", "/dev/null"],
+            "CBTINFO",
+        ),
+        (
+            &["markdirtyblock", "-d", "/dev/null", "-r", "0:8"],
+            "CBTDIRTY",
+        ),
+        (
+            &["markdirtyblock", "-f", "/nonexistent/file"],
+            "/nonexistent/file",
+        ),
+        (
+            &["markdirtyblock", "-f", "/proc/version"],
+            "not a block device",
+        ),
+    ] {
+        let out = blksnap(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("blksnap: "), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
 }
