@@ -171,3 +171,54 @@ test_cbt_generation_changes_with_capacity() {
 	expect_eq "read copy after the reset" "" "$(cbt_read_map "$dev" 2048)"
 	expect_eq "generation stable after the reset" "$after" "$(cbt_probe info "$dev")"
 }
+
+test_cbt_cli_commands() {
+	ft_begin
+	ft_loop 64M
+	local dev=$REPLY out uuid
+	ft_attach "$dev"
+	out=$("$BLKSNAP" cbtinfo -d "$dev")
+	uuid=$(cbt_probe info "$dev" | cut -d' ' -f4)
+	expect_eq "blksnap cbtinfo" "block_size=65536
+device_capacity=67108864
+block_count=1024
+generation_id=$uuid
+changes_number=0" "$out"
+	expect_eq "blksnap markdirtyblock -r" "" "$("$BLKSNAP" markdirtyblock -d "$dev" -r 0:1 $((128 * 9)):256)"
+	"$BLKSNAP" readcbtmap -d "$dev" -f "$FT_DIR/map"
+	expect_eq "size of the map file" 1024 "$(stat -c %s "$FT_DIR/map")"
+	expect_eq "blocks in the map file" "0=1 9=1 10=1 " "$(cbt_marked "$FT_DIR/map")"
+	local rc=0
+	"$BLKSNAP" markdirtyblock -d "$dev" -r $((1024 * 128)):1 2>"$FT_DIR/err" || rc=$?
+	expect_eq "exit status for a range past the end" 1 "$rc"
+	expect_eq "lines of the error" 1 "$(wc -l <"$FT_DIR/err")"
+}
+
+test_cbt_markdirtyblock_file_form() {
+	ft_begin
+	ft_loop 64M
+	local dev=$REPLY out mnt=$FT_DIR/mnt
+	mkfs.ext4 -q -b 4096 "$dev"
+	mkdir "$mnt"
+	mount "$dev" "$mnt"
+	FT_MOUNTS+=("$mnt")
+	dd if=/dev/urandom of="$mnt/f" bs=64k count=3 status=none
+	sync
+	ft_attach "$dev"
+	out=$("$BLKSNAP" markdirtyblock -f "$mnt/f")
+	[ -n "$out" ] || fail "markdirtyblock -f printed no ranges"
+	# The printed ranges are the file's extents: compare with filefrag.
+	local want="" start len
+	while read -r start len; do
+		want+="$((start * 8)):$((len * 8)) "
+	done < <(filefrag -e -b4096 "$mnt/f" | awk -F'[ :.]+' '$2 ~ /^[0-9]+$/ && NF > 6 { print $5, $7 }')
+	expect_eq "ranges marked for the file" "$want" "$(echo $out) "
+	# Every block of those ranges is marked in the read copy, nothing else.
+	local blocks="" s c b
+	for r in $out; do
+		s=${r%:*} c=${r#*:}
+		for ((b = s / 128; b <= (s + c - 1) / 128; b++)); do blocks+="$b=1 "; done
+	done
+	blocks=$(tr ' ' '\n' <<<"$blocks" | sort -t= -k1,1n -u | xargs)
+	expect_eq "blocks marked for the file" "$blocks " "$(cbt_read_map "$dev" 1024)"
+}
