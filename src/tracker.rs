@@ -148,8 +148,8 @@ impl Tracker {
         check_optlen::<uapi::BlksnapCbtmap>(optlen)?;
         let arg: uapi::BlksnapCbtmap = uaccess::read(opt)?;
         let block_count = self.cbt.lock().info().block_count;
-        let range = cbt::map_slice_range(arg.offset, arg.length, block_count)
-            .ok_or_else(errno::enodata)?;
+        let range =
+            cbt::map_slice_range(arg.offset, arg.length, block_count).ok_or_else(errno::enodata)?;
         let mut buf = KVec::from_elem(0u8, MAP_COPY_STEP.min(range.len()), GFP_KERNEL)?;
         let mut writer = UserSlice::new(arg.buffer as UserPtr, range.len()).writer();
         let mut offset = range.start;
