@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # `make bench`: builds what is needed and runs a benchmark in the test VM.
 #   bench/run.sh [filter]   (the only benchmark so far)
+# ROUNDS (default 3) and RUNTIME (seconds per fio run, default 5) set the
+# length: each condition runs ROUNDS times, interleaved, and the medians are
+# compared.
 # Figures are ratios against a baseline measured in the same boot, so they
 # compare like with like on a shared, emulated machine; absolute IOPS under
 # TCG emulation say little about real hardware.
@@ -12,5 +15,5 @@ name=${1:-filter}
 cargo build -q
 out=build/bench-$name.txt
 scripts/vm.sh run "build/bench-$name.console" \
-	"BLKSNAP_ROOT=$BLKSNAP_ROOT bash bench/$name-vm.sh >$BLKSNAP_ROOT/$out 2>&1" || true
+	"BLKSNAP_ROOT=$BLKSNAP_ROOT ROUNDS=${ROUNDS:-3} RUNTIME=${RUNTIME:-5} bash bench/$name-vm.sh >$BLKSNAP_ROOT/$out 2>&1" || true
 cat "$out"
