@@ -3,8 +3,9 @@
 #   (a) the module not loaded,
 #   (b) the module loaded and a filter attached to another device,
 #   (c) the pass-through filter attached to the measured device,
-# interleaving the three over several rounds, and prints the medians and
-# the ratios (b)/(a) and (c)/(a).
+# interleaving the three over several rounds in rotating order, and prints
+# the medians, the ratios (b)/(a) and (c)/(a), and the spread of each
+# condition (max/min), which shows how far to trust the ratios.
 set -euo pipefail
 ROOT=${BLKSNAP_ROOT:-$(pwd)}
 ROUNDS=${ROUNDS:-3}
@@ -43,10 +44,13 @@ teardown() {
 }
 
 declare -A results
+orders=("a b c" "b c a" "c a b")
 for workload in "randwrite 4k" "write 1M"; do
 	set -- $workload
+	fio_run warmup "$1" "$2" >/dev/null
 	for round in $(seq "$ROUNDS"); do
-		for cond in a b c; do
+		# Rotate the order, so no condition always runs first or last.
+		for cond in ${orders[round % 3]}; do
 			setup $cond
 			results[$1-$cond]+="$(fio_run "$1" "$1" "$2") "
 			teardown $cond
