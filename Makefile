@@ -6,6 +6,10 @@
 #   make vm         a shell in the test VM with the module loaded
 #   make check      the host checks alone
 #   make bench      benchmarks in the VM, printed as ratios to a baseline
+#   make install    install the module, the CLI, the uAPI headers, the man
+#                   page and the shell completions (cli/install.sh); honours
+#                   DESTDIR and PREFIX (default /usr)
+#   make uninstall  remove what make install installed
 #   make clean
 #
 # KDIR=/path/to/kernel/build builds against another Rust-enabled kernel and
@@ -36,6 +40,14 @@ vm: module
 
 bench: module
 	@bench/run.sh
+
+.PHONY: install uninstall
+
+install: module
+	@DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' cli/install.sh install
+
+uninstall:
+	@DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' cli/install.sh uninstall
 
 clean:
 	@source scripts/lib.sh; [ -d "$${KDIR:-$$(kernel_dir)}" ] && module_make clean >/dev/null || true

@@ -6,6 +6,8 @@
 //! identifiers and sector ranges in their text forms, and [`file_sectors`]
 //! finds where a file lies on its block device (with FIEMAP). Errors carry
 //! the errno the module returned and what was being done when it failed.
+//! [`args`] is the command line of the `blksnap` tool and [`json`] the
+//! objects it prints with `--json`.
 //!
 //! ```no_run
 //! let ctl = blksnap::Control::open()?;
@@ -23,7 +25,9 @@ use std::path::{Path, PathBuf};
 
 pub use blksnap_uapi as uapi;
 
+pub mod args;
 mod fiemap;
+pub mod json;
 mod sectors;
 mod uuid;
 

@@ -108,3 +108,45 @@ fn failing_commands_are_one_line_with_status_1() {
         assert!(out.stdout.is_empty(), "{args:?}");
     }
 }
+
+#[test]
+fn json_errors_stay_one_line_with_status_1() {
+    // The flag goes before or after the command; failures print no JSON.
+    for args in [
+        &["--json", "cbtinfo", "-d", "/dev/null"][..],
+        &["cbtinfo", "--json", "-d", "/dev/null"],
+        &["cbtinfo", "-d", "/dev/null", "--json"],
+        &["--json", "attach", "-d", "/nonexistent/device"],
+        &["markdirtyblock", "--json", "-f", "/proc/version"],
+        &["--json", "markdirtyblock", "-d", "/dev/null", "-r", "0:8"],
+        &["--json", "cbtinfo"],
+        &["--json=1", "version"],
+    ] {
+        let out = blksnap(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("blksnap: "), "{args:?}: {err}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+    if !std::path::Path::new(blksnap::CONTROL_PATH).exists() {
+        let out = blksnap(&["version", "--json"]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(out.stdout.is_empty());
+    }
+}
+
+#[test]
+fn json_is_in_the_help_of_every_command() {
+    for args in [
+        &["--help"][..],
+        &["version", "--help"],
+        &["attach", "--help"],
+        &["cbtinfo", "--help"],
+        &["markdirtyblock", "--help"],
+    ] {
+        let out = blksnap(args);
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains("--json"), "{args:?}: {help}");
+    }
+}
