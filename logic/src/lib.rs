@@ -8,3 +8,5 @@
 #![no_std]
 
 pub mod cbt;
+pub mod chunk;
+pub mod storage;
