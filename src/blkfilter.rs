@@ -44,6 +44,7 @@ pub(crate) enum BioAction {
     /// The bio goes on to the device.
     Pass,
     /// The filter took the bio and will complete or resubmit it itself.
+    // Returned by copy-on-write, which comes with the snapshot code.
     #[allow(dead_code)]
     Taken,
 }

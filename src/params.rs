@@ -13,6 +13,7 @@ use crate::glue::bindings;
 macro_rules! param_getters {
     ($($(#[$doc:meta])* $name:ident => $sym:ident;)*) => {$(
         $(#[$doc])*
+        // The chunk and storage parameters wait for the snapshot code.
         #[allow(dead_code)]
         pub(crate) fn $name() -> u32 {
             // SAFETY: the parameter is a valid `unsigned int` for the life of

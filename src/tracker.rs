@@ -181,12 +181,15 @@ impl Tracker {
             ranges.push(range, GFP_KERNEL)?;
         }
         // Every range is checked before any is marked: all or nothing.
-        let mut map = self.cbt.lock();
-        if !ranges.iter().all(|r| map.contains(r.offset, r.count)) {
-            return Err(errno::erange());
+        {
+            let map = self.cbt.lock();
+            if !ranges.iter().all(|r| map.contains(r.offset, r.count)) {
+                return Err(errno::erange());
+            }
         }
+        // One lock hold per range, so writers never wait for the whole list.
         for r in ranges.iter() {
-            map.mark_dirty(r.offset, r.count);
+            self.cbt.lock().mark_dirty(r.offset, r.count);
         }
         Ok(0)
     }
