@@ -32,6 +32,7 @@ void blksnap_flush_reap(void);
 /* src/glue/helpers.c: inline functions and macros as functions. */
 void blksnap_registry_lock(void);
 void blksnap_registry_unlock(void);
+void blksnap_mutex_lock(struct mutex *lock);
 void blksnap_rcu_read_lock(void);
 void blksnap_rcu_read_unlock(void);
 bool blksnap_module_get(void);

@@ -93,7 +93,7 @@ impl BlockDevice {
         // SAFETY: valid by the type invariant; the disk outlives its devices.
         let mutex = unsafe { core::ptr::addr_of_mut!((*(*self.as_ptr()).bd_disk).open_mutex) };
         // SAFETY: `mutex` is the disk's initialised open_mutex.
-        unsafe { bindings::mutex_lock(mutex) };
+        unsafe { bindings::blksnap_mutex_lock(mutex) };
         // INVARIANT: locked just above.
         let lock = DiskLock { mutex, _bdev: self };
         // SAFETY: valid by the type invariant.

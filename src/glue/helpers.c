@@ -23,6 +23,12 @@ void blksnap_registry_unlock(void)
 	mutex_unlock(&registry_mutex);
 }
 
+/* mutex_lock() is a macro when lock debugging is on. */
+void blksnap_mutex_lock(struct mutex *lock)
+{
+	mutex_lock(lock);
+}
+
 void notrace blksnap_rcu_read_lock(void)
 {
 	rcu_read_lock();

@@ -13,8 +13,7 @@ test_kernel_log_is_clean() {
 		fi
 	fi
 	local bad
-	bad=$(dmesg | grep -nE 'Oops|BUG:|WARNING:|Call Trace:|general protection|kernel BUG|possible circular locking|possible recursive locking|inconsistent lock state|lockdep|KASAN|KFENCE|UBSAN|kmemleak:.*new suspected|refcount_t:|list_(add|del) corruption|Kernel panic|hung_task|soft lockup' |
-		grep -vE 'kmemleak: Kernel memory leak detector initialized|kmemleak: Automatic memory scanning thread started|KFENCE: initialized' || true)
+	bad=$(dmesg | grep -nE 'Oops|BUG:|WARNING:|Call Trace:|general protection|kernel BUG|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|UBSAN:|kmemleak:.*new suspected|refcount_t:|list_(add|del) corruption|Kernel panic|hung_task|soft lockup|blocked for more than' || true)
 	if [ -n "$bad" ]; then
 		echo "$bad" | head -20
 		fail "the kernel log reports problems"
