@@ -23,8 +23,9 @@
 //! marked dead at once (so it never applies to a device that reuses the
 //! structure, as loop devices do) and removed from the table by a worker.
 //!
-//! Lock order: registry lock, then the disk's `open_mutex`, then the
-//! file-system freeze of the device.
+//! Lock order: registry lock, then the disk's `open_mutex`. The file-system
+//! freeze of the device is taken under the registry lock only: 6.12 forbids
+//! freezing under `open_mutex`.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
@@ -179,13 +180,15 @@ fn attach(bdev: &BlockDevice, arg: uapi::BlkfilterAttach) -> Result<isize> {
     }
     let lock = RegistryLock::lock();
     reap_locked(&lock)?;
-    let _disk = bdev.lock_live()?;
-    if let Some(present) = find_locked(&lock, bdev.id()) {
-        return Err(if core::ptr::eq(present.kind, kind) {
-            errno::ealready()
-        } else {
-            EBUSY
-        });
+    {
+        let _disk = bdev.lock_live()?;
+        if let Some(present) = find_locked(&lock, bdev.id()) {
+            return Err(if core::ptr::eq(present.kind, kind) {
+                errno::ealready()
+            } else {
+                EBUSY
+            });
+        }
     }
     let attached = Arc::new(
         Attached {
@@ -199,8 +202,18 @@ fn attach(bdev: &BlockDevice, arg: uapi::BlkfilterAttach) -> Result<isize> {
     )?;
     // Writes the file system has in flight complete before the filter is
     // published, and none starts until it is: nothing slips past untracked.
-    let _frozen = bdev.freeze()?;
-    republish(&lock, |_| true, Some(attached))?;
+    // The freeze must not run under `open_mutex` (it takes the superblock).
+    let frozen = bdev.freeze()?;
+    republish(&lock, |_| true, Some(attached.clone()))?;
+    drop(frozen);
+    // The device may have gone between the check above and the publication;
+    // the removal hooks saw the table either before (then this check sees
+    // the device gone) or after (then they marked the entry dead).
+    if !bdev.is_live() || bdev.nr_sectors() == 0 {
+        attached.dead.store(true, Ordering::Release);
+        reap_locked(&lock)?;
+        return Err(ENODEV);
+    }
     Ok(0)
 }
 

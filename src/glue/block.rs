@@ -88,6 +88,12 @@ impl BlockDevice {
         unsafe { bindings::blksnap_bdev_nr_sectors(self.as_ptr()) }
     }
 
+    /// Returns true while the disk is live (not being removed).
+    pub(crate) fn is_live(&self) -> bool {
+        // SAFETY: valid by the type invariant; the disk outlives its devices.
+        unsafe { bindings::disk_live((*self.as_ptr()).bd_disk) }
+    }
+
     /// Locks the disk's `open_mutex` and checks that the disk is still live.
     pub(crate) fn lock_live(&self) -> Result<DiskLock<'_>> {
         // SAFETY: valid by the type invariant; the disk outlives its devices.
@@ -96,8 +102,7 @@ impl BlockDevice {
         unsafe { bindings::blksnap_mutex_lock(mutex) };
         // INVARIANT: locked just above.
         let lock = DiskLock { mutex, _bdev: self };
-        // SAFETY: valid by the type invariant.
-        if unsafe { bindings::disk_live((*self.as_ptr()).bd_disk) } {
+        if self.is_live() {
             Ok(lock)
         } else {
             Err(ENODEV)
