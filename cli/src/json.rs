@@ -10,6 +10,16 @@
 //! | attach | `{"attached"}`: `true`, or `false` if it was attached already |
 //! | cbtinfo | `{"block_size","device_capacity","block_count","generation_id","changes_number"}`, the UUID as a string |
 //! | markdirtyblock -f | `{"device","ranges":[{"sector","count"},...]}` |
+//! | snapshot_create | `{"id"}` |
+//! | snapshot_collect | `{"ids":[...]}` |
+//! | snapshot_info | `{"error_code","image"}`, image `"/dev/NAME"` or `""`; with `--field`, that key alone |
+//! | snapshot_waitevent | `{"result":"ok","time","event",...}` with the event's payload keys, or `{"result"}` alone: `"timeout"`, `"interrupted"`, `"not found"` |
+//! | snapshot_watcher | one `snapshot_waitevent` object of `"result":"ok"` per event, one per line |
+//!
+//! The payload keys of an event are those of its text lines:
+//! `"dev_id":"MAJOR:MINOR","err_code"` for corrupted, `"requested_nr_sect"`
+//! for no_space, `"code"` for an event of unknown code. Identifiers are
+//! strings in the 8-4-4-4-12 form.
 //!
 //! These are pure functions of the values the commands got, so the host
 //! tests check the exact text.
@@ -18,7 +28,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::{uapi, Attached, CbtInfo, Sectors};
+use crate::{uapi, Attached, CbtInfo, Event, EventKind, InfoField, Sectors, SnapshotInfo, Uuid};
 
 #[derive(Serialize)]
 struct Version {
@@ -52,6 +62,57 @@ struct Range {
 struct Marked {
     device: String,
     ranges: Vec<Range>,
+}
+
+#[derive(Serialize)]
+struct Created {
+    id: String,
+}
+
+#[derive(Serialize)]
+struct Collected {
+    ids: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct Info {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<String>,
+}
+
+/// An event, or the outcome of a wait without one (only `result` set).
+#[derive(Serialize)]
+struct Waited {
+    result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dev_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    err_code: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    requested_nr_sect: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    code: Option<u32>,
+}
+
+impl Waited {
+    /// Returns the object of a wait that ended with `result` and no event.
+    fn without_event(result: &'static str) -> Self {
+        Self {
+            result,
+            time: None,
+            event: None,
+            dev_id: None,
+            err_code: None,
+            requested_nr_sect: None,
+            code: None,
+        }
+    }
 }
 
 /// Returns `value` as compact JSON.
@@ -106,6 +167,64 @@ pub fn marked_ranges(device: &Path, ranges: &[Sectors]) -> String {
             })
             .collect(),
     })
+}
+
+/// `blksnap --json snapshot_create`: the identifier of the new snapshot.
+pub fn snapshot_create(id: &Uuid) -> String {
+    to_json(&Created { id: id.to_string() })
+}
+
+/// `blksnap --json snapshot_collect`: the identifiers of all snapshots.
+pub fn snapshot_collect(ids: &[Uuid]) -> String {
+    to_json(&Collected {
+        ids: ids.iter().map(Uuid::to_string).collect(),
+    })
+}
+
+/// `blksnap --json snapshot_info`: the error code and the image's device
+/// node (`""` before the take); with `field`, only that key.
+pub fn snapshot_info(info: &SnapshotInfo, field: Option<InfoField>) -> String {
+    let image = || {
+        info.image_path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    to_json(&Info {
+        error_code: (field != Some(InfoField::Image)).then_some(info.error_code),
+        image: (field != Some(InfoField::ErrorCode)).then(image),
+    })
+}
+
+/// `blksnap --json snapshot_watcher`, one line per event: the event with
+/// `"result":"ok"`, as `snapshot_waitevent` prints it.
+pub fn event(event: &Event) -> String {
+    let mut out = Waited::without_event("ok");
+    out.time = Some(event.time_label);
+    out.event = Some(event.kind.name());
+    match event.kind {
+        EventKind::Corrupted {
+            dev_major,
+            dev_minor,
+            err_code,
+        } => {
+            out.dev_id = Some(format!("{dev_major}:{dev_minor}"));
+            out.err_code = Some(err_code);
+        }
+        EventKind::NoSpace { requested_sectors } => {
+            out.requested_nr_sect = Some(requested_sectors);
+        }
+        EventKind::Unknown { code } => out.code = Some(code),
+    }
+    to_json(&out)
+}
+
+/// `blksnap --json snapshot_waitevent`: the event as [`event`] writes it,
+/// or only the result: `"timeout"`, `"interrupted"` or `"not found"`.
+pub fn wait_result(result: &crate::WaitResult) -> String {
+    match result {
+        crate::WaitResult::Event(e) => event(e),
+        other => to_json(&Waited::without_event(other.name())),
+    }
 }
 
 #[cfg(test)]
@@ -217,6 +336,116 @@ mod tests {
             marked_ranges(Path::new("/dev/sda1"), &[]),
             r#"{"device":"/dev/sda1","ranges":[]}"#
         );
+    }
+
+    const ID: &str = "01234567-89ab-cdef-fedc-ba9876543210";
+
+    #[test]
+    fn snapshot_create_object() {
+        let id: Uuid = ID.parse().unwrap();
+        let text = snapshot_create(&id);
+        assert_eq!(text, format!(r#"{{"id":"{ID}"}}"#));
+        assert_eq!(parse(&text), json!({ "id": ID }));
+    }
+
+    #[test]
+    fn snapshot_collect_object() {
+        let id: Uuid = ID.parse().unwrap();
+        assert_eq!(snapshot_collect(&[]), r#"{"ids":[]}"#);
+        let text = snapshot_collect(&[id, Uuid::default()]);
+        assert_eq!(
+            text,
+            format!(r#"{{"ids":["{ID}","00000000-0000-0000-0000-000000000000"]}}"#)
+        );
+        assert_eq!(
+            parse(&text),
+            json!({"ids": [ID, "00000000-0000-0000-0000-000000000000"]})
+        );
+    }
+
+    #[test]
+    fn snapshot_info_object() {
+        let info = SnapshotInfo {
+            error_code: -28,
+            image: "blksnap-image_7:0".into(),
+        };
+        assert_eq!(
+            snapshot_info(&info, None),
+            r#"{"error_code":-28,"image":"/dev/blksnap-image_7:0"}"#
+        );
+        assert_eq!(
+            snapshot_info(&info, Some(InfoField::Image)),
+            r#"{"image":"/dev/blksnap-image_7:0"}"#
+        );
+        assert_eq!(
+            snapshot_info(&info, Some(InfoField::ErrorCode)),
+            r#"{"error_code":-28}"#
+        );
+        let empty = SnapshotInfo::default();
+        assert_eq!(
+            snapshot_info(&empty, None),
+            r#"{"error_code":0,"image":""}"#
+        );
+        assert_eq!(
+            parse(&snapshot_info(&empty, Some(InfoField::Image))),
+            json!({"image": ""})
+        );
+    }
+
+    #[test]
+    fn wait_result_objects() {
+        use crate::WaitResult;
+
+        let corrupted = Event {
+            time_label: 1_234_567_890,
+            kind: EventKind::Corrupted {
+                dev_major: 7,
+                dev_minor: 0,
+                err_code: 28,
+            },
+        };
+        let text = wait_result(&WaitResult::Event(corrupted));
+        assert_eq!(
+            text,
+            r#"{"result":"ok","time":1234567890,"event":"corrupted","dev_id":"7:0","err_code":28}"#
+        );
+        assert_eq!(event(&corrupted), text);
+        let no_space = Event {
+            time_label: 98_765,
+            kind: EventKind::NoSpace {
+                requested_sectors: 4_194_304,
+            },
+        };
+        assert_eq!(
+            wait_result(&WaitResult::Event(no_space)),
+            r#"{"result":"ok","time":98765,"event":"no_space","requested_nr_sect":4194304}"#
+        );
+        let unknown = Event {
+            time_label: -1,
+            kind: EventKind::Unknown { code: 9 },
+        };
+        assert_eq!(
+            event(&unknown),
+            r#"{"result":"ok","time":-1,"event":"unknown","code":9}"#
+        );
+        assert_eq!(wait_result(&WaitResult::Timeout), r#"{"result":"timeout"}"#);
+        assert_eq!(
+            wait_result(&WaitResult::Interrupted),
+            r#"{"result":"interrupted"}"#
+        );
+        assert_eq!(
+            wait_result(&WaitResult::NotFound),
+            r#"{"result":"not found"}"#
+        );
+        let big = Event {
+            time_label: i64::MAX,
+            kind: EventKind::NoSpace {
+                requested_sectors: u64::MAX,
+            },
+        };
+        let value = parse(&event(&big));
+        assert_eq!(value["time"].as_i64(), Some(i64::MAX));
+        assert_eq!(value["requested_nr_sect"].as_u64(), Some(u64::MAX));
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! A safe Rust interface to the blksnap kernel module.
 //!
-//! [`Control`] is the control device, `/dev/blksnap-control`;
-//! [`BlockDevice`] is a block device node, for the filter ioctls and the
-//! change-block-tracking sub-commands. [`Uuid`] and [`Sectors`] are the
-//! identifiers and sector ranges in their text forms, and [`file_sectors`]
-//! finds where a file lies on its block device (with FIEMAP). Errors carry
-//! the errno the module returned and what was being done when it failed.
-//! [`args`] is the command line of the `blksnap` tool and [`json`] the
-//! objects it prints with `--json`.
+//! [`Control`] is the control device, `/dev/blksnap-control`: the version,
+//! and creating, taking, listing, destroying and watching snapshots (in
+//! `snapshot.rs`, with the events of `event.rs`). [`BlockDevice`] is a block
+//! device node, for the filter ioctls, the change-block-tracking
+//! sub-commands and the snapshot sub-commands (SNAPSHOTADD, SNAPSHOTINFO).
+//! [`Uuid`], [`Sectors`] and [`Limit`] are the identifiers, sector ranges
+//! and storage limits in their text forms, and [`file_sectors`] finds where
+//! a file lies on its block device (with FIEMAP). Errors carry the errno the
+//! module returned and what was being done when it failed. [`args`] is the
+//! command line of the `blksnap` tool and [`json`] the objects it prints
+//! with `--json`.
 //!
 //! ```no_run
 //! let ctl = blksnap::Control::open()?;
@@ -26,16 +29,26 @@ use std::path::{Path, PathBuf};
 pub use blksnap_uapi as uapi;
 
 pub mod args;
+mod event;
 mod fiemap;
 pub mod json;
+mod limit;
 mod sectors;
+mod snapshot;
 mod uuid;
+
+pub use event::{format_event, format_wait_result, Event, EventKind, WaitResult};
 
 pub use fiemap::{
     block_device_of, extents_to_sectors, file_extents, file_sectors, Extent, ExtentError,
     FileSectors,
 };
+pub use limit::{Limit, ParseLimitError};
 pub use sectors::{format_ranges, ParseSectorsError, Sectors, SECTOR_SIZE};
+pub use snapshot::{
+    format_ids, format_snapshot_info, format_snapshot_info_field, Events, InfoField, SnapshotInfo,
+    EVENTS_WAIT_MS,
+};
 pub use uuid::{ParseUuidError, Uuid};
 
 /// Path of the control device.
@@ -47,6 +60,7 @@ pub struct Error {
     context: String,
     source: io::Error,
     hint: Option<&'static str>,
+    note: Option<String>,
 }
 
 impl Error {
@@ -56,12 +70,20 @@ impl Error {
             context: context.into(),
             source,
             hint: None,
+            note: None,
         }
     }
 
     /// Adds a likely explanation, shown after the OS error.
     fn with_hint(mut self, hint: Option<&'static str>) -> Self {
         self.hint = hint;
+        self
+    }
+
+    /// Adds what else happened because of the failure, shown last; it must
+    /// be one line.
+    fn with_note(mut self, note: String) -> Self {
+        self.note = Some(note);
         self
     }
 
@@ -76,6 +98,9 @@ impl fmt::Display for Error {
         write!(f, "{}: {}", self.context, self.source)?;
         if let Some(hint) = self.hint {
             write!(f, "; {hint}")?;
+        }
+        if let Some(note) = &self.note {
+            write!(f, "; {note}")?;
         }
         Ok(())
     }
@@ -224,7 +249,7 @@ impl BlockDevice {
         // at most `optlen` = size_of::<T>() bytes of `*opt`, which the caller
         // vouches is the sub-command's structure with valid pointers.
         unsafe { ioctl(&self.file, uapi::BLKFILTER_CTL, &mut arg) }.map_err(|e| {
-            let hint = ctl_hint(e.raw_os_error());
+            let hint = ctl_hint(cmd, e.raw_os_error());
             self.context(what)(e).with_hint(hint)
         })
     }
@@ -312,11 +337,16 @@ impl BlockDevice {
 /// Bytes of the CBT map that [`BlockDevice::read_cbt_map`] asks for at once.
 pub const CBT_MAP_SLICE: usize = 1 << 20;
 
-/// Explains the errnos of BLKFILTER_CTL that have one likely cause.
-fn ctl_hint(errno: Option<i32>) -> Option<&'static str> {
-    match errno? {
-        libc::ENOENT => Some("the blksnap filter is not attached to this device"),
-        libc::ESRCH => Some("the device has no change tracking yet"),
+/// Explains the errnos of BLKFILTER_CTL sub-command `cmd` that have one
+/// likely cause.
+fn ctl_hint(cmd: uapi::BlkfilterCtlBlksnap, errno: Option<i32>) -> Option<&'static str> {
+    use uapi::BlkfilterCtlBlksnap as Cmd;
+    match (cmd, errno?) {
+        (_, libc::ENOENT) => Some("the blksnap filter is not attached to this device"),
+        (Cmd::Snapshotadd, errno) => snapshot::snapshot_add_hint(Some(errno)),
+        (Cmd::Cbtinfo | Cmd::Cbtmap | Cmd::Cbtdirty, libc::ESRCH) => {
+            Some("the device has no change tracking yet")
+        }
         _ => None,
     }
 }
@@ -369,6 +399,7 @@ pub fn format_version(v: &uapi::BlksnapVersion) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use uapi::BlkfilterCtlBlksnap as Cmd;
 
     #[test]
     fn version_is_dotted_quad() {
@@ -426,7 +457,7 @@ mod tests {
             "reading the change-tracking info (CBTINFO) on /dev/loop0",
             io::Error::from_raw_os_error(libc::ENOENT),
         )
-        .with_hint(ctl_hint(Some(libc::ENOENT)));
+        .with_hint(ctl_hint(Cmd::Cbtinfo, Some(libc::ENOENT)));
         assert_eq!(err.errno(), Some(libc::ENOENT));
         let text = err.to_string();
         assert!(
@@ -437,8 +468,52 @@ mod tests {
             text.ends_with("; the blksnap filter is not attached to this device"),
             "{text}"
         );
-        assert_eq!(ctl_hint(Some(libc::EINVAL)), None);
-        assert_eq!(ctl_hint(None), None);
+        assert_eq!(ctl_hint(Cmd::Cbtinfo, Some(libc::EINVAL)), None);
+        assert_eq!(ctl_hint(Cmd::Cbtinfo, None), None);
+    }
+
+    #[test]
+    fn ctl_hints_depend_on_the_sub_command() {
+        let not_attached = Some("the blksnap filter is not attached to this device");
+        for cmd in [
+            Cmd::Cbtinfo,
+            Cmd::Cbtmap,
+            Cmd::Cbtdirty,
+            Cmd::Snapshotadd,
+            Cmd::Snapshotinfo,
+        ] {
+            assert_eq!(ctl_hint(cmd, Some(libc::ENOENT)), not_attached, "{cmd:?}");
+        }
+        // ESRCH: no CBT for the CBT commands, no such snapshot for SNAPSHOTADD.
+        let no_cbt = Some("the device has no change tracking yet");
+        assert_eq!(ctl_hint(Cmd::Cbtmap, Some(libc::ESRCH)), no_cbt);
+        assert_eq!(
+            ctl_hint(Cmd::Snapshotadd, Some(libc::ESRCH)),
+            Some("no snapshot has this id")
+        );
+        assert_eq!(
+            ctl_hint(Cmd::Snapshotadd, Some(libc::EALREADY)),
+            Some("the device is in this snapshot already")
+        );
+        assert_eq!(ctl_hint(Cmd::Snapshotinfo, Some(libc::ESRCH)), None);
+        assert_eq!(ctl_hint(Cmd::Cbtinfo, Some(libc::EBUSY)), None);
+    }
+
+    #[test]
+    fn notes_come_after_the_hint_on_one_line() {
+        let err = Error::new(
+            "adding /dev/loop0",
+            io::Error::from_raw_os_error(libc::EBUSY),
+        )
+        .with_hint(Some("the device is in another snapshot"))
+        .with_note("snapshot x was destroyed".to_owned());
+        let text = err.to_string();
+        assert!(text.starts_with("adding /dev/loop0: "), "{text}");
+        assert!(
+            text.ends_with("; the device is in another snapshot; snapshot x was destroyed"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 1);
     }
 
     #[test]
