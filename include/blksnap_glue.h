@@ -8,6 +8,7 @@
 #ifndef BLKSNAP_GLUE_H
 #define BLKSNAP_GLUE_H
 
+#include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/debugfs.h>
 #include <linux/fs.h>
@@ -42,6 +43,44 @@ sector_t blksnap_bio_sector(struct bio *bio);
 unsigned int blksnap_bio_sectors(struct bio *bio);
 sector_t blksnap_bdev_nr_sectors(struct block_device *bdev);
 
+/* src/glue/snapio.c: the I/O of snapshots and their image disks. */
+int blksnap_wq_create(void);
+void blksnap_wq_destroy(void);
+struct workqueue_struct *blksnap_wq(void);
+void blksnap_wq_flush(void);
+unsigned int blksnap_noio_save(void);
+void blksnap_noio_restore(unsigned int flags);
+char *blksnap_strndup_user(const char __user *s, long n);
+void blksnap_kfree(const void *p);
+bool blksnap_is_err(const void *p);
+int blksnap_ptr_err(const void *p);
+unsigned int blksnap_bdev_io_min(struct block_device *bdev);
+dev_t blksnap_bdev_dev(struct block_device *bdev);
+dev_t blksnap_bdev_whole_dev(struct block_device *bdev);
+bool blksnap_bdev_unsupported(struct block_device *bdev);
+int blksnap_bdev_rw(struct block_device *bdev, u64 sector, void *buf,
+		    size_t len, bool write);
+struct file *blksnap_storage_open(const char *path, void *holder);
+void blksnap_storage_close(struct file *file);
+bool blksnap_storage_is_bdev(struct file *file);
+u64 blksnap_storage_sectors(struct file *file);
+struct block_device *blksnap_storage_bdev(struct file *file);
+int blksnap_storage_grow(struct file *file, u64 old_sectors, u64 new_sectors);
+int blksnap_storage_rw(struct file *file, void *buf, size_t len, u64 sector,
+		       bool write);
+void blksnap_bio_copy_to(struct bio *bio, size_t offset, const void *buf,
+			 size_t len);
+void blksnap_bio_end(struct bio *bio, int err);
+void blksnap_bio_resubmit(struct bio *bio);
+bool blksnap_bio_nowait(struct bio *bio);
+void blksnap_bio_wouldblock(struct bio *bio);
+void blksnap_bio_list_add(struct bio_list *list, struct bio *bio);
+struct bio *blksnap_bio_list_pop(struct bio_list *list);
+struct gendisk *blksnap_image_add(struct block_device *original, void *owner,
+				  bool writable);
+void blksnap_image_remove(struct gendisk *disk);
+const char *blksnap_disk_name(struct gendisk *disk);
+
 #ifndef __BINDGEN__
 /*
  * Implemented in Rust (src/glue/entry.rs), called by the hooks. Hidden from
@@ -53,6 +92,7 @@ long blksnap_blkfilter_ioctl(struct block_device *bdev, unsigned int cmd,
 			     unsigned long arg);
 void blksnap_disk_gone(struct gendisk *disk, struct block_device *part);
 void blksnap_reap_filters(void);
+void blksnap_image_submit_bio(void *owner, struct bio *bio);
 #endif
 
 #endif /* BLKSNAP_GLUE_H */

@@ -33,27 +33,25 @@ use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::uaccess::UserPtr;
 
-use crate::glue::block::{BdevId, BdevRef, Bio, BlockDevice, DiskId};
+use crate::glue::block::{BdevId, BdevRef, BlockDevice, DiskId};
 use crate::glue::errno;
 use crate::glue::hooks::{self, Hooks, ModuleRef, RegistryLock};
 use crate::glue::rcu::{self, RcuBox, ReadGuard};
+use crate::glue::snapio::OwnedBio;
 use crate::glue::uaccess;
 use crate::uapi;
 
-/// What a filter did with a bio.
-pub(crate) enum BioAction {
-    /// The bio goes on to the device.
-    Pass,
-    /// The filter took the bio and will complete or resubmit it itself.
-    // Returned by copy-on-write, which comes with the snapshot code.
-    #[allow(dead_code)]
-    Taken,
-}
-
 /// A filter attached to one block device.
 pub(crate) trait Filter: Send + Sync {
-    /// Sees a bio submitted to the device. Must not sleep.
-    fn submit_bio(&self, bio: &Bio) -> BioAction;
+    /// Sees a bio submitted to the device. Must not sleep. Returns the bio
+    /// to let it go on to the device; a filter that keeps it completes or
+    /// resubmits it itself.
+    fn submit_bio(&self, bio: OwnedBio) -> Option<OwnedBio>;
+
+    /// Whether the filter must stay: detach then fails with EBUSY.
+    fn is_busy(&self) -> bool {
+        false
+    }
 
     /// Handles the BLKFILTER_CTL sub-command `cmd` issued on `bdev`.
     fn ctl(&self, bdev: &BlockDevice, cmd: u32, opt: UserPtr, optlen: u32) -> Result<isize>;
@@ -104,12 +102,12 @@ pub(crate) fn is_filtered(bdev: BdevId) -> bool {
     lookup(&guard, bdev).is_some()
 }
 
-/// Offers `bio` to the filter of its device; returns true if it took it.
-pub(crate) fn filter_bio(bio: &Bio) -> bool {
+/// Offers `bio` to the filter of its device; returns it if it goes on.
+pub(crate) fn filter_bio(bio: OwnedBio) -> Option<OwnedBio> {
     let guard = rcu::read_lock();
     match lookup(&guard, bio.bdev_id()) {
-        Some(attached) => matches!(attached.filter.submit_bio(bio), BioAction::Taken),
-        None => false,
+        Some(attached) => attached.filter.submit_bio(bio),
+        None => Some(bio),
     }
 }
 
@@ -224,6 +222,9 @@ fn detach(bdev: &BlockDevice, arg: uapi::BlkfilterDetach) -> Result<isize> {
     let present = find_locked(&lock, bdev.id()).ok_or(ENOENT)?;
     if present.kind.name != name {
         return Err(EINVAL);
+    }
+    if present.filter.is_busy() {
+        return Err(EBUSY);
     }
     let present = present.clone();
     let old = republish(&lock, |a| !Arc::ptr_eq(a, &present), None)?;

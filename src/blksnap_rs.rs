@@ -13,8 +13,10 @@ use kernel::prelude::*;
 mod blkfilter;
 mod cbt_map;
 mod ctl;
+mod diff_area;
 mod glue;
 mod params;
+mod snapshot;
 mod tracker;
 
 #[path = "../uapi/src/abi.rs"]
@@ -22,6 +24,12 @@ pub mod uapi;
 
 #[path = "../logic/src/cbt.rs"]
 pub mod cbt;
+
+#[path = "../logic/src/chunk.rs"]
+pub mod chunk;
+
+#[path = "../logic/src/storage.rs"]
+pub mod storage;
 
 module! {
     type: Blksnap,
@@ -37,11 +45,13 @@ struct Blksnap {
     _control: glue::miscdev::Registration<ctl::Control>,
     _filters: blkfilter::Layer,
     _debugfs: glue::debugfs::Root,
+    _queue: glue::snapio::WorkQueue,
 }
 
 impl kernel::Module for Blksnap {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let debugfs = glue::debugfs::Root::create(c_str!("blksnap"), module);
+        let queue = glue::snapio::WorkQueue::create()?;
         let filters = blkfilter::Layer::start()?;
         let control = glue::miscdev::Registration::register(ctl::NAME, 0o600, module)?;
         pr_info!(
@@ -53,6 +63,7 @@ impl kernel::Module for Blksnap {
             _control: control,
             _filters: filters,
             _debugfs: debugfs,
+            _queue: queue,
         })
     }
 }

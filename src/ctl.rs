@@ -13,6 +13,7 @@ use kernel::uaccess::UserPtr;
 
 use crate::glue::miscdev::IoctlHandler;
 use crate::glue::uaccess;
+use crate::snapshot;
 use crate::uapi;
 
 /// Name of the control device node.
@@ -30,6 +31,11 @@ impl IoctlHandler for Control {
     fn ioctl(cmd: u32, arg: UserPtr) -> Result<isize> {
         match cmd {
             uapi::BLKSNAP_IOCTL_VERSION => version(arg),
+            uapi::BLKSNAP_IOCTL_SNAPSHOT_CREATE => snapshot::create(arg),
+            uapi::BLKSNAP_IOCTL_SNAPSHOT_DESTROY => snapshot::destroy(arg),
+            uapi::BLKSNAP_IOCTL_SNAPSHOT_TAKE => snapshot::take(arg),
+            uapi::BLKSNAP_IOCTL_SNAPSHOT_COLLECT => snapshot::collect(arg),
+            uapi::BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT => snapshot::wait_event(arg),
             _ => Err(ENOTTY),
         }
     }

@@ -17,4 +17,5 @@ pub(crate) mod hooks;
 pub(crate) mod miscdev;
 pub(crate) mod random;
 pub(crate) mod rcu;
+pub(crate) mod snapio;
 pub(crate) mod uaccess;

@@ -27,10 +27,17 @@ use kernel::str::CString;
 use kernel::sync::{Arc, SpinLock};
 use kernel::uaccess::{UserPtr, UserSlice};
 
-use crate::blkfilter::{BioAction, Filter, FilterType};
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use crate::blkfilter::{Filter, FilterType};
+use crate::diff_area::DiffArea;
+use crate::glue::hooks::RegistryLock;
+use crate::glue::rcu::{self, RcuBox};
+use crate::glue::snapio::OwnedBio;
+use crate::snapshot;
 use crate::cbt;
 use crate::cbt_map::CbtMap;
-use crate::glue::block::{Bio, BioOp, BlockDevice};
+use crate::glue::block::{BioOp, BlockDevice};
 use crate::glue::debugfs::{Counters, Dump};
 use crate::glue::errno;
 use crate::glue::uaccess;
@@ -52,8 +59,33 @@ const MAX_DIRTY_RANGES: u32 = 1 << 20;
 const MAP_COPY_STEP: usize = 4096;
 
 /// The per-device state of the blksnap filter.
+/// The part of a tracker that a snapshot holding the device shares.
+pub(crate) struct TrackerCore {
+    pub(crate) cbt: Arc<SpinLock<CbtMap>>,
+    /// Copy-on-write of the device while its snapshot is taken; replaced
+    /// under the registry lock, read under RCU by the write path.
+    pub(crate) cow: RcuBox<Arc<DiffArea>>,
+    /// Whether the device belongs to a snapshot (detach is refused then).
+    in_snapshot: AtomicBool,
+}
+
+impl TrackerCore {
+    pub(crate) fn enter_snapshot(&self) {
+        self.in_snapshot.store(true, Ordering::Release);
+    }
+
+    pub(crate) fn leave_snapshot(&self) {
+        self.in_snapshot.store(false, Ordering::Release);
+    }
+
+    /// The published diff area, read under the registry lock.
+    pub(crate) fn current_area(&self, lock: &RegistryLock) -> Option<Arc<DiffArea>> {
+        self.cow.get_locked(lock).cloned()
+    }
+}
+
 struct Tracker {
-    cbt: Arc<SpinLock<CbtMap>>,
+    core: Arc<TrackerCore>,
     counters: Counters<3>,
 }
 
@@ -70,11 +102,19 @@ fn attach(bdev: &BlockDevice, _opt: UserPtr, _optlen: u32) -> Result<Arc<dyn Fil
     let map = CbtMap::new(bdev.nr_sectors())?;
     let cbt = Arc::pin_init(new_spinlock!(map, "blksnap:cbt"), GFP_KERNEL)?;
     counters.add_dump(c_str!("write_map"), cbt.clone())?;
-    Ok(Arc::new(Tracker { cbt, counters }, GFP_KERNEL)?)
+    let core = Arc::new(
+        TrackerCore {
+            cbt,
+            cow: RcuBox::new(),
+            in_snapshot: AtomicBool::new(false),
+        },
+        GFP_KERNEL,
+    )?;
+    Ok(Arc::new(Tracker { core, counters }, GFP_KERNEL)?)
 }
 
 impl Filter for Tracker {
-    fn submit_bio(&self, bio: &Bio) -> BioAction {
+    fn submit_bio(&self, bio: OwnedBio) -> Option<OwnedBio> {
         let op = bio.op();
         let counter = match op {
             BioOp::Read => READS,
@@ -84,9 +124,17 @@ impl Filter for Tracker {
         self.counters.add(counter, 1);
         if op == BioOp::Write {
             let (sector, count) = bio.sectors();
-            self.cbt.lock().mark_write(sector, count);
+            self.core.cbt.lock().mark_write(sector, count);
+            let guard = rcu::read_lock();
+            if let Some(area) = self.core.cow.get(&guard) {
+                return area.on_write(bio);
+            }
         }
-        BioAction::Pass
+        Some(bio)
+    }
+
+    fn is_busy(&self) -> bool {
+        self.core.in_snapshot.load(Ordering::Acquire)
     }
 
     fn ctl(&self, bdev: &BlockDevice, cmd: u32, opt: UserPtr, optlen: u32) -> Result<isize> {
@@ -97,7 +145,14 @@ impl Filter for Tracker {
             Cmd::Cbtmap => self.cbtmap(opt, optlen),
             Cmd::Cbtdirty => self.cbtdirty(opt, optlen),
             // Snapshots come with the snapshot code.
-            Cmd::Snapshotadd | Cmd::Snapshotinfo => Err(ENOTTY),
+            Cmd::Snapshotadd => {
+                check_optlen::<uapi::BlksnapSnapshotadd>(optlen)?;
+                snapshot::add(&self.core, bdev, opt)
+            }
+            Cmd::Snapshotinfo => {
+                check_optlen::<uapi::BlksnapSnapshotinfo>(optlen)?;
+                snapshot::info(&self.core, opt)
+            }
         }
     }
 }
@@ -114,11 +169,11 @@ impl Tracker {
     /// Resets the map with a new generation if the capacity changed.
     fn refresh(&self, bdev: &BlockDevice) -> Result {
         let capacity = bdev.nr_sectors();
-        if self.cbt.lock().capacity() == capacity {
+        if self.core.cbt.lock().capacity() == capacity {
             return Ok(());
         }
         let fresh = CbtMap::new(capacity)?;
-        let mut map = self.cbt.lock();
+        let mut map = self.core.cbt.lock();
         if map.capacity() != capacity {
             let _old = core::mem::replace(&mut *map, fresh);
             // The old maps are freed after the lock is released, below.
@@ -129,7 +184,7 @@ impl Tracker {
 
     fn cbtinfo(&self, opt: UserPtr, optlen: u32) -> Result<isize> {
         check_optlen::<uapi::BlksnapCbtinfo>(optlen)?;
-        let info = self.cbt.lock().info();
+        let info = self.core.cbt.lock().info();
         let info = uapi::BlksnapCbtinfo {
             device_capacity: info.capacity << cbt::SECTOR_SHIFT,
             block_size: 1 << info.shift,
@@ -147,7 +202,7 @@ impl Tracker {
     fn cbtmap(&self, opt: UserPtr, optlen: u32) -> Result<isize> {
         check_optlen::<uapi::BlksnapCbtmap>(optlen)?;
         let arg: uapi::BlksnapCbtmap = uaccess::read(opt)?;
-        let block_count = self.cbt.lock().info().block_count;
+        let block_count = self.core.cbt.lock().info().block_count;
         let range =
             cbt::map_slice_range(arg.offset, arg.length, block_count).ok_or_else(errno::enodata)?;
         let mut buf = KVec::from_elem(0u8, MAP_COPY_STEP.min(range.len()), GFP_KERNEL)?;
@@ -157,7 +212,7 @@ impl Tracker {
             let n = MAP_COPY_STEP.min(range.end - offset);
             let piece = &mut buf[..n];
             // The map may have been reset since the range was checked.
-            if !self.cbt.lock().read(offset, piece) {
+            if !self.core.cbt.lock().read(offset, piece) {
                 return Err(errno::enodata());
             }
             writer.write_slice(piece)?;
@@ -182,14 +237,14 @@ impl Tracker {
         }
         // Every range is checked before any is marked: all or nothing.
         {
-            let map = self.cbt.lock();
+            let map = self.core.cbt.lock();
             if !ranges.iter().all(|r| map.contains(r.offset, r.count)) {
                 return Err(errno::erange());
             }
         }
         // One lock hold per range, so writers never wait for the whole list.
         for r in ranges.iter() {
-            self.cbt.lock().mark_dirty(r.offset, r.count);
+            self.core.cbt.lock().mark_dirty(r.offset, r.count);
         }
         Ok(0)
     }

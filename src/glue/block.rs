@@ -59,7 +59,7 @@ impl BlockDevice {
         unsafe { &*ptr.cast() }
     }
 
-    fn as_ptr(&self) -> *mut bindings::block_device {
+    pub(super) fn as_ptr(&self) -> *mut bindings::block_device {
         self.0.get()
     }
 

@@ -9,8 +9,12 @@ use kernel::ffi::{c_long, c_uint, c_ulong};
 use kernel::uaccess::UserPtr;
 
 use super::bindings;
-use super::block::{BdevId, Bio, BlockDevice, DiskId};
+use super::block::{BdevId, BlockDevice, DiskId};
+use super::snapio::OwnedBio;
+use kernel::sync::ArcBorrow;
+
 use crate::blkfilter;
+use crate::diff_area::DiffArea;
 
 /// Called by the submit_bio_noacct hook for every bio not issued by this
 /// module: is its block device filtered? Must not sleep.
@@ -22,10 +26,17 @@ extern "C" fn blksnap_bdev_filtered(bdev: *mut bindings::block_device) -> bool {
 /// Offers a bio to its device's filter; false means "pass it on".
 #[no_mangle]
 extern "C" fn blksnap_filter_bio(bio: *mut bindings::bio) -> bool {
-    // SAFETY: the hook passes the bio submit_bio_noacct was called with,
-    // which stays valid at least until it is passed on or completed.
-    let bio = unsafe { Bio::from_raw(bio) };
-    blkfilter::filter_bio(bio)
+    // SAFETY: the hook hands over the bio submit_bio_noacct was called
+    // with: it is passed on by the hook if we give it back, or owned by the
+    // filter otherwise.
+    let bio = unsafe { OwnedBio::from_raw(bio) };
+    match blkfilter::filter_bio(bio) {
+        Some(bio) => {
+            bio.into_raw();
+            false
+        }
+        None => true,
+    }
 }
 
 /// Handles BLKFILTER_ATTACH, _DETACH and _CTL issued on `bdev`.
@@ -56,4 +67,16 @@ extern "C" fn blksnap_disk_gone(disk: *mut bindings::gendisk, part: *mut binding
 #[no_mangle]
 extern "C" fn blksnap_reap_filters() {
     blkfilter::reap();
+}
+
+/// A bio submitted to a snapshot image; `owner` is the image's diff area.
+#[no_mangle]
+extern "C" fn blksnap_image_submit_bio(owner: *mut kernel::ffi::c_void, bio: *mut bindings::bio) {
+    // SAFETY: the block layer hands the bio over to the driver.
+    let bio = unsafe { OwnedBio::from_raw(bio) };
+    // SAFETY: `owner` is the diff area the image was added with
+    // (`ImageDisk::add`); the snapshot keeps it alive until the image disk
+    // is removed, after which no bio reaches the driver.
+    let area = unsafe { ArcBorrow::from_raw(owner.cast::<DiffArea>()) };
+    DiffArea::on_image_bio(&area.into(), bio);
 }

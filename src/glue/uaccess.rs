@@ -23,6 +23,22 @@ unsafe impl FromBytes for uapi::BlksnapCbtmap {}
 unsafe impl FromBytes for uapi::BlksnapCbtdirty {}
 // SAFETY: plain integers; every bit pattern is valid.
 unsafe impl FromBytes for uapi::BlksnapSectors {}
+// SAFETY: a byte array; every bit pattern is valid.
+unsafe impl FromBytes for uapi::BlksnapUuid {}
+// SAFETY: a byte array; every bit pattern is valid.
+unsafe impl FromBytes for uapi::BlksnapSnapshotadd {}
+// SAFETY: plain integers and a byte array; every bit pattern is valid.
+unsafe impl FromBytes for uapi::BlksnapSnapshotCreate {}
+// SAFETY: plain integers; every bit pattern is valid.
+unsafe impl FromBytes for uapi::BlksnapSnapshotCollect {}
+// SAFETY: a byte array, no padding.
+unsafe impl AsBytes for uapi::BlksnapUuid {}
+// SAFETY: an `i32` and a byte array of 32: 36 bytes, no padding.
+unsafe impl AsBytes for uapi::BlksnapSnapshotinfo {}
+// SAFETY: three 4-byte integers, no padding.
+unsafe impl AsBytes for uapi::BlksnapEventCorrupted {}
+// SAFETY: one `u64`, no padding.
+unsafe impl AsBytes for uapi::BlksnapEventNoSpace {}
 // SAFETY: four `u16` with no padding, so every byte is initialised.
 unsafe impl AsBytes for uapi::BlksnapVersion {}
 

@@ -1,0 +1,303 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The diff area of one member device of a taken snapshot: copy-on-write of
+//! its chunks and the reads of its image.
+//!
+//! Every chunk has a state byte and, once stored, its place in the
+//! difference storage. Only the device's copy-on-write worker changes the
+//! states, in this order: `Untouched` → `Reading` → `Stored` (or `Failed`).
+//! The worker runs one item at a time per device (a work item never runs
+//! concurrently with itself), so each chunk is copied at most once with no
+//! lock around the copy.
+//!
+//! The write path ([`DiffArea::on_write`], under RCU, must not sleep) lets a
+//! write pass at once when every chunk it touches is `Stored` or `Failed`,
+//! and otherwise holds it on the worker's list. The worker copies the
+//! untouched chunks of the held write (read from the original, write to the
+//! storage, then the state becomes `Stored`) and only then passes the write
+//! on: no write reaches a chunk of the original before its copy is safe.
+//!
+//! An image read of a chunk that is not stored is read from the original
+//! and trusted only if the chunk is still `Untouched` or `Reading` after the
+//! read completed: a write is released only after its chunks became
+//! `Stored`, so in those states no write has reached the chunk since the
+//! take. Otherwise the piece is read again, now from the storage. This is a
+//! sequence-lock check with the state as the sequence (see
+//! `logic/src/chunk.rs`); image reads never block copy-on-write.
+//!
+//! If a copy fails, the chunk is `Failed`, the snapshot is corrupted (its
+//! image reads fail from then on) and the write still goes on to the
+//! original: a broken snapshot never harms the original device.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+
+use kernel::new_mutex;
+use kernel::new_spinlock;
+use kernel::new_work;
+use kernel::prelude::*;
+use kernel::sync::{Arc, Mutex, SpinLock};
+use kernel::workqueue::{Work, WorkItem};
+
+use crate::chunk::{self, ChunkParams};
+use crate::glue::block::{BdevRef, BioOp};
+use crate::glue::snapio::{self, BioList, NoIo, OwnedBio};
+use crate::params;
+use crate::snapshot::Shared;
+
+const SECTOR_SHIFT: u32 = chunk::SECTOR_SHIFT;
+
+const UNTOUCHED: u8 = 0;
+const READING: u8 = 1;
+const STORED: u8 = 2;
+const FAILED: u8 = 3;
+
+const COW_WORK: u64 = 0;
+const READ_WORK: u64 = 1;
+
+/// Copy-on-write state of one member device while its snapshot is taken.
+#[pin_data]
+pub(crate) struct DiffArea {
+    original: BdevRef,
+    capacity: u64,
+    shift: u32,
+    chunk_count: u64,
+    states: KVVec<AtomicU8>,
+    /// The first storage sector of each stored chunk.
+    places: KVVec<AtomicU64>,
+    shared: Arc<Shared>,
+    /// Set at destroy: held writes pass without a copy, image reads fail.
+    closing: AtomicBool,
+    #[pin]
+    held: SpinLock<BioList>,
+    #[pin]
+    cow_work: Work<DiffArea, COW_WORK>,
+    #[pin]
+    reads: SpinLock<BioList>,
+    #[pin]
+    read_work: Work<DiffArea, READ_WORK>,
+    /// The copy-on-write worker's chunk buffer.
+    #[pin]
+    cow_buf: Mutex<KVVec<u8>>,
+    /// The image worker's buffer.
+    #[pin]
+    read_buf: Mutex<KVVec<u8>>,
+}
+
+kernel::impl_has_work! {
+    impl HasWork<Self, COW_WORK> for DiffArea { self.cow_work }
+    impl HasWork<Self, READ_WORK> for DiffArea { self.read_work }
+}
+
+fn atomic_vec<T>(len: u64, new: impl Fn() -> T) -> Result<KVVec<T>> {
+    let len = usize::try_from(len).map_err(|_| ENOMEM)?;
+    let mut v = KVVec::with_capacity(len, GFP_KERNEL)?;
+    for _ in 0..len {
+        v.push(new(), GFP_KERNEL)?;
+    }
+    Ok(v)
+}
+
+fn chunk_params() -> ChunkParams {
+    ChunkParams {
+        minimum_shift: params::chunk_minimum_shift(),
+        maximum_count_shift: params::chunk_maximum_count_shift(),
+        maximum_shift: params::chunk_maximum_shift(),
+    }
+}
+
+impl DiffArea {
+    pub(crate) fn new(original: BdevRef, shared: Arc<Shared>) -> Result<Arc<Self>> {
+        let capacity = original.nr_sectors();
+        let shift = chunk::chunk_shift(capacity, original.io_min(), &chunk_params());
+        let chunk_count = chunk::chunk_count(capacity, shift);
+        let chunk_bytes = 1usize << shift;
+        Arc::pin_init(
+            try_pin_init!(Self {
+                states: atomic_vec(chunk_count, || AtomicU8::new(UNTOUCHED))?,
+                places: atomic_vec(chunk_count, || AtomicU64::new(0))?,
+                original,
+                capacity,
+                shift,
+                chunk_count,
+                shared,
+                closing: AtomicBool::new(false),
+                held <- new_spinlock!(BioList::new(), "blksnap:held"),
+                cow_work <- new_work!("blksnap:cow"),
+                reads <- new_spinlock!(BioList::new(), "blksnap:reads"),
+                read_work <- new_work!("blksnap:image"),
+                cow_buf <- new_mutex!(KVVec::from_elem(0u8, chunk_bytes, GFP_KERNEL)?),
+                read_buf <- new_mutex!(KVVec::from_elem(0u8, chunk_bytes, GFP_KERNEL)?),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    fn state(&self, chunk: u64) -> u8 {
+        self.states[chunk as usize].load(Ordering::Acquire)
+    }
+
+    /// Offers a write of the original device. Returns the bio if it may pass
+    /// at once; otherwise the area keeps it until its chunks are copied.
+    /// Runs under RCU: must not sleep.
+    pub(crate) fn on_write(self: &Arc<Self>, bio: OwnedBio) -> Option<OwnedBio> {
+        let (sector, count) = bio.sectors();
+        let Some(chunks) = chunk::sectors_to_chunks(sector, count, self.shift, self.chunk_count)
+        else {
+            return Some(bio);
+        };
+        if self.shared.is_corrupted() || chunks.clone().all(|c| self.state(c) >= STORED) {
+            return Some(bio);
+        }
+        if bio.is_nowait() {
+            bio.would_block();
+            return None;
+        }
+        self.held.lock().push(bio);
+        let _ = snapio::queue().enqueue::<Arc<Self>, COW_WORK>(self.clone());
+        None
+    }
+
+    /// Takes a bio of the snapshot image. Must not sleep.
+    pub(crate) fn on_image_bio(self: &Arc<Self>, bio: OwnedBio) {
+        self.reads.lock().push(bio);
+        let _ = snapio::queue().enqueue::<Arc<Self>, READ_WORK>(self.clone());
+    }
+
+    /// Stops copy-on-write: held writes pass, image reads fail.
+    pub(crate) fn close(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
+    fn copy_chunks(&self, sector: u64, count: u64) {
+        let Some(chunks) = chunk::sectors_to_chunks(sector, count, self.shift, self.chunk_count)
+        else {
+            return;
+        };
+        for c in chunks {
+            if self.state(c) != UNTOUCHED {
+                continue;
+            }
+            if self.closing.load(Ordering::Acquire) || self.shared.is_corrupted() {
+                return;
+            }
+            self.states[c as usize].store(READING, Ordering::Release);
+            match self.copy_chunk(c) {
+                Ok(place) => {
+                    self.places[c as usize].store(place, Ordering::Relaxed);
+                    self.states[c as usize].store(STORED, Ordering::Release);
+                }
+                Err(e) => {
+                    self.states[c as usize].store(FAILED, Ordering::Release);
+                    self.shared.corrupt(self.original.devs().0, e);
+                }
+            }
+        }
+    }
+
+    fn copy_chunk(&self, chunk: u64) -> Result<u64> {
+        let (start, count) = chunk::chunk_sectors(chunk, self.shift, self.capacity).ok_or(EINVAL)?;
+        let len = (count << SECTOR_SHIFT) as usize;
+        let mut buf = self.cow_buf.lock();
+        let data = &mut buf[..len];
+        self.original.read_sync(start, data)?;
+        self.shared.store(data)
+    }
+
+    fn run_cow(&self) {
+        let _noio = NoIo::enter();
+        loop {
+            let Some(bio) = self.held.lock().pop() else {
+                break;
+            };
+            let (sector, count) = bio.sectors();
+            self.copy_chunks(sector, count);
+            bio.pass();
+        }
+    }
+
+    /// Fills `out` with the image's data at `sector` (within one chunk).
+    fn read_piece(&self, sector: u64, out: &mut [u8]) -> Result {
+        let chunk = sector >> (self.shift - SECTOR_SHIFT);
+        let chunk_start = chunk << (self.shift - SECTOR_SHIFT);
+        loop {
+            if self.closing.load(Ordering::Acquire) || self.shared.is_corrupted() {
+                return Err(EIO);
+            }
+            match self.state(chunk) {
+                STORED => {
+                    let place = self.places[chunk as usize].load(Ordering::Relaxed);
+                    return self.shared.load(place + (sector - chunk_start), out);
+                }
+                FAILED => return Err(EIO),
+                _ => {
+                    self.original.read_sync(sector, out)?;
+                    if self.state(chunk) <= READING {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
+    fn serve_image_bio(&self, mut bio: OwnedBio) {
+        match bio.op() {
+            BioOp::Read => {}
+            BioOp::Write => return bio.end(Err(EIO)),
+            BioOp::Other => return bio.end(Ok(())),
+        }
+        let (mut sector, count) = bio.sectors();
+        let end = sector.saturating_add(count).min(self.capacity);
+        if sector.saturating_add(count) > self.capacity {
+            return bio.end(Err(EIO));
+        }
+        let mut buf = self.read_buf.lock();
+        let mut offset = 0usize;
+        let per_chunk = 1u64 << (self.shift - SECTOR_SHIFT);
+        while sector < end {
+            let n = (per_chunk - (sector & (per_chunk - 1))).min(end - sector);
+            let piece = &mut buf[..(n << SECTOR_SHIFT) as usize];
+            if let Err(e) = self.read_piece(sector, piece) {
+                return bio.end(Err(e));
+            }
+            bio.copy_to(offset, piece);
+            offset += piece.len();
+            sector += n;
+        }
+        bio.end(Ok(()));
+    }
+
+    fn run_reads(&self) {
+        let _noio = NoIo::enter();
+        loop {
+            let Some(bio) = self.reads.lock().pop() else {
+                break;
+            };
+            self.serve_image_bio(bio);
+        }
+    }
+
+    /// Chunks stored so far, for diagnostics.
+    #[allow(dead_code)]
+    pub(crate) fn stored_chunks(&self) -> usize {
+        self.states
+            .iter()
+            .filter(|s| s.load(Ordering::Relaxed) == STORED)
+            .count()
+    }
+}
+
+impl WorkItem<COW_WORK> for DiffArea {
+    type Pointer = Arc<DiffArea>;
+
+    fn run(this: Arc<DiffArea>) {
+        this.run_cow();
+    }
+}
+
+impl WorkItem<READ_WORK> for DiffArea {
+    type Pointer = Arc<DiffArea>;
+
+    fn run(this: Arc<DiffArea>) {
+        this.run_reads();
+    }
+}

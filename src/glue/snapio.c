@@ -1,0 +1,379 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The I/O of snapshots, for the Rust side: synchronous reads and writes of
+ * block devices that bypass the filter, kernel file I/O on the difference
+ * storage, copying into bios, held-bio lists, and the bio-based gendisk of
+ * a snapshot image.
+ *
+ * Everything that may run on the copy-on-write path (bio and page
+ * allocation) uses GFP_NOIO, and the workers that call it also run under
+ * memalloc_noio_save(), so memory reclaim never waits for I/O of a device
+ * whose writes are being held.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/blkdev.h>
+#include <linux/bio.h>
+#include <linux/blk-integrity.h>
+#include <linux/falloc.h>
+#include <linux/file.h>
+#include <linux/fs.h>
+#include <linux/module.h>
+#include <linux/namei.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+#include <linux/string.h>
+#include <linux/vmalloc.h>
+#include <linux/workqueue.h>
+
+#include "blksnap_glue.h"
+
+/* Copy-on-write and image reads; may be needed to free memory. */
+static struct workqueue_struct *snapshot_wq;
+
+int blksnap_wq_create(void)
+{
+	snapshot_wq = alloc_workqueue("blksnap", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
+	return snapshot_wq ? 0 : -ENOMEM;
+}
+
+void blksnap_wq_destroy(void)
+{
+	destroy_workqueue(snapshot_wq);
+}
+
+struct workqueue_struct *blksnap_wq(void)
+{
+	return snapshot_wq;
+}
+
+void blksnap_wq_flush(void)
+{
+	flush_workqueue(snapshot_wq);
+}
+
+unsigned int blksnap_noio_save(void)
+{
+	return memalloc_noio_save();
+}
+
+void blksnap_noio_restore(unsigned int flags)
+{
+	memalloc_noio_restore(flags);
+}
+
+char *blksnap_strndup_user(const char __user *s, long n)
+{
+	return strndup_user(s, n);
+}
+
+void blksnap_kfree(const void *p)
+{
+	kfree(p);
+}
+
+bool blksnap_is_err(const void *p)
+{
+	return IS_ERR_OR_NULL(p);
+}
+
+int blksnap_ptr_err(const void *p)
+{
+	return p ? PTR_ERR(p) : -ENOMEM;
+}
+
+/* ---- Block devices ---------------------------------------------------- */
+
+unsigned int blksnap_bdev_io_min(struct block_device *bdev)
+{
+	return bdev_io_min(bdev);
+}
+
+dev_t blksnap_bdev_dev(struct block_device *bdev)
+{
+	return bdev->bd_dev;
+}
+
+dev_t blksnap_bdev_whole_dev(struct block_device *bdev)
+{
+	return disk_devt(bdev->bd_disk);
+}
+
+/* Devices whose bios carry more than data, which a chunk copy would lose. */
+bool blksnap_bdev_unsupported(struct block_device *bdev)
+{
+	if (blk_get_integrity(bdev->bd_disk))
+		return true;
+#ifdef CONFIG_BLK_INLINE_ENCRYPTION
+	if (bdev_get_queue(bdev)->crypto_profile)
+		return true;
+#endif
+	return false;
+}
+
+static void sync_end_io(struct bio *bio)
+{
+	complete(bio->bi_private);
+}
+
+static struct page *buf_page(void *p)
+{
+	return is_vmalloc_addr(p) ? vmalloc_to_page(p) : virt_to_page(p);
+}
+
+/*
+ * Reads or writes len bytes at sector of bdev into or from buf (kmalloc or
+ * vmalloc memory, len a multiple of the logical block size) and waits.
+ * Submitted from this module, so the filter never sees these bios.
+ */
+int blksnap_bdev_rw(struct block_device *bdev, u64 sector, void *buf,
+		    size_t len, bool write)
+{
+	blk_opf_t opf = write ? REQ_OP_WRITE | REQ_SYNC : REQ_OP_READ;
+
+	while (len) {
+		DECLARE_COMPLETION_ONSTACK(done);
+		unsigned int nr = min_t(size_t, BIO_MAX_VECS,
+					DIV_ROUND_UP(offset_in_page(buf) + len, PAGE_SIZE));
+		struct bio *bio = bio_alloc(bdev, nr, opf, GFP_NOIO);
+		size_t done_len = 0;
+		int ret;
+
+		bio->bi_iter.bi_sector = sector;
+		while (len) {
+			size_t off = offset_in_page(buf);
+			size_t n = min_t(size_t, len, PAGE_SIZE - off);
+
+			if (bio_add_page(bio, buf_page(buf), n, off) != n)
+				break;
+			buf += n;
+			len -= n;
+			done_len += n;
+		}
+		bio->bi_private = &done;
+		bio->bi_end_io = sync_end_io;
+		submit_bio_noacct(bio);
+		wait_for_completion_io(&done);
+		ret = blk_status_to_errno(bio->bi_status);
+		bio_put(bio);
+		if (ret)
+			return ret;
+		sector += done_len >> SECTOR_SHIFT;
+	}
+	return 0;
+}
+
+/* ---- Difference storage ------------------------------------------------ */
+
+/*
+ * Opens the difference storage named by path: an existing regular file, an
+ * unnamed temporary file in a directory, or a block device opened
+ * exclusively by holder. Anything else is -EINVAL.
+ */
+struct file *blksnap_storage_open(const char *path, void *holder)
+{
+	const int flags = O_RDWR | O_LARGEFILE | O_NOATIME;
+	struct path p;
+	umode_t mode;
+	int ret;
+
+	ret = kern_path(path, LOOKUP_FOLLOW, &p);
+	if (ret)
+		return ERR_PTR(ret);
+	mode = d_inode(p.dentry)->i_mode;
+	path_put(&p);
+
+	if (S_ISDIR(mode))
+		return filp_open(path, O_TMPFILE | O_EXCL | flags, 0600);
+	if (S_ISREG(mode))
+		return filp_open(path, flags, 0);
+	if (S_ISBLK(mode))
+		return bdev_file_open_by_path(path, BLK_OPEN_READ | BLK_OPEN_WRITE,
+					      holder, NULL);
+	return ERR_PTR(-EINVAL);
+}
+
+static bool storage_is_bdev(struct file *file)
+{
+	return S_ISBLK(file_inode(file)->i_mode);
+}
+
+void blksnap_storage_close(struct file *file)
+{
+	if (storage_is_bdev(file))
+		bdev_fput(file);
+	else
+		fput(file);
+}
+
+bool blksnap_storage_is_bdev(struct file *file)
+{
+	return storage_is_bdev(file);
+}
+
+u64 blksnap_storage_sectors(struct file *file)
+{
+	if (storage_is_bdev(file))
+		return bdev_nr_sectors(file_bdev(file));
+	return i_size_read(file_inode(file)) >> SECTOR_SHIFT;
+}
+
+/* The block device that holds the storage; NULL for tmpfs and the like. */
+struct block_device *blksnap_storage_bdev(struct file *file)
+{
+	if (storage_is_bdev(file))
+		return file_bdev(file);
+	return file_inode(file)->i_sb->s_bdev;
+}
+
+/* Extends a storage file to new_sectors. */
+int blksnap_storage_grow(struct file *file, u64 old_sectors, u64 new_sectors)
+{
+	return vfs_fallocate(file, 0, old_sectors << SECTOR_SHIFT,
+			     (new_sectors - old_sectors) << SECTOR_SHIFT);
+}
+
+int blksnap_storage_rw(struct file *file, void *buf, size_t len, u64 sector,
+		       bool write)
+{
+	loff_t pos = sector << SECTOR_SHIFT;
+
+	while (len) {
+		ssize_t n = write ? kernel_write(file, buf, len, &pos)
+				  : kernel_read(file, buf, len, &pos);
+
+		if (n < 0)
+			return n;
+		if (n == 0)
+			return -EIO;
+		buf += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* ---- Bios -------------------------------------------------------------- */
+
+/* Copies len bytes from buf into the data of bio, from byte offset on. */
+void blksnap_bio_copy_to(struct bio *bio, size_t offset, const void *buf,
+			 size_t len)
+{
+	struct bvec_iter iter;
+	struct bio_vec bv;
+	size_t pos = 0;
+
+	bio_for_each_segment(bv, bio, iter) {
+		size_t skip, n;
+
+		if (pos + bv.bv_len <= offset) {
+			pos += bv.bv_len;
+			continue;
+		}
+		if (!len)
+			break;
+		skip = offset > pos ? offset - pos : 0;
+		n = min_t(size_t, bv.bv_len - skip, len);
+		bv.bv_offset += skip;
+		bv.bv_len = n;
+		memcpy_to_bvec(&bv, buf);
+		buf += n;
+		len -= n;
+		offset += n;
+		pos += skip + n;
+	}
+}
+
+void blksnap_bio_end(struct bio *bio, int err)
+{
+	bio->bi_status = errno_to_blk_status(err);
+	bio_endio(bio);
+}
+
+/* Passes a held bio on; from this module, so it is not filtered again. */
+void blksnap_bio_resubmit(struct bio *bio)
+{
+	submit_bio_noacct(bio);
+}
+
+bool blksnap_bio_nowait(struct bio *bio)
+{
+	return bio->bi_opf & REQ_NOWAIT;
+}
+
+void blksnap_bio_wouldblock(struct bio *bio)
+{
+	bio_wouldblock_error(bio);
+}
+
+void blksnap_bio_list_add(struct bio_list *list, struct bio *bio)
+{
+	bio_list_add(list, bio);
+}
+
+struct bio *blksnap_bio_list_pop(struct bio_list *list)
+{
+	return bio_list_pop(list);
+}
+
+/* ---- Snapshot images --------------------------------------------------- */
+
+static void image_submit_bio(struct bio *bio)
+{
+	blksnap_image_submit_bio(bio->bi_bdev->bd_disk->private_data, bio);
+}
+
+static const struct block_device_operations image_fops = {
+	.owner = THIS_MODULE,
+	.submit_bio = image_submit_bio,
+};
+
+/*
+ * Creates and adds the image disk of original: same capacity and block
+ * sizes, no partitions, read-only unless writable. Its bios go to
+ * blksnap_image_submit_bio(owner, bio) until blksnap_image_remove().
+ */
+struct gendisk *blksnap_image_add(struct block_device *original, void *owner,
+				  bool writable)
+{
+	struct queue_limits lim = {
+		.logical_block_size = bdev_logical_block_size(original),
+		.physical_block_size = bdev_physical_block_size(original),
+		.io_min = bdev_io_min(original),
+		.max_hw_sectors = BLK_DEF_MAX_SECTORS_CAP,
+	};
+	struct gendisk *disk;
+	int ret;
+
+	disk = blk_alloc_disk(&lim, NUMA_NO_NODE);
+	if (IS_ERR(disk))
+		return disk;
+	disk->flags |= GENHD_FL_NO_PART;
+	disk->fops = &image_fops;
+	disk->private_data = owner;
+	snprintf(disk->disk_name, DISK_NAME_LEN, "blksnap-image_%u:%u",
+		 MAJOR(original->bd_dev), MINOR(original->bd_dev));
+	set_capacity(disk, bdev_nr_sectors(original));
+	set_disk_ro(disk, !writable);
+	ret = add_disk(disk);
+	if (ret) {
+		put_disk(disk);
+		return ERR_PTR(ret);
+	}
+	return disk;
+}
+
+/*
+ * Removes the image even while it is open or mounted: once del_gendisk()
+ * returns no new bio reaches the driver and later I/O fails in the block
+ * layer.
+ */
+void blksnap_image_remove(struct gendisk *disk)
+{
+	del_gendisk(disk);
+	put_disk(disk);
+}
+
+const char *blksnap_disk_name(struct gendisk *disk)
+{
+	return disk->disk_name;
+}

@@ -1,0 +1,369 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Safe wrappers for the I/O of snapshots (`snapio.c`): bios the module
+//! owns, lists of held bios, synchronous block-device I/O that the filter
+//! does not see, the difference storage file, image disks, the work queue.
+
+use core::ptr::NonNull;
+
+use kernel::error::to_result;
+use kernel::prelude::*;
+use kernel::str::CStr;
+use kernel::uaccess::UserPtr;
+use kernel::workqueue::Queue;
+
+use super::bindings;
+use super::block::{Bio, BlockDevice};
+
+/// A bio the module owns: taken over from the filter or from an image.
+///
+/// It must be passed on or ended; dropping it ends it with EIO, so a
+/// forgotten bio is reported to its submitter instead of hanging it.
+pub(crate) struct OwnedBio(NonNull<bindings::bio>);
+
+// SAFETY: a bio may be completed or resubmitted from any thread.
+unsafe impl Send for OwnedBio {}
+
+impl OwnedBio {
+    /// # Safety
+    ///
+    /// `ptr` is a live bio whose ownership the caller hands over: nobody
+    /// else passes it on or ends it.
+    pub(crate) unsafe fn from_raw(ptr: *mut bindings::bio) -> Self {
+        // SAFETY: the caller passes a live, hence non-null, bio.
+        Self(unsafe { NonNull::new_unchecked(ptr) })
+    }
+
+    /// Gives up ownership and returns the raw bio.
+    pub(crate) fn into_raw(self) -> *mut bindings::bio {
+        let ptr = self.0.as_ptr();
+        core::mem::forget(self);
+        ptr
+    }
+
+    /// Passes the bio on to its device; the filter does not see it again.
+    pub(crate) fn pass(self) {
+        // SAFETY: the bio is owned and live; ownership goes to the block layer.
+        unsafe { bindings::blksnap_bio_resubmit(self.into_raw()) };
+    }
+
+    /// Completes the bio with `result`.
+    pub(crate) fn end(self, result: Result) {
+        let err = match result {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        };
+        // SAFETY: the bio is owned and live; ending it gives it back.
+        unsafe { bindings::blksnap_bio_end(self.into_raw(), err) };
+    }
+
+    /// Whether the submitter asked not to be blocked (REQ_NOWAIT).
+    pub(crate) fn is_nowait(&self) -> bool {
+        // SAFETY: the bio is live.
+        unsafe { bindings::blksnap_bio_nowait(self.0.as_ptr()) }
+    }
+
+    /// Completes the bio with EAGAIN, as REQ_NOWAIT asks when it would block.
+    pub(crate) fn would_block(self) {
+        // SAFETY: the bio is owned and live; ending it gives it back.
+        unsafe { bindings::blksnap_bio_wouldblock(self.into_raw()) };
+    }
+
+    /// Copies `data` into the bio's data from byte `offset` on.
+    pub(crate) fn copy_to(&mut self, offset: usize, data: &[u8]) {
+        // SAFETY: the bio is live and owned, so nobody else touches its
+        // pages; the C side never copies more than the bio holds.
+        unsafe {
+            bindings::blksnap_bio_copy_to(self.0.as_ptr(), offset, data.as_ptr().cast(), data.len())
+        };
+    }
+}
+
+impl core::ops::Deref for OwnedBio {
+    type Target = Bio;
+
+    fn deref(&self) -> &Bio {
+        // SAFETY: the bio is live while owned.
+        unsafe { Bio::from_raw(self.0.as_ptr()) }
+    }
+}
+
+impl Drop for OwnedBio {
+    fn drop(&mut self) {
+        // SAFETY: still owned (every consuming method forgets `self`).
+        unsafe { bindings::blksnap_bio_end(self.0.as_ptr(), EIO.to_errno()) };
+    }
+}
+
+/// A FIFO of owned bios, linked through the bios themselves: adding one
+/// never allocates, so it works where sleeping is not allowed.
+pub(crate) struct BioList(bindings::bio_list);
+
+// SAFETY: the list only holds owned bios, which may move between threads.
+unsafe impl Send for BioList {}
+
+impl BioList {
+    pub(crate) const fn new() -> Self {
+        Self(bindings::bio_list {
+            head: core::ptr::null_mut(),
+            tail: core::ptr::null_mut(),
+        })
+    }
+
+    pub(crate) fn push(&mut self, bio: OwnedBio) {
+        // SAFETY: the list is valid and the bio owned; the list now owns it.
+        unsafe { bindings::blksnap_bio_list_add(&mut self.0, bio.into_raw()) };
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<OwnedBio> {
+        // SAFETY: the list is valid.
+        let bio = unsafe { bindings::blksnap_bio_list_pop(&mut self.0) };
+        // SAFETY: a bio on the list is owned by it; it passes to the caller.
+        (!bio.is_null()).then(|| unsafe { OwnedBio::from_raw(bio) })
+    }
+}
+
+impl Drop for BioList {
+    fn drop(&mut self) {
+        while let Some(bio) = self.pop() {
+            bio.end(Err(EIO));
+        }
+    }
+}
+
+impl BlockDevice {
+    /// Reads `buf.len()` bytes at `sector` and waits. The filter does not
+    /// see this I/O.
+    pub(crate) fn read_sync(&self, sector: u64, buf: &mut [u8]) -> Result {
+        // SAFETY: the device is live while borrowed and `buf` is writable
+        // memory of that length, untouched by anyone else until we return.
+        to_result(unsafe {
+            bindings::blksnap_bdev_rw(self.as_ptr(), sector, buf.as_mut_ptr().cast(), buf.len(), false)
+        })
+    }
+
+    /// The device's preferred minimum I/O size, in bytes.
+    pub(crate) fn io_min(&self) -> u32 {
+        // SAFETY: the device is live while borrowed.
+        unsafe { bindings::blksnap_bdev_io_min(self.as_ptr()) }
+    }
+
+    /// The device number and that of its whole disk.
+    pub(crate) fn devs(&self) -> (u32, u32) {
+        // SAFETY: the device is live while borrowed.
+        unsafe {
+            (
+                bindings::blksnap_bdev_dev(self.as_ptr()),
+                bindings::blksnap_bdev_whole_dev(self.as_ptr()),
+            )
+        }
+    }
+
+    /// Whether bios of the device carry integrity data or encryption
+    /// contexts, which a snapshot cannot preserve.
+    pub(crate) fn is_unsupported(&self) -> bool {
+        // SAFETY: the device is live while borrowed.
+        unsafe { bindings::blksnap_bdev_unsupported(self.as_ptr()) }
+    }
+}
+
+/// Memory allocations of this thread do not start I/O while it lives.
+pub(crate) struct NoIo(u32);
+
+impl NoIo {
+    pub(crate) fn enter() -> Self {
+        // SAFETY: no precondition; restored on drop, in nesting order.
+        Self(unsafe { bindings::blksnap_noio_save() })
+    }
+}
+
+impl Drop for NoIo {
+    fn drop(&mut self) {
+        // SAFETY: the flags come from the matching save.
+        unsafe { bindings::blksnap_noio_restore(self.0) };
+    }
+}
+
+/// The module's work queue for copy-on-write and image reads.
+pub(crate) struct WorkQueue(());
+
+impl WorkQueue {
+    pub(crate) fn create() -> Result<Self> {
+        // SAFETY: called once, at module load.
+        to_result(unsafe { bindings::blksnap_wq_create() })?;
+        Ok(Self(()))
+    }
+}
+
+impl Drop for WorkQueue {
+    fn drop(&mut self) {
+        // SAFETY: created in `create`; every snapshot is gone at unload
+        // (each holds a module reference), so no work is queued any more.
+        unsafe { bindings::blksnap_wq_destroy() };
+    }
+}
+
+/// The queue created by [`WorkQueue::create`].
+pub(crate) fn queue() -> &'static Queue {
+    // SAFETY: work is only queued by snapshots, which exist between the
+    // creation and the destruction of the queue.
+    unsafe { Queue::from_raw(bindings::blksnap_wq().cast()) }
+}
+
+/// Waits for all queued work to finish.
+pub(crate) fn flush_queue() {
+    // SAFETY: the queue exists while the module is loaded.
+    unsafe { bindings::blksnap_wq_flush() };
+}
+
+/// A NUL-terminated path copied from user space.
+pub(crate) struct UserPath(NonNull<kernel::ffi::c_char>);
+
+impl UserPath {
+    /// Copies at most `PATH_MAX` bytes; EINVAL if longer, EFAULT if the
+    /// pointer is bad.
+    pub(crate) fn read(ptr: UserPtr) -> Result<Self> {
+        const PATH_MAX: isize = 4096;
+        // SAFETY: strndup_user checks the user pointer itself.
+        let p = unsafe { bindings::blksnap_strndup_user(ptr as *const _, PATH_MAX) };
+        // SAFETY: plain pointer inspection.
+        if unsafe { bindings::blksnap_is_err(p.cast()) } {
+            // SAFETY: as above.
+            return Err(Error::from_errno(unsafe { bindings::blksnap_ptr_err(p.cast()) }));
+        }
+        // SAFETY: not null, checked above.
+        Ok(Self(unsafe { NonNull::new_unchecked(p) }))
+    }
+
+    fn as_cstr(&self) -> &CStr {
+        // SAFETY: strndup_user returns a NUL-terminated copy we own.
+        unsafe { CStr::from_char_ptr(self.0.as_ptr()) }
+    }
+}
+
+impl Drop for UserPath {
+    fn drop(&mut self) {
+        // SAFETY: allocated by strndup_user.
+        unsafe { bindings::blksnap_kfree(self.0.as_ptr().cast()) };
+    }
+}
+
+/// An open difference storage: a regular file, an unnamed temporary file
+/// or a block device held exclusively.
+pub(crate) struct StorageFile(NonNull<bindings::file>);
+
+// SAFETY: a struct file may be used and released from any thread.
+unsafe impl Send for StorageFile {}
+// SAFETY: file I/O at explicit offsets needs no exclusion.
+unsafe impl Sync for StorageFile {}
+
+impl StorageFile {
+    /// Opens `path`; `holder` identifies the exclusive opener of a block
+    /// device and must stay valid until the file is dropped.
+    pub(crate) fn open(path: &UserPath, holder: *const ()) -> Result<Self> {
+        // SAFETY: the path is NUL-terminated; `holder` is only compared.
+        let file = unsafe {
+            bindings::blksnap_storage_open(path.as_cstr().as_char_ptr(), holder as *mut _)
+        };
+        // SAFETY: plain pointer inspection.
+        if unsafe { bindings::blksnap_is_err(file.cast()) } {
+            // SAFETY: as above.
+            return Err(Error::from_errno(unsafe { bindings::blksnap_ptr_err(file.cast()) }));
+        }
+        // SAFETY: not null, checked above.
+        Ok(Self(unsafe { NonNull::new_unchecked(file) }))
+    }
+
+    fn as_ptr(&self) -> *mut bindings::file {
+        self.0.as_ptr()
+    }
+
+    pub(crate) fn is_block_device(&self) -> bool {
+        // SAFETY: the file is open while `self` lives.
+        unsafe { bindings::blksnap_storage_is_bdev(self.as_ptr()) }
+    }
+
+    /// The size of the file or device, in sectors.
+    pub(crate) fn sectors(&self) -> u64 {
+        // SAFETY: the file is open while `self` lives.
+        unsafe { bindings::blksnap_storage_sectors(self.as_ptr()) }
+    }
+
+    /// The device number and whole-disk device number of the block device
+    /// holding the storage, if it is on one.
+    pub(crate) fn devs(&self) -> Option<(u32, u32)> {
+        // SAFETY: the file is open while `self` lives.
+        let bdev = unsafe { bindings::blksnap_storage_bdev(self.as_ptr()) };
+        // SAFETY: the device of an open file (or of its superblock) lives
+        // as long as the file.
+        (!bdev.is_null()).then(|| unsafe { BlockDevice::from_raw(bdev) }.devs())
+    }
+
+    /// Grows the file from `old` to `new` sectors with fallocate.
+    pub(crate) fn grow(&self, old: u64, new: u64) -> Result {
+        // SAFETY: the file is open while `self` lives.
+        to_result(unsafe { bindings::blksnap_storage_grow(self.as_ptr(), old, new) })
+    }
+
+    pub(crate) fn write_at(&self, sector: u64, buf: &[u8]) -> Result {
+        // SAFETY: the file is open; the buffer is only read.
+        to_result(unsafe {
+            bindings::blksnap_storage_rw(self.as_ptr(), buf.as_ptr() as *mut _, buf.len(), sector, true)
+        })
+    }
+
+    pub(crate) fn read_at(&self, sector: u64, buf: &mut [u8]) -> Result {
+        // SAFETY: the file is open; the buffer is writable and ours.
+        to_result(unsafe {
+            bindings::blksnap_storage_rw(self.as_ptr(), buf.as_mut_ptr().cast(), buf.len(), sector, false)
+        })
+    }
+}
+
+impl Drop for StorageFile {
+    fn drop(&mut self) {
+        // SAFETY: opened by `open`, released once.
+        unsafe { bindings::blksnap_storage_close(self.as_ptr()) };
+    }
+}
+
+/// The gendisk of a snapshot image. Dropping it removes the disk, even if
+/// it is open or mounted.
+pub(crate) struct ImageDisk(NonNull<bindings::gendisk>);
+
+// SAFETY: a gendisk may be removed from any thread.
+unsafe impl Send for ImageDisk {}
+// SAFETY: only its name is read through a shared reference.
+unsafe impl Sync for ImageDisk {}
+
+impl ImageDisk {
+    /// Adds the image disk of `original`. Its bios are handed to
+    /// `blksnap_image_submit_bio(owner, bio)` until the disk is dropped, so
+    /// `owner` must stay valid that long.
+    pub(crate) fn add(original: &BlockDevice, owner: *const (), writable: bool) -> Result<Self> {
+        // SAFETY: the original is live while borrowed; `owner` is kept
+        // valid by the caller.
+        let disk =
+            unsafe { bindings::blksnap_image_add(original.as_ptr(), owner as *mut _, writable) };
+        // SAFETY: plain pointer inspection.
+        if unsafe { bindings::blksnap_is_err(disk.cast()) } {
+            // SAFETY: as above.
+            return Err(Error::from_errno(unsafe { bindings::blksnap_ptr_err(disk.cast()) }));
+        }
+        // SAFETY: not null, checked above.
+        Ok(Self(unsafe { NonNull::new_unchecked(disk) }))
+    }
+
+    /// The disk name, such as `blksnap-image_7:0`.
+    pub(crate) fn name(&self) -> &CStr {
+        // SAFETY: disk_name is a NUL-terminated array of the live gendisk.
+        unsafe { CStr::from_char_ptr(bindings::blksnap_disk_name(self.0.as_ptr())) }
+    }
+}
+
+impl Drop for ImageDisk {
+    fn drop(&mut self) {
+        // SAFETY: added by `add`, removed once.
+        unsafe { bindings::blksnap_image_remove(self.0.as_ptr()) };
+    }
+}

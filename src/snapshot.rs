@@ -1,0 +1,505 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Snapshots: their lifecycle (uapi.md §2), difference storage (§6),
+//! events, and the SNAPSHOTADD / SNAPSHOTINFO sub-commands (§1).
+//!
+//! The list of snapshots and the members of each are changed only under the
+//! registry lock, the same lock that guards the table of attached filters,
+//! so attach, detach, add, take and destroy see one consistent picture. The
+//! hot path never takes it: a member's copy-on-write is published to its
+//! tracker with RCU ([`crate::tracker::TrackerCore`]).
+//!
+//! What the copy-on-write workers of all members share, the storage, the
+//! error and the events, lives in [`Shared`], which event waiters hold on
+//! to without the lock.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicI32, Ordering};
+
+use kernel::new_condvar;
+use kernel::new_mutex;
+use kernel::prelude::*;
+use kernel::sync::{Arc, CondVar, Mutex};
+use kernel::time::{msecs_to_jiffies, Ktime};
+use kernel::uaccess::{UserPtr, UserSlice};
+
+use crate::diff_area::DiffArea;
+use crate::glue::block::{BdevRef, BlockDevice};
+use crate::glue::errno;
+use crate::glue::hooks::{ModuleRef, RegistryLock};
+use crate::glue::random;
+use crate::glue::snapio::{self, ImageDisk, StorageFile, UserPath};
+use crate::glue::uaccess;
+use crate::params;
+use crate::storage::StorageAccount;
+use crate::tracker::TrackerCore;
+use crate::uapi;
+
+/// Events kept for a snapshot nobody waits on; older ones are dropped.
+const MAX_QUEUED_EVENTS: usize = 64;
+
+/// Byte offsets in `struct blksnap_snapshot_event` (uapi.md §2).
+const EVENT_CODE_OFFSET: usize = 20;
+const EVENT_DATA_OFFSET: usize = 32;
+
+enum EventData {
+    Corrupted(uapi::BlksnapEventCorrupted),
+    NoSpace(uapi::BlksnapEventNoSpace),
+}
+
+struct Event {
+    time: i64,
+    data: EventData,
+}
+
+/// The events not yet collected: a ring of the newest ones.
+struct EventQueue {
+    ring: [Option<Event>; MAX_QUEUED_EVENTS],
+    head: usize,
+    len: usize,
+    /// Set at destroy: waiters leave with ESRCH.
+    closed: bool,
+}
+
+impl EventQueue {
+    fn new() -> Self {
+        Self {
+            ring: core::array::from_fn(|_| None),
+            head: 0,
+            len: 0,
+            closed: false,
+        }
+    }
+
+    /// Adds an event; when full the oldest one is dropped.
+    fn push(&mut self, event: Event) {
+        if self.len == MAX_QUEUED_EVENTS {
+            self.head = (self.head + 1) % MAX_QUEUED_EVENTS;
+            self.len -= 1;
+        }
+        self.ring[(self.head + self.len) % MAX_QUEUED_EVENTS] = Some(event);
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<Event> {
+        if self.len == 0 {
+            return None;
+        }
+        let event = self.ring[self.head].take();
+        self.head = (self.head + 1) % MAX_QUEUED_EVENTS;
+        self.len -= 1;
+        event
+    }
+}
+
+/// What all diff areas of one snapshot share.
+#[pin_data]
+pub(crate) struct Shared {
+    storage: StorageFile,
+    /// Identifies the snapshot as the exclusive opener of a storage device;
+    /// dropped after `storage`.
+    _holder: KBox<u8>,
+    /// 0, or the negative errno that corrupted the snapshot.
+    error: AtomicI32,
+    #[pin]
+    account: Mutex<StorageAccount>,
+    #[pin]
+    queue: Mutex<EventQueue>,
+    #[pin]
+    event_ready: CondVar,
+}
+
+impl Shared {
+    fn new(path: &UserPath, limit: u64) -> Result<Arc<Self>> {
+        let holder = KBox::new(0u8, GFP_KERNEL)?;
+        let storage = StorageFile::open(path, (&*holder as *const u8).cast())?;
+        let step = u64::from(params::diff_storage_minimum());
+        let account = if storage.is_block_device() {
+            StorageAccount::for_block_device(storage.sectors(), step)
+        } else {
+            StorageAccount::for_file(storage.sectors(), limit, step)
+        };
+        Arc::pin_init(
+            pin_init!(Self {
+                storage,
+                _holder: holder,
+                error: AtomicI32::new(0),
+                account <- new_mutex!(account, "blksnap:storage"),
+                queue <- new_mutex!(EventQueue::new(), "blksnap:events"),
+                event_ready <- new_condvar!("blksnap:event"),
+            }),
+            GFP_KERNEL,
+        )
+    }
+
+    pub(crate) fn is_corrupted(&self) -> bool {
+        self.error.load(Ordering::Acquire) != 0
+    }
+
+    /// Marks the snapshot corrupted by `err` on device `dev`; only the first
+    /// error counts and queues the corrupted event.
+    pub(crate) fn corrupt(&self, dev: u32, err: Error) {
+        let code = err.to_errno();
+        if self
+            .error
+            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            pr_err!("snapshot corrupted: device {}:{}, error {}\n", dev >> 20, dev & 0xfffff, code);
+            self.push_event(EventData::Corrupted(uapi::BlksnapEventCorrupted {
+                dev_id_mj: dev >> 20,
+                dev_id_mn: dev & 0xfffff,
+                err_code: -code,
+            }));
+        }
+    }
+
+    fn push_event(&self, data: EventData) {
+        let event = Event {
+            time: Ktime::ktime_get().to_ns(),
+            data,
+        };
+        self.queue.lock().push(event);
+        self.event_ready.notify_all();
+    }
+
+    fn close_events(&self) {
+        self.queue.lock().closed = true;
+        self.event_ready.notify_all();
+    }
+
+    /// Hands out storage for `sectors`, growing the file first when space
+    /// runs low; queues the no_space event when the limit is reached.
+    fn allocate(&self, sectors: u64) -> Result<u64> {
+        let mut account = self.account.lock();
+        loop {
+            if let Some(size) = account.start_growth() {
+                match self.storage.grow(account.capacity_sectors(), size) {
+                    Ok(()) => account.grown(size),
+                    Err(_) => account.growth_failed(),
+                }
+            }
+            let place = account.allocate(sectors);
+            if let Some(requested) = account.no_space_event() {
+                self.push_event(EventData::NoSpace(uapi::BlksnapEventNoSpace {
+                    requested_nr_sect: requested,
+                }));
+            }
+            match place {
+                Ok(place) => return Ok(place),
+                // A failed allocation makes the space low: grow if we may.
+                Err(_) if account.needs_growth().is_some() => continue,
+                Err(_) => return Err(ENOSPC),
+            }
+        }
+    }
+
+    /// Writes a chunk's copy to the storage; returns its first sector there.
+    pub(crate) fn store(&self, data: &[u8]) -> Result<u64> {
+        let place = self.allocate((data.len() >> 9) as u64)?;
+        self.storage.write_at(place, data)?;
+        Ok(place)
+    }
+
+    /// Reads stored data from storage sector `place`.
+    pub(crate) fn load(&self, place: u64, out: &mut [u8]) -> Result {
+        self.storage.read_at(place, out)
+    }
+
+    /// Whether the storage lives on `bdev` or shares a disk with it in a
+    /// way that copy-on-write would write to the device it copies from.
+    fn is_on(&self, bdev: &BlockDevice) -> bool {
+        let Some((dev, whole)) = self.storage.devs() else {
+            return false;
+        };
+        let (mdev, mwhole) = bdev.devs();
+        dev == mdev || (whole == mwhole && (dev == whole || mdev == mwhole))
+    }
+
+    fn wait_event(&self, timeout_ms: u32) -> Result<Event> {
+        let mut left = msecs_to_jiffies(timeout_ms);
+        let mut queue = self.queue.lock();
+        loop {
+            if let Some(event) = queue.pop() {
+                return Ok(event);
+            }
+            if queue.closed {
+                return Err(ESRCH);
+            }
+            match self.event_ready.wait_interruptible_timeout(&mut queue, left) {
+                kernel::sync::CondVarTimeoutResult::Timeout => return Err(ENOENT),
+                kernel::sync::CondVarTimeoutResult::Signal { .. } => return Err(EINTR),
+                kernel::sync::CondVarTimeoutResult::Woken { jiffies } => left = jiffies,
+            }
+        }
+    }
+}
+
+struct Member {
+    bdev: BdevRef,
+    tracker: Arc<TrackerCore>,
+    area: Option<Arc<DiffArea>>,
+    image: Option<ImageDisk>,
+}
+
+struct Snapshot {
+    id: [u8; 16],
+    shared: Arc<Shared>,
+    members: KVec<Member>,
+    taken: bool,
+    _module: ModuleRef,
+}
+
+impl Snapshot {
+    /// Stops copy-on-write and removes the images. Writes held at that
+    /// moment still go on to their devices.
+    fn stop(&mut self, lock: &RegistryLock) {
+        for m in self.members.iter_mut() {
+            drop(m.tracker.cow.replace(None, lock));
+            if let Some(area) = &m.area {
+                area.close();
+            }
+            drop(m.image.take());
+        }
+        // Every held write is passed on and every image bio ended.
+        snapio::flush_queue();
+        for m in self.members.iter_mut() {
+            m.area = None;
+        }
+    }
+}
+
+/// The snapshots; used only under the registry lock, through [`Locked`].
+struct Registry(UnsafeCell<KVec<KBox<Snapshot>>>);
+
+// SAFETY: the contents are only reached through `Locked`, under the lock.
+unsafe impl Sync for Registry {}
+
+static SNAPSHOTS: Registry = Registry(UnsafeCell::new(KVec::new()));
+
+/// The registry lock, held to use the list of snapshots.
+struct Locked(RegistryLock);
+
+impl Locked {
+    fn lock() -> Self {
+        Self(RegistryLock::lock())
+    }
+
+    /// The list of snapshots and the lock, borrowed apart.
+    fn parts(&mut self) -> (&mut KVec<KBox<Snapshot>>, &RegistryLock) {
+        // SAFETY: the registry lock is held and `self` exclusively borrowed
+        // for the lifetime of the result; only one `Locked` exists at a
+        // time, so no other reference to the list exists.
+        (unsafe { &mut *SNAPSHOTS.0.get() }, &self.0)
+    }
+}
+
+/// Removes and returns element `index`, keeping the order of the others.
+fn take_out<T>(list: &mut KVec<T>, index: usize) -> Result<T> {
+    let mut rest = KVec::with_capacity(list.len(), GFP_KERNEL)?;
+    let mut taken = None;
+    for (i, item) in core::mem::replace(list, KVec::new()).into_iter().enumerate() {
+        if i == index {
+            taken = Some(item);
+        } else {
+            // Cannot fail: the capacity is reserved.
+            rest.push(item, GFP_ATOMIC)?;
+        }
+    }
+    *list = rest;
+    taken.ok_or(EINVAL)
+}
+
+fn find(list: &mut KVec<KBox<Snapshot>>, id: &[u8; 16]) -> Result<usize> {
+    list.iter().position(|s| &s.id == id).ok_or(ESRCH)
+}
+
+pub(crate) fn create(arg: UserPtr) -> Result<isize> {
+    let req: uapi::BlksnapSnapshotCreate = uaccess::read(arg)?;
+    let path = UserPath::read(req.diff_storage_filename as UserPtr)?;
+    let shared = Shared::new(&path, req.diff_storage_limit_sect)?;
+    let snapshot = KBox::new(
+        Snapshot {
+            id: random::uuid(),
+            shared,
+            members: KVec::new(),
+            taken: false,
+            _module: ModuleRef::get()?,
+        },
+        GFP_KERNEL,
+    )?;
+    let id = uapi::BlksnapUuid { b: snapshot.id };
+    uaccess::write(arg + core::mem::offset_of!(uapi::BlksnapSnapshotCreate, id), &id)?;
+    Locked::lock().parts().0.push(snapshot, GFP_KERNEL)?;
+    Ok(0)
+}
+
+pub(crate) fn destroy(arg: UserPtr) -> Result<isize> {
+    let id: uapi::BlksnapUuid = uaccess::read(arg)?;
+    let mut locked = Locked::lock();
+    let (list, lock) = locked.parts();
+    let index = find(list, &id.b)?;
+    let mut snapshot = take_out(list, index)?;
+    snapshot.stop(lock);
+    for m in snapshot.members.iter() {
+        m.tracker.leave_snapshot();
+    }
+    snapshot.shared.close_events();
+    drop(locked);
+    drop(snapshot);
+    Ok(0)
+}
+
+pub(crate) fn take(arg: UserPtr) -> Result<isize> {
+    let id: uapi::BlksnapUuid = uaccess::read(arg)?;
+    let mut locked = Locked::lock();
+    let (list, lock) = locked.parts();
+    let index = find(list, &id.b)?;
+    let snapshot = &mut list[index];
+    if snapshot.taken {
+        return Err(errno::ealready());
+    }
+    if snapshot.members.is_empty() {
+        return Err(ENODEV);
+    }
+    // Everything that allocates is done before the devices are frozen.
+    let mut areas = KVec::with_capacity(snapshot.members.len(), GFP_KERNEL)?;
+    for m in snapshot.members.iter() {
+        let area = DiffArea::new(m.bdev.get_ref(), snapshot.shared.clone())?;
+        areas.push(KBox::new(area, GFP_KERNEL)?, GFP_KERNEL)?;
+    }
+    {
+        let mut frozen = KVec::with_capacity(snapshot.members.len(), GFP_KERNEL)?;
+        for m in snapshot.members.iter() {
+            frozen.push(m.bdev.freeze()?, GFP_KERNEL)?;
+        }
+        // The coherent moment: no file system writes on any member.
+        for (m, published) in snapshot.members.iter().zip(areas) {
+            m.tracker.cbt.lock().switch();
+            drop(m.tracker.cow.replace(Some(published), lock));
+        }
+    }
+    snapshot.taken = true;
+    for m in snapshot.members.iter_mut() {
+        let Some(area) = m.tracker.current_area(lock) else {
+            continue;
+        };
+        let image = ImageDisk::add(&m.bdev, (&*area as *const DiffArea).cast(), false);
+        m.area = Some(area);
+        match image {
+            Ok(image) => m.image = Some(image),
+            Err(e) => {
+                pr_err!("cannot create a snapshot image: {:?}\n", e);
+                snapshot.stop(lock);
+                snapshot.taken = false;
+                return Err(e);
+            }
+        }
+    }
+    Ok(0)
+}
+
+pub(crate) fn collect(arg: UserPtr) -> Result<isize> {
+    let req: uapi::BlksnapSnapshotCollect = uaccess::read(arg)?;
+    let mut locked = Locked::lock();
+    let (list, _) = locked.parts();
+    let total = u32::try_from(list.len()).map_err(|_| EINVAL)?;
+    if req.ids != 0 {
+        let n = (req.count as usize).min(list.len());
+        let size = core::mem::size_of::<uapi::BlksnapUuid>();
+        let mut writer = UserSlice::new(req.ids as UserPtr, n * size).writer();
+        for s in list.iter().take(n) {
+            writer.write(&uapi::BlksnapUuid { b: s.id })?;
+        }
+    }
+    uaccess::write(arg, &total)?;
+    if req.ids != 0 && total > req.count {
+        return Err(errno::enodata());
+    }
+    Ok(0)
+}
+
+pub(crate) fn wait_event(arg: UserPtr) -> Result<isize> {
+    let id: uapi::BlksnapUuid = uaccess::read(arg)?;
+    let timeout_ms: u32 = uaccess::read(arg + core::mem::offset_of!(uapi::BlksnapSnapshotEvent, timeout_ms))?;
+    let shared = {
+        let mut locked = Locked::lock();
+        let (list, _) = locked.parts();
+        let index = find(list, &id.b)?;
+        list[index].shared.clone()
+    };
+    let event = shared.wait_event(timeout_ms)?;
+    let data = arg + EVENT_DATA_OFFSET;
+    let code = match &event.data {
+        EventData::Corrupted(d) => {
+            uaccess::write(data, d)?;
+            uapi::BlksnapEventCode::Corrupted
+        }
+        EventData::NoSpace(d) => {
+            uaccess::write(data, d)?;
+            uapi::BlksnapEventCode::NoSpace
+        }
+    };
+    uaccess::write(arg + EVENT_CODE_OFFSET, &(code as u32))?;
+    uaccess::write(arg + EVENT_CODE_OFFSET + 4, &event.time)?;
+    Ok(0)
+}
+
+/// SNAPSHOTADD on the device of `tracker`.
+pub(crate) fn add(tracker: &Arc<TrackerCore>, bdev: &BlockDevice, opt: UserPtr) -> Result<isize> {
+    let req: uapi::BlksnapSnapshotadd = uaccess::read(opt)?;
+    if bdev.is_unsupported() {
+        return Err(EPERM);
+    }
+    let mut locked = Locked::lock();
+    let (list, _) = locked.parts();
+    for s in list.iter() {
+        if s.members.iter().any(|m| Arc::ptr_eq(&m.tracker, tracker)) {
+            return Err(if s.id == req.id.b { errno::ealready() } else { EBUSY });
+        }
+    }
+    let index = find(list, &req.id.b)?;
+    let snapshot = &mut list[index];
+    if snapshot.taken {
+        return Err(EBUSY);
+    }
+    if snapshot.shared.is_on(bdev) {
+        return Err(EINVAL);
+    }
+    snapshot.members.push(
+        Member {
+            bdev: bdev.get_ref(),
+            tracker: tracker.clone(),
+            area: None,
+            image: None,
+        },
+        GFP_KERNEL,
+    )?;
+    tracker.enter_snapshot();
+    Ok(0)
+}
+
+/// SNAPSHOTINFO on the device of `tracker`: the error and the image name
+/// of its snapshot (zero and empty outside a snapshot or before the take).
+pub(crate) fn info(tracker: &Arc<TrackerCore>, opt: UserPtr) -> Result<isize> {
+    let mut out = uapi::BlksnapSnapshotinfo {
+        error_code: 0,
+        image: [0; uapi::IMAGE_DISK_NAME_LEN],
+    };
+    {
+        let mut locked = Locked::lock();
+        for s in locked.parts().0.iter() {
+            let Some(m) = s.members.iter().find(|m| Arc::ptr_eq(&m.tracker, tracker)) else {
+                continue;
+            };
+            out.error_code = s.shared.error.load(Ordering::Acquire);
+            if let Some(image) = &m.image {
+                let name = image.name().as_bytes();
+                let n = name.len().min(out.image.len() - 1);
+                out.image[..n].copy_from_slice(&name[..n]);
+            }
+        }
+    }
+    uaccess::write(opt, &out)?;
+    Ok(0)
+}
