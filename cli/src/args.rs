@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use clap::{ArgGroup, CommandFactory, Parser, Subcommand};
 
-use crate::Sectors;
+use crate::{InfoField, Limit, Sectors, Uuid};
 
 /// Returns the clap command of `blksnap`, for generating its documentation.
 pub fn command() -> clap::Command {
@@ -21,18 +21,22 @@ pub fn command() -> clap::Command {
 /// Block-device snapshots and change-block tracking.
 ///
 /// blksnap drives the blksnap kernel module: it attaches the module's filter
-/// to block devices and reads and marks their change-block tracking, through
-/// /dev/blksnap-control and the block-device filter ioctls. Errors are one
-/// line on standard error, with exit status 1. With --json, the commands that
-/// print something print one JSON object on one line instead.
+/// to block devices, reads and marks their change-block tracking, and
+/// creates, takes, watches and destroys snapshots of them, through
+/// /dev/blksnap-control and the block-device filter ioctls. Snapshots are
+/// named by UUIDs in the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx. Errors
+/// are one line on standard error, with exit status 1. With --json, the
+/// commands that print something print one JSON object on one line instead
+/// (snapshot_watcher: one per event).
 #[derive(Parser, Debug)]
 #[command(name = "blksnap", version)]
 pub struct Cli {
     /// Print the output as one JSON object on one line.
     ///
-    /// version, attach, cbtinfo and markdirtyblock -f print an object; the
-    /// other commands still print nothing, and errors stay one line on
-    /// standard error.
+    /// version, attach, cbtinfo, markdirtyblock -f, snapshot_create,
+    /// snapshot_collect, snapshot_info and snapshot_waitevent print an
+    /// object, snapshot_watcher one object per event; the other commands
+    /// still print nothing, and errors stay one line on standard error.
     #[arg(long, global = true)]
     pub json: bool,
     /// The command to run.
@@ -66,6 +70,62 @@ pub enum Command {
     #[command(name = "markdirtyblock")]
     #[command(group(ArgGroup::new("what").required(true).args(["ranges", "file"])))]
     MarkDirtyBlock(MarkDirtyArgs),
+    /// Create a snapshot and print its UUID.
+    ///
+    /// The difference storage (--file) holds the original data of the
+    /// blocks overwritten while the snapshot is held: an existing regular
+    /// file (used and grown up to --limit), a directory (an unnamed file is
+    /// created in it and vanishes with the snapshot) or a block device
+    /// (used whole, never grown). Each --device is then added to the
+    /// snapshot, with the filter attached first where it is not; if one
+    /// cannot be added, the snapshot is destroyed again and nothing is
+    /// printed. Prints only the new UUID, on one line.
+    #[command(name = "snapshot_create")]
+    SnapshotCreate(SnapshotCreateArgs),
+    /// Add a block device to a snapshot.
+    ///
+    /// The blksnap filter is attached to the device first if it is not
+    /// attached yet. Prints nothing.
+    #[command(name = "snapshot_add")]
+    SnapshotAdd(SnapshotAddArgs),
+    /// Take a snapshot.
+    ///
+    /// The snapshot holds one coherent moment of all its devices; their
+    /// images, /dev/blksnap-image_MAJOR:MINOR, appear. Prints nothing.
+    #[command(name = "snapshot_take")]
+    SnapshotTake(IdArgs),
+    /// Destroy a snapshot.
+    ///
+    /// Its images are removed and its difference storage is released; the
+    /// filters and their change tracking stay attached. Prints nothing.
+    #[command(name = "snapshot_destroy")]
+    SnapshotDestroy(IdArgs),
+    /// Print the UUIDs of all snapshots, one per line.
+    #[command(name = "snapshot_collect")]
+    SnapshotCollect,
+    /// Print the snapshot state of a device.
+    ///
+    /// Two lines: error_code=N (0, or the negative errno that broke the
+    /// snapshot, -28 after the difference storage overflowed) and
+    /// image=/dev/NAME (`image=` before the snapshot is taken). With
+    /// --field, only that field's value.
+    #[command(name = "snapshot_info")]
+    SnapshotInfo(SnapshotInfoArgs),
+    /// Wait for the next event of a snapshot and print it.
+    ///
+    /// An event is printed as result=ok, time=T (monotonic nanoseconds),
+    /// event=corrupted or event=no_space, then its details: dev_id=MAJOR:MINOR
+    /// and err_code=N for corrupted, requested_nr_sect=N for no_space. A
+    /// wait without an event prints result=timeout, result=interrupted or
+    /// result=not found (no such snapshot); these exit with status 0.
+    #[command(name = "snapshot_waitevent")]
+    SnapshotWaitEvent(WaitEventArgs),
+    /// Print the events of a snapshot until it is destroyed.
+    ///
+    /// Each event is printed as snapshot_waitevent prints it, as it comes;
+    /// once the snapshot no longer exists, the command exits with status 0.
+    #[command(name = "snapshot_watcher")]
+    SnapshotWatcher(IdArgs),
 }
 
 /// The option of the commands that take only a device.
@@ -110,6 +170,64 @@ pub struct MarkDirtyArgs {
     /// sectors on that device).
     #[arg(short, long, value_name = "FILE")]
     pub file: Option<PathBuf>,
+}
+
+/// The option of the commands that take only a snapshot.
+#[derive(clap::Args, Debug)]
+pub struct IdArgs {
+    /// Snapshot UUID, as snapshot_create printed it.
+    #[arg(short, long, value_name = "UUID")]
+    pub id: Uuid,
+}
+
+/// The options of `snapshot_create`.
+#[derive(clap::Args, Debug)]
+pub struct SnapshotCreateArgs {
+    /// Difference storage: a regular file, a directory or a block device.
+    #[arg(short, long, value_name = "PATH")]
+    pub file: PathBuf,
+    /// Most bytes the difference storage may grow to: a decimal number,
+    /// optionally followed by K, M or G (2^10, 2^20, 2^30). Rounded down to
+    /// 512-byte sectors. 0, the default, grows nothing.
+    #[arg(short, long, value_name = "BYTES", default_value = "0")]
+    pub limit: Limit,
+    /// Block device to add to the snapshot. Several may follow one -d
+    /// (`-d /dev/sda1 /dev/sdb1`), and -d may be repeated.
+    #[arg(short, long, value_name = "DEVICE", num_args = 1..)]
+    pub device: Vec<PathBuf>,
+}
+
+/// The options of `snapshot_add`.
+#[derive(clap::Args, Debug)]
+pub struct SnapshotAddArgs {
+    /// Snapshot UUID, as snapshot_create printed it.
+    #[arg(short, long, value_name = "UUID")]
+    pub id: Uuid,
+    /// Block device to add, e.g. /dev/sda1.
+    #[arg(short, long, value_name = "DEVICE")]
+    pub device: PathBuf,
+}
+
+/// The options of `snapshot_info`.
+#[derive(clap::Args, Debug)]
+pub struct SnapshotInfoArgs {
+    /// Block device, e.g. /dev/sda1.
+    #[arg(short, long, value_name = "DEVICE")]
+    pub device: PathBuf,
+    /// Print only this field's value.
+    #[arg(short, long, value_name = "FIELD")]
+    pub field: Option<InfoField>,
+}
+
+/// The options of `snapshot_waitevent`.
+#[derive(clap::Args, Debug)]
+pub struct WaitEventArgs {
+    /// Snapshot UUID, as snapshot_create printed it.
+    #[arg(short, long, value_name = "UUID")]
+    pub id: Uuid,
+    /// How long to wait for an event, in milliseconds.
+    #[arg(short, long, value_name = "MS", default_value_t = 1000)]
+    pub timeout: u32,
 }
 
 #[cfg(test)]
@@ -342,6 +460,269 @@ mod tests {
         assert!(!cli.json);
         // A flag: it takes no value.
         assert!(Cli::try_parse_from(["blksnap", "--json=yes", "version"]).is_err());
+    }
+
+    const ID: &str = "01234567-89ab-cdef-fedc-ba9876543210";
+
+    fn id() -> Uuid {
+        ID.parse().unwrap()
+    }
+
+    #[test]
+    fn snapshot_create_option_forms() {
+        let devices = [Path::new("/dev/loop0"), Path::new("/dev/loop1")];
+        for args in [
+            &[
+                "snapshot_create",
+                "-f",
+                "/var/diff",
+                "-l",
+                "1G",
+                "-d",
+                "/dev/loop0",
+                "-d",
+                "/dev/loop1",
+            ][..],
+            &[
+                "snapshot_create",
+                "--file",
+                "/var/diff",
+                "--limit",
+                "1G",
+                "--device",
+                "/dev/loop0",
+                "/dev/loop1",
+            ],
+            &[
+                "snapshot_create",
+                "--file=/var/diff",
+                "--limit=1g",
+                "--device=/dev/loop0",
+                "--device=/dev/loop1",
+            ],
+            &[
+                "snapshot_create",
+                "-d/dev/loop0",
+                "-d/dev/loop1",
+                "-l1073741824",
+                "-f/var/diff",
+            ],
+            &[
+                "snapshot_create",
+                "-d",
+                "/dev/loop0",
+                "/dev/loop1",
+                "-f",
+                "/var/diff",
+                "-l",
+                "1048576K",
+            ],
+        ] {
+            match parse_ok(args) {
+                Command::SnapshotCreate(a) => {
+                    assert_eq!(a.file, Path::new("/var/diff"), "{args:?}");
+                    assert_eq!(a.limit, Limit::from_bytes(1 << 30), "{args:?}");
+                    assert_eq!(a.limit.sectors(), 2_097_152, "{args:?}");
+                    assert_eq!(a.device, devices, "{args:?}");
+                }
+                other => panic!("{args:?} parsed as {other:?}"),
+            }
+        }
+        // The limit defaults to 0 and the devices may be left out.
+        match parse_ok(&["snapshot_create", "-f", "/dev/sdz"]) {
+            Command::SnapshotCreate(a) => {
+                assert_eq!(a.limit, Limit::from_bytes(0));
+                assert!(a.device.is_empty());
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        match parse_ok(&["snapshot_create", "-f", "/d", "-l", "512M"]) {
+            Command::SnapshotCreate(a) => assert_eq!(a.limit.sectors(), 1 << 20),
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn snapshot_create_rejects_bad_options() {
+        parse_err(&["snapshot_create"]);
+        parse_err(&["snapshot_create", "-l", "1G", "-d", "/dev/loop0"]);
+        parse_err(&["snapshot_create", "-f"]);
+        parse_err(&["snapshot_create", "-f", "/d", "-l"]);
+        parse_err(&["snapshot_create", "-f", "/d", "-d"]);
+        parse_err(&["snapshot_create", "-f", "/d", "-i", ID]);
+        for bad in ["1T", "x", "1.5G", "1GB", "", "18446744073709551616"] {
+            let line = parse_err(&["snapshot_create", "-f", "/d", &format!("--limit={bad}")]);
+            assert!(line.contains("invalid limit"), "{bad}: {line}");
+        }
+    }
+
+    #[test]
+    fn snapshot_add_option_forms() {
+        for args in [
+            &["snapshot_add", "-i", ID, "-d", "/dev/loop0"][..],
+            &["snapshot_add", "--id", ID, "--device", "/dev/loop0"],
+            &["snapshot_add", &format!("--id={ID}"), "--device=/dev/loop0"],
+            &["snapshot_add", "-d/dev/loop0", &format!("-i{ID}")],
+            &[
+                "snapshot_add",
+                "-i",
+                "01234567-89AB-CDEF-FEDC-BA9876543210",
+                "-d",
+                "/dev/loop0",
+            ],
+        ] {
+            match parse_ok(args) {
+                Command::SnapshotAdd(a) => {
+                    assert_eq!(a.id, id(), "{args:?}");
+                    assert_eq!(a.device, Path::new("/dev/loop0"), "{args:?}");
+                }
+                other => panic!("{args:?} parsed as {other:?}"),
+            }
+        }
+        parse_err(&["snapshot_add", "-i", ID]);
+        parse_err(&["snapshot_add", "-d", "/dev/loop0"]);
+        parse_err(&["snapshot_add", "-i", ID, "-d", "/dev/loop0", "/dev/loop1"]);
+        let line = parse_err(&["snapshot_add", "-i", "0123", "-d", "/dev/loop0"]);
+        assert!(line.contains("invalid UUID"), "{line}");
+    }
+
+    #[test]
+    fn id_only_commands_option_forms() {
+        for name in ["snapshot_take", "snapshot_destroy", "snapshot_watcher"] {
+            for args in [
+                &[name, "-i", ID][..],
+                &[name, "--id", ID],
+                &[name, &format!("--id={ID}")],
+                &[name, &format!("-i{ID}")],
+            ] {
+                let got = match parse_ok(args) {
+                    Command::SnapshotTake(a) if name == "snapshot_take" => a.id,
+                    Command::SnapshotDestroy(a) if name == "snapshot_destroy" => a.id,
+                    Command::SnapshotWatcher(a) if name == "snapshot_watcher" => a.id,
+                    other => panic!("{args:?} parsed as {other:?}"),
+                };
+                assert_eq!(got, id(), "{args:?}");
+            }
+            parse_err(&[name]);
+            parse_err(&[name, "-i"]);
+            parse_err(&[name, "-i", ID, "extra"]);
+            parse_err(&[name, "-d", "/dev/loop0"]);
+            for bad in [
+                "0123",
+                "01234567-89ab-cdef-fedc-ba987654321g",
+                "0123456789abcdeffedcba9876543210",
+            ] {
+                let line = parse_err(&[name, "-i", bad]);
+                assert!(line.contains("invalid UUID"), "{name} {bad}: {line}");
+            }
+        }
+    }
+
+    #[test]
+    fn snapshot_collect_takes_no_options() {
+        assert!(matches!(
+            parse_ok(&["snapshot_collect"]),
+            Command::SnapshotCollect
+        ));
+        parse_err(&["snapshot_collect", "extra"]);
+        parse_err(&["snapshot_collect", "-i", ID]);
+    }
+
+    #[test]
+    fn snapshot_info_option_forms() {
+        for (args, want) in [
+            (&["snapshot_info", "-d", "/dev/loop0"][..], None),
+            (&["snapshot_info", "--device=/dev/loop0"], None),
+            (
+                &["snapshot_info", "-d", "/dev/loop0", "-f", "image"],
+                Some(InfoField::Image),
+            ),
+            (
+                &["snapshot_info", "-d/dev/loop0", "--field=error_code"],
+                Some(InfoField::ErrorCode),
+            ),
+            (
+                &[
+                    "snapshot_info",
+                    "--field",
+                    "image",
+                    "--device",
+                    "/dev/loop0",
+                ],
+                Some(InfoField::Image),
+            ),
+            (
+                &["snapshot_info", "-ferror_code", "-d", "/dev/loop0"],
+                Some(InfoField::ErrorCode),
+            ),
+        ] {
+            match parse_ok(args) {
+                Command::SnapshotInfo(a) => {
+                    assert_eq!(a.device, Path::new("/dev/loop0"), "{args:?}");
+                    assert_eq!(a.field, want, "{args:?}");
+                }
+                other => panic!("{args:?} parsed as {other:?}"),
+            }
+        }
+        parse_err(&["snapshot_info"]);
+        parse_err(&["snapshot_info", "-f", "image"]);
+        parse_err(&["snapshot_info", "-d", "/dev/loop0", "-f"]);
+        parse_err(&["snapshot_info", "-d", "/dev/loop0", "--field="]);
+        for bad in ["error-code", "errorcode", "name", "IMAGE"] {
+            let line = parse_err(&["snapshot_info", "-d", "/dev/loop0", "-f", bad]);
+            assert!(line.contains("invalid value"), "{bad}: {line}");
+        }
+    }
+
+    #[test]
+    fn snapshot_waitevent_option_forms() {
+        for (args, timeout) in [
+            (&["snapshot_waitevent", "-i", ID, "-t", "500"][..], 500),
+            (&["snapshot_waitevent", "--id", ID, "--timeout", "0"], 0),
+            (
+                &[
+                    "snapshot_waitevent",
+                    &format!("--id={ID}"),
+                    "--timeout=4294967295",
+                ],
+                u32::MAX,
+            ),
+            (
+                &["snapshot_waitevent", "-t60000", &format!("-i{ID}")],
+                60000,
+            ),
+            (&["snapshot_waitevent", "-i", ID], 1000),
+        ] {
+            match parse_ok(args) {
+                Command::SnapshotWaitEvent(a) => {
+                    assert_eq!(a.id, id(), "{args:?}");
+                    assert_eq!(a.timeout, timeout, "{args:?}");
+                }
+                other => panic!("{args:?} parsed as {other:?}"),
+            }
+        }
+        parse_err(&["snapshot_waitevent"]);
+        parse_err(&["snapshot_waitevent", "-t", "100"]);
+        parse_err(&["snapshot_waitevent", "-i", ID, "-t"]);
+        for bad in ["4294967296", "abc", "1.5", "1s"] {
+            parse_err(&["snapshot_waitevent", "-i", ID, "-t", bad]);
+        }
+        parse_err(&["snapshot_waitevent", "-i", ID, "--timeout=-1"]);
+    }
+
+    #[test]
+    fn json_is_accepted_by_the_snapshot_commands() {
+        for args in [
+            &["blksnap", "--json", "snapshot_collect"][..],
+            &["blksnap", "snapshot_collect", "--json"],
+            &["blksnap", "snapshot_create", "--json", "-f", "/d"],
+            &["blksnap", "snapshot_info", "-d", "/dev/loop0", "--json"],
+            &["blksnap", "snapshot_waitevent", "-i", ID, "--json"],
+            &["blksnap", "--json", "snapshot_watcher", "-i", ID],
+            &["blksnap", "snapshot_take", "--json", "-i", ID],
+        ] {
+            assert!(Cli::try_parse_from(args).unwrap().json, "{args:?}");
+        }
     }
 
     #[test]

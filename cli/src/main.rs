@@ -5,44 +5,60 @@
 //! and a short form, errors are one line on stderr with exit code 1. The
 //! command line itself is defined in [`blksnap::args`]; with `--json` the
 //! commands print the objects of [`blksnap::json`] instead of text.
+//!
+//! Output goes through [`emit`], so that a closed stdout (`| head -1` on
+//! `snapshot_watcher`) is an error line and status 1, not a panic.
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::ExitCode;
 
-use blksnap::args::{Cli, Command, MarkDirtyArgs};
-use blksnap::{json, Attached, BlockDevice};
+use blksnap::args::{Cli, Command, MarkDirtyArgs, SnapshotCreateArgs, SnapshotInfoArgs};
+use blksnap::{json, Attached, BlockDevice, Control};
 use clap::Parser;
+
+/// Writes `text` to stdout and flushes it; `text` ends with a newline.
+fn emit(text: &str) -> blksnap::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(|e| blksnap::Error::new("writing to standard output", e))
+}
+
+/// Writes the JSON object `object` as one line to stdout.
+fn emit_json(object: &str) -> blksnap::Result<()> {
+    emit(&format!("{object}\n"))
+}
 
 fn run(cli: Cli) -> blksnap::Result<()> {
     let as_json = cli.json;
     match cli.command {
         Command::Version => {
-            let v = blksnap::Control::open()?.version()?;
+            let v = Control::open()?.version()?;
             if as_json {
-                println!("{}", json::version(&v));
+                emit_json(&json::version(&v))?;
             } else {
-                println!("{}", blksnap::format_version(&v));
+                emit(&format!("{}\n", blksnap::format_version(&v)))?;
             }
         }
         Command::Attach(args) => {
             let attached = BlockDevice::open(&args.device)?.attach()?;
             if as_json {
-                println!("{}", json::attach(attached));
+                emit_json(&json::attach(attached))?;
             } else if attached == Attached::Now {
-                println!("Attached successfully");
+                emit("Attached successfully\n")?;
             } else {
-                println!("Already was attached");
+                emit("Already was attached\n")?;
             }
         }
         Command::Detach(args) => BlockDevice::open(&args.device)?.detach()?,
         Command::CbtInfo(args) => {
             let info = BlockDevice::open(&args.device)?.cbt_info()?;
             if as_json {
-                println!("{}", json::cbt_info(&info));
+                emit_json(&json::cbt_info(&info))?;
             } else {
-                print!("{}", blksnap::format_cbt_info(&info));
+                emit(&blksnap::format_cbt_info(&info))?;
             }
         }
         Command::ReadCbtMap(args) => {
@@ -50,8 +66,75 @@ fn run(cli: Cli) -> blksnap::Result<()> {
             write_file(&args.file, &map)?;
         }
         Command::MarkDirtyBlock(args) => mark_dirty_block(args, as_json)?,
+        Command::SnapshotCreate(args) => snapshot_create(args, as_json)?,
+        Command::SnapshotAdd(args) => {
+            BlockDevice::open(&args.device)?.attach_and_add(&args.id)?;
+        }
+        Command::SnapshotTake(args) => Control::open()?.snapshot_take(&args.id)?,
+        Command::SnapshotDestroy(args) => Control::open()?.snapshot_destroy(&args.id)?,
+        Command::SnapshotCollect => {
+            let ids = Control::open()?.snapshot_collect()?;
+            if as_json {
+                emit_json(&json::snapshot_collect(&ids))?;
+            } else {
+                emit(&blksnap::format_ids(&ids))?;
+            }
+        }
+        Command::SnapshotInfo(args) => snapshot_info(args, as_json)?,
+        Command::SnapshotWaitEvent(args) => {
+            let result = Control::open()?.wait_event(&args.id, args.timeout)?;
+            if as_json {
+                emit_json(&json::wait_result(&result))?;
+            } else {
+                emit(&blksnap::format_wait_result(&result))?;
+            }
+        }
+        Command::SnapshotWatcher(args) => {
+            let control = Control::open()?;
+            for event in control.events(args.id) {
+                let event = event?;
+                if as_json {
+                    emit_json(&json::event(&event))?;
+                } else {
+                    emit(&blksnap::format_event(&event))?;
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// Runs `snapshot_create`: opens the devices first, so that a mistyped one
+/// fails before anything is created, then creates the snapshot and adds
+/// them; prints the new UUID.
+fn snapshot_create(args: SnapshotCreateArgs, as_json: bool) -> blksnap::Result<()> {
+    let devices = args
+        .device
+        .iter()
+        .map(BlockDevice::open)
+        .collect::<blksnap::Result<Vec<_>>>()?;
+    let id = Control::open()?.snapshot_create_with_devices(
+        &args.file,
+        args.limit.sectors(),
+        &devices,
+    )?;
+    if as_json {
+        emit_json(&json::snapshot_create(&id))
+    } else {
+        emit(&blksnap::format_ids(&[id]))
+    }
+}
+
+/// Runs `snapshot_info`: both fields, or the one `--field` names.
+fn snapshot_info(args: SnapshotInfoArgs, as_json: bool) -> blksnap::Result<()> {
+    let info = BlockDevice::open(&args.device)?.snapshot_info()?;
+    if as_json {
+        return emit_json(&json::snapshot_info(&info, args.field));
+    }
+    match args.field {
+        Some(field) => emit(&blksnap::format_snapshot_info_field(&info, field)),
+        None => emit(&blksnap::format_snapshot_info(&info)),
+    }
 }
 
 /// Writes `data` to the file at `path`, creating or truncating it.
@@ -80,11 +163,10 @@ fn mark_dirty_block(args: MarkDirtyArgs, as_json: bool) -> blksnap::Result<()> {
     };
     BlockDevice::open(&device)?.mark_dirty(&found.ranges)?;
     if as_json {
-        println!("{}", json::marked_ranges(&device, &found.ranges));
+        emit_json(&json::marked_ranges(&device, &found.ranges))
     } else {
-        print!("{}", blksnap::format_ranges(&found.ranges));
+        emit(&blksnap::format_ranges(&found.ranges))
     }
-    Ok(())
 }
 
 /// Checks that `device` is the block device with number `dev`, the one
@@ -108,12 +190,18 @@ fn check_holds(device: &Path, file: &Path, dev: u64) -> blksnap::Result<()> {
     ))
 }
 
+/// Writes the error line `line` to stderr, after the tool's name; if stderr
+/// itself is gone, there is nobody left to tell.
+fn report(line: &str) {
+    let _ = writeln!(std::io::stderr(), "blksnap: {line}");
+}
+
 /// Parses the command line; help and version go to stdout with status 0,
 /// a usage error becomes one line on stderr and status 1.
 fn parse() -> Result<Cli, ExitCode> {
     Cli::try_parse().map_err(|err| {
         if err.use_stderr() {
-            eprintln!("blksnap: {}", error_line(&err.render().to_string()));
+            report(&error_line(&err.render().to_string()));
             ExitCode::FAILURE
         } else {
             let _ = err.print();
@@ -146,7 +234,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("blksnap: {err}");
+            report(&err.to_string());
             ExitCode::FAILURE
         }
     }

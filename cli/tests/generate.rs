@@ -5,13 +5,21 @@ use std::path::Path;
 use std::process::Command;
 
 /// The commands of `blksnap`, as the man page and completions must list them.
-const COMMANDS: [&str; 6] = [
+const COMMANDS: [&str; 14] = [
     "version",
     "attach",
     "detach",
     "cbtinfo",
     "readcbtmap",
     "markdirtyblock",
+    "snapshot_create",
+    "snapshot_add",
+    "snapshot_take",
+    "snapshot_destroy",
+    "snapshot_collect",
+    "snapshot_info",
+    "snapshot_waitevent",
+    "snapshot_watcher",
 ];
 
 /// The files `blksnap-gen` writes, as it prints them.
@@ -58,6 +66,11 @@ fn generator_writes_man_page_and_completions() {
         }
         assert!(text.contains("json"), "{file} lacks --json");
         assert!(text.contains("ranges"), "{file} lacks --ranges");
+        assert!(text.contains("timeout"), "{file} lacks --timeout");
+        assert!(
+            text.contains("error_code"),
+            "{file} lacks --field error_code"
+        );
     }
     let man = std::fs::read_to_string(out_dir.join("blksnap.8")).unwrap();
     assert!(man.contains(".TH blksnap 8 "), "{man}");
