@@ -18,6 +18,26 @@
 //! println!("{}.{}.{}.{}", v.major, v.minor, v.revision, v.build);
 //! # Ok::<(), blksnap::Error>(())
 //! ```
+//!
+//! A snapshot of one device, with a 1 GiB difference storage in a
+//! directory, read through its image, then destroyed:
+//!
+//! ```no_run
+//! use blksnap::{BlockDevice, Control, Limit, WaitResult};
+//!
+//! let ctl = Control::open()?;
+//! let limit: Limit = "1G".parse().expect("a valid limit");
+//! let dev = BlockDevice::open("/dev/sdb1")?;
+//! let id = ctl.snapshot_create_with_devices("/var/tmp", limit.sectors(), &[dev])?;
+//! ctl.snapshot_take(&id)?;
+//! let info = BlockDevice::open("/dev/sdb1")?.snapshot_info()?;
+//! println!("image: {:?}", info.image_path());
+//! if let WaitResult::Event(e) = ctl.wait_event(&id, 100)? {
+//!     println!("{}", blksnap::format_event(&e));
+//! }
+//! ctl.snapshot_destroy(&id)?;
+//! # Ok::<(), blksnap::Error>(())
+//! ```
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
