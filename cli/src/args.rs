@@ -84,8 +84,8 @@ pub enum Command {
     SnapshotCreate(SnapshotCreateArgs),
     /// Add a block device to a snapshot.
     ///
-    /// The blksnap filter is attached to the device first if it is not
-    /// attached yet. Prints nothing.
+    /// The snapshot must not be taken yet. The blksnap filter is attached to
+    /// the device first if it is not attached yet. Prints nothing.
     #[command(name = "snapshot_add")]
     SnapshotAdd(SnapshotAddArgs),
     /// Take a snapshot.

@@ -354,7 +354,8 @@ pub(crate) fn snapshot_add_hint(errno: Option<i32>) -> Option<&'static str> {
         libc::ENOENT => Some("the blksnap filter is not attached to this device"),
         libc::ESRCH => Some("no snapshot has this id"),
         libc::EALREADY => Some("the device is in this snapshot already"),
-        libc::EBUSY => Some("the device is in another snapshot"),
+        libc::EBUSY => Some("the device is in another snapshot, or this one is taken already"),
+        libc::EINVAL => Some("the device holds the snapshot's difference storage"),
         libc::EPERM => {
             Some("devices with integrity metadata or inline encryption cannot be in a snapshot")
         }
@@ -721,9 +722,13 @@ mod tests {
         );
         assert_eq!(
             snapshot_add_hint(Some(libc::EBUSY)),
-            Some("the device is in another snapshot")
+            Some("the device is in another snapshot, or this one is taken already")
         );
-        assert_eq!(snapshot_add_hint(Some(libc::EINVAL)), None);
+        assert_eq!(
+            snapshot_add_hint(Some(libc::EINVAL)),
+            Some("the device holds the snapshot's difference storage")
+        );
+        assert_eq!(snapshot_add_hint(Some(libc::EIO)), None);
         assert_eq!(snapshot_add_hint(None), None);
         assert_eq!(
             take_hint(Some(libc::ENODEV)),
