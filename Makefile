@@ -6,6 +6,8 @@
 #   make vm         a shell in the test VM with the module loaded
 #   make check      the host checks alone
 #   make bench      benchmarks in the VM, printed as ratios to a baseline
+#   make demo       the snapshot and change-tracking story, end to end, in
+#                   the VM (scripts/demo.sh); fails if any of its checks do
 #   make install    install the module, the CLI, the uAPI headers, the man
 #                   page and the shell completions (cli/install.sh); honours
 #                   DESTDIR and PREFIX (default /usr)
@@ -40,6 +42,10 @@ vm: module
 
 bench: module
 	@bench/run.sh
+
+.PHONY: demo
+demo: module
+	@scripts/demo.sh
 
 .PHONY: install uninstall
 
