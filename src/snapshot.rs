@@ -296,7 +296,9 @@ impl Locked {
 
 /// Removes and returns element `index`, keeping the order of the others.
 fn take_out<T>(list: &mut KVec<T>, index: usize) -> Result<T> {
-    let mut rest = KVec::with_capacity(list.len(), GFP_KERNEL)?;
+    // Capacity for the others only: an empty list holds no memory, so
+    // nothing is left allocated when the module goes.
+    let mut rest = KVec::with_capacity(list.len().saturating_sub(1), GFP_KERNEL)?;
     let mut taken = None;
     for (i, item) in core::mem::replace(list, KVec::new()).into_iter().enumerate() {
         if i == index {
