@@ -263,23 +263,23 @@ void blksnap_bio_copy_to(struct bio *bio, size_t offset, const void *buf,
 	size_t pos = 0;
 
 	bio_for_each_segment(bv, bio, iter) {
-		size_t skip, n;
+		struct bio_vec part;
+		size_t skip;
 
-		if (pos + bv.bv_len <= offset) {
-			pos += bv.bv_len;
-			continue;
+		/* The iterator advances by bv.bv_len: copy through a part. */
+		if (pos + bv.bv_len > offset && len) {
+			skip = offset - pos;
+			part.bv_page = bv.bv_page;
+			part.bv_offset = bv.bv_offset + skip;
+			part.bv_len = min_t(size_t, bv.bv_len - skip, len);
+			memcpy_to_bvec(&part, buf);
+			buf += part.bv_len;
+			len -= part.bv_len;
+			offset += part.bv_len;
 		}
+		pos += bv.bv_len;
 		if (!len)
 			break;
-		skip = offset > pos ? offset - pos : 0;
-		n = min_t(size_t, bv.bv_len - skip, len);
-		bv.bv_offset += skip;
-		bv.bv_len = n;
-		memcpy_to_bvec(&bv, buf);
-		buf += n;
-		len -= n;
-		offset += n;
-		pos += skip + n;
 	}
 }
 
