@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make bench`: builds what is needed and runs a benchmark in the test VM.
-#   bench/run.sh [filter]   (the only benchmark so far)
+#   bench/run.sh [filter|snapshot]   (both when none is named)
 # ROUNDS (default 3) and RUNTIME (seconds per fio run, default 5) set the
 # length: each condition runs ROUNDS times, interleaved, and the medians are
 # compared.
@@ -10,10 +10,14 @@
 set -euo pipefail
 source "$(dirname "$0")/../scripts/lib.sh"
 cd "$BLKSNAP_ROOT"
-name=${1:-filter}
-[ -f "bench/$name-vm.sh" ] || die "no benchmark named $name"
 cargo build -q
-out=build/bench-$name.txt
-scripts/vm.sh run "build/bench-$name.console" \
-	"BLKSNAP_ROOT=$BLKSNAP_ROOT ROUNDS=${ROUNDS:-3} RUNTIME=${RUNTIME:-5} bash bench/$name-vm.sh >$BLKSNAP_ROOT/$out 2>&1" || true
-cat "$out"
+names=("$@")
+[ ${#names[@]} -gt 0 ] || names=(filter snapshot)
+for name in "${names[@]}"; do
+	[ -f "bench/$name-vm.sh" ] || die "no benchmark named $name"
+	out=build/bench-$name.txt
+	echo "==> $name"
+	scripts/vm.sh run "build/bench-$name.console" \
+		"BLKSNAP_ROOT=$BLKSNAP_ROOT ROUNDS=${ROUNDS:-3} RUNTIME=${RUNTIME:-5} bash bench/$name-vm.sh >$BLKSNAP_ROOT/$out 2>&1" || true
+	cat "$out"
+done

@@ -29,6 +29,7 @@
 //! image reads fail from then on) and the write still goes on to the
 //! original: a broken snapshot never harms the original device.
 
+use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use kernel::new_mutex;
@@ -50,6 +51,9 @@ const UNTOUCHED: u8 = 0;
 const READING: u8 = 1;
 const STORED: u8 = 2;
 const FAILED: u8 = 3;
+
+/// The size of the copy-on-write buffer, at least one chunk.
+const COW_RUN_BYTES: usize = 2 << 20;
 
 const COW_WORK: u64 = 0;
 const READ_WORK: u64 = 1;
@@ -75,7 +79,7 @@ pub(crate) struct DiffArea {
     reads: SpinLock<BioList>,
     #[pin]
     read_work: Work<DiffArea, READ_WORK>,
-    /// The copy-on-write worker's chunk buffer.
+    /// The copy-on-write worker's buffer, a whole number of chunks.
     #[pin]
     cow_buf: Mutex<KVVec<u8>>,
     /// The image worker's buffer.
@@ -111,6 +115,8 @@ impl DiffArea {
         let shift = chunk::chunk_shift(capacity, original.io_min(), &chunk_params());
         let chunk_count = chunk::chunk_count(capacity, shift);
         let chunk_bytes = 1usize << shift;
+        // Copy-on-write reads runs of chunks: room for a large write's worth.
+        let cow_bytes = chunk_bytes.max(COW_RUN_BYTES);
         Arc::pin_init(
             try_pin_init!(Self {
                 states: atomic_vec(chunk_count, || AtomicU8::new(UNTOUCHED))?,
@@ -125,7 +131,7 @@ impl DiffArea {
                 cow_work <- new_work!("blksnap:cow"),
                 reads <- new_spinlock!(BioList::new(), "blksnap:reads"),
                 read_work <- new_work!("blksnap:image"),
-                cow_buf <- new_mutex!(KVVec::from_elem(0u8, chunk_bytes, GFP_KERNEL)?),
+                cow_buf <- new_mutex!(KVVec::from_elem(0u8, cow_bytes, GFP_KERNEL)?),
                 read_buf <- new_mutex!(KVVec::from_elem(0u8, chunk_bytes, GFP_KERNEL)?),
             }),
             GFP_KERNEL,
@@ -168,39 +174,69 @@ impl DiffArea {
         self.closing.store(true, Ordering::Release);
     }
 
+    /// Copies the untouched chunks among those of `[sector, sector + count)`.
+    ///
+    /// Consecutive untouched chunks are copied together, as many as the
+    /// buffer holds: one read of the original and one write to the storage
+    /// for the run.
     fn copy_chunks(&self, sector: u64, count: u64) {
         let Some(chunks) = chunk::sectors_to_chunks(sector, count, self.shift, self.chunk_count)
         else {
             return;
         };
-        for c in chunks {
+        let mut buf = self.cow_buf.lock();
+        let per_run = (buf.len() >> self.shift).max(1) as u64;
+        let mut c = chunks.start;
+        while c < chunks.end {
             if self.state(c) != UNTOUCHED {
+                c += 1;
                 continue;
             }
             if self.closing.load(Ordering::Acquire) || self.shared.is_corrupted() {
                 return;
             }
-            self.states[c as usize].store(READING, Ordering::Release);
-            match self.copy_chunk(c) {
-                Ok(place) => {
-                    self.places[c as usize].store(place, Ordering::Relaxed);
-                    self.states[c as usize].store(STORED, Ordering::Release);
+            let mut end = c + 1;
+            while end < chunks.end && end - c < per_run && self.state(end) == UNTOUCHED {
+                end += 1;
+            }
+            for r in c..end {
+                self.states[r as usize].store(READING, Ordering::Release);
+            }
+            match self.copy_run(c..end, &mut buf) {
+                Ok(places) => {
+                    for (r, place) in (c..end).zip(places) {
+                        self.places[r as usize].store(place, Ordering::Relaxed);
+                        self.states[r as usize].store(STORED, Ordering::Release);
+                    }
                 }
                 Err(e) => {
-                    self.states[c as usize].store(FAILED, Ordering::Release);
+                    for r in c..end {
+                        self.states[r as usize].store(FAILED, Ordering::Release);
+                    }
                     self.shared.corrupt(self.original.devs().0, e);
                 }
             }
+            c = end;
         }
     }
 
-    fn copy_chunk(&self, chunk: u64) -> Result<u64> {
-        let (start, count) = chunk::chunk_sectors(chunk, self.shift, self.capacity).ok_or(EINVAL)?;
-        let len = (count << SECTOR_SHIFT) as usize;
-        let mut buf = self.cow_buf.lock();
-        let data = &mut buf[..len];
-        self.original.read_sync(start, data)?;
-        self.shared.store(data)
+    /// Reads the chunks `run` from the original and stores them; returns an
+    /// iterator over the first storage sector of each chunk.
+    fn copy_run(&self, run: Range<u64>, buf: &mut [u8]) -> Result<impl Iterator<Item = u64>> {
+        let shift = self.shift;
+        let capacity = self.capacity;
+        let first = chunk::chunk_sectors(run.start, shift, capacity)
+            .ok_or(EINVAL)?
+            .0;
+        let (last, last_count) =
+            chunk::chunk_sectors(run.end - 1, shift, capacity).ok_or(EINVAL)?;
+        let sectors = last + last_count - first;
+        let data = buf
+            .get_mut(..(sectors << SECTOR_SHIFT) as usize)
+            .ok_or(EINVAL)?;
+        self.original.read_sync(first, data)?;
+        let place = self.shared.store(data)?;
+        Ok(run.map(move |c| place + (c << (shift - SECTOR_SHIFT)) - first))
     }
 
     fn run_cow(&self) {

@@ -18,17 +18,19 @@ use core::sync::atomic::{AtomicI32, Ordering};
 
 use kernel::new_condvar;
 use kernel::new_mutex;
+use kernel::new_work;
 use kernel::prelude::*;
 use kernel::sync::{Arc, CondVar, Mutex};
 use kernel::time::{msecs_to_jiffies, Ktime};
 use kernel::uaccess::{UserPtr, UserSlice};
+use kernel::workqueue::{Work, WorkItem};
 
 use crate::diff_area::DiffArea;
 use crate::glue::block::{BdevRef, BlockDevice};
 use crate::glue::errno;
 use crate::glue::hooks::{ModuleRef, RegistryLock};
 use crate::glue::random;
-use crate::glue::snapio::{self, ImageDisk, StorageFile, UserPath};
+use crate::glue::snapio::{self, ImageDisk, NoIo, StorageFile, UserPath};
 use crate::glue::uaccess;
 use crate::params;
 use crate::storage::StorageAccount;
@@ -103,6 +105,11 @@ pub(crate) struct Shared {
     error: AtomicI32,
     #[pin]
     account: Mutex<StorageAccount>,
+    /// Signalled when a growth of the storage ends.
+    #[pin]
+    growth_done: CondVar,
+    #[pin]
+    grow_work: Work<Shared>,
     #[pin]
     queue: Mutex<EventQueue>,
     #[pin]
@@ -125,6 +132,8 @@ impl Shared {
                 _holder: holder,
                 error: AtomicI32::new(0),
                 account <- new_mutex!(account, "blksnap:storage"),
+                growth_done <- new_condvar!("blksnap:grown"),
+                grow_work <- new_work!("blksnap:grow"),
                 queue <- new_mutex!(EventQueue::new(), "blksnap:events"),
                 event_ready <- new_condvar!("blksnap:event"),
             }),
@@ -145,7 +154,12 @@ impl Shared {
             .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
         {
-            pr_err!("snapshot corrupted: device {}:{}, error {}\n", dev >> 20, dev & 0xfffff, code);
+            pr_err!(
+                "snapshot corrupted: device {}:{}, error {}\n",
+                dev >> 20,
+                dev & 0xfffff,
+                code
+            );
             self.push_event(EventData::Corrupted(uapi::BlksnapEventCorrupted {
                 dev_id_mj: dev >> 20,
                 dev_id_mn: dev & 0xfffff,
@@ -168,34 +182,64 @@ impl Shared {
         self.event_ready.notify_all();
     }
 
-    /// Hands out storage for `sectors`, growing the file first when space
-    /// runs low; queues the no_space event when the limit is reached.
-    fn allocate(&self, sectors: u64) -> Result<u64> {
+    /// Queues the no_space event if it is due; called with the account.
+    fn check_no_space(&self, account: &mut StorageAccount) {
+        if let Some(requested) = account.no_space_event() {
+            self.push_event(EventData::NoSpace(uapi::BlksnapEventNoSpace {
+                requested_nr_sect: requested,
+            }));
+        }
+    }
+
+    /// Grows the storage file by one step if it is due, without holding the
+    /// account during the `fallocate`. Runs as the growth work, and once at
+    /// the take, so the first copies need not wait for it.
+    fn grow(&self) {
+        let _noio = NoIo::enter();
+        let (old, new) = {
+            let mut account = self.account.lock();
+            let Some(new) = account.start_growth() else {
+                return;
+            };
+            (account.capacity_sectors(), new)
+        };
+        let grown = self.storage.grow(old, new);
+        let mut account = self.account.lock();
+        match grown {
+            Ok(()) => account.grown(new),
+            Err(e) => {
+                pr_warn!("cannot grow the difference storage: {:?}\n", e);
+                account.growth_failed();
+            }
+        }
+        self.check_no_space(&mut account);
+        drop(account);
+        self.growth_done.notify_all();
+    }
+
+    /// Hands out storage for `sectors`. When the space runs low the growth
+    /// work is queued; an allocation that does not fit waits for it, and
+    /// fails with ENOSPC once the storage cannot grow any more.
+    fn allocate(self: &Arc<Self>, sectors: u64) -> Result<u64> {
         let mut account = self.account.lock();
         loop {
-            if let Some(size) = account.start_growth() {
-                match self.storage.grow(account.capacity_sectors(), size) {
-                    Ok(()) => account.grown(size),
-                    Err(_) => account.growth_failed(),
-                }
-            }
             let place = account.allocate(sectors);
-            if let Some(requested) = account.no_space_event() {
-                self.push_event(EventData::NoSpace(uapi::BlksnapEventNoSpace {
-                    requested_nr_sect: requested,
-                }));
+            self.check_no_space(&mut account);
+            if account.needs_growth().is_some() {
+                let _ = snapio::queue().enqueue::<Arc<Self>, 0>(self.clone());
             }
             match place {
                 Ok(place) => return Ok(place),
-                // A failed allocation makes the space low: grow if we may.
-                Err(_) if account.needs_growth().is_some() => continue,
+                Err(_) if account.is_growing() || account.needs_growth().is_some() => {
+                    self.growth_done.wait(&mut account);
+                }
                 Err(_) => return Err(ENOSPC),
             }
         }
     }
 
     /// Writes a chunk's copy to the storage; returns its first sector there.
-    pub(crate) fn store(&self, data: &[u8]) -> Result<u64> {
+    pub(crate) fn store(self: &Arc<Self>, data: &[u8]) -> Result<u64> {
         let place = self.allocate((data.len() >> 9) as u64)?;
         self.storage.write_at(place, data)?;
         Ok(place)
@@ -226,12 +270,27 @@ impl Shared {
             if queue.closed {
                 return Err(ESRCH);
             }
-            match self.event_ready.wait_interruptible_timeout(&mut queue, left) {
+            match self
+                .event_ready
+                .wait_interruptible_timeout(&mut queue, left)
+            {
                 kernel::sync::CondVarTimeoutResult::Timeout => return Err(ENOENT),
                 kernel::sync::CondVarTimeoutResult::Signal { .. } => return Err(EINTR),
                 kernel::sync::CondVarTimeoutResult::Woken { jiffies } => left = jiffies,
             }
         }
+    }
+}
+
+kernel::impl_has_work! {
+    impl HasWork<Self> for Shared { self.grow_work }
+}
+
+impl WorkItem for Shared {
+    type Pointer = Arc<Shared>;
+
+    fn run(this: Arc<Shared>) {
+        this.grow();
     }
 }
 
@@ -300,7 +359,10 @@ fn take_out<T>(list: &mut KVec<T>, index: usize) -> Result<T> {
     // nothing is left allocated when the module goes.
     let mut rest = KVec::with_capacity(list.len().saturating_sub(1), GFP_KERNEL)?;
     let mut taken = None;
-    for (i, item) in core::mem::replace(list, KVec::new()).into_iter().enumerate() {
+    for (i, item) in core::mem::replace(list, KVec::new())
+        .into_iter()
+        .enumerate()
+    {
         if i == index {
             taken = Some(item);
         } else {
@@ -331,7 +393,10 @@ pub(crate) fn create(arg: UserPtr) -> Result<isize> {
         GFP_KERNEL,
     )?;
     let id = uapi::BlksnapUuid { b: snapshot.id };
-    uaccess::write(arg + core::mem::offset_of!(uapi::BlksnapSnapshotCreate, id), &id)?;
+    uaccess::write(
+        arg + core::mem::offset_of!(uapi::BlksnapSnapshotCreate, id),
+        &id,
+    )?;
     Locked::lock().parts().0.push(snapshot, GFP_KERNEL)?;
     Ok(0)
 }
@@ -364,7 +429,9 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
     if snapshot.members.is_empty() {
         return Err(ENODEV);
     }
-    // Everything that allocates is done before the devices are frozen.
+    // Everything that allocates is done before the devices are frozen,
+    // the first growth of the storage too.
+    snapshot.shared.grow();
     let mut areas = KVec::with_capacity(snapshot.members.len(), GFP_KERNEL)?;
     for m in snapshot.members.iter() {
         let area = DiffArea::new(m.bdev.get_ref(), snapshot.shared.clone())?;
@@ -423,7 +490,8 @@ pub(crate) fn collect(arg: UserPtr) -> Result<isize> {
 
 pub(crate) fn wait_event(arg: UserPtr) -> Result<isize> {
     let id: uapi::BlksnapUuid = uaccess::read(arg)?;
-    let timeout_ms: u32 = uaccess::read(arg + core::mem::offset_of!(uapi::BlksnapSnapshotEvent, timeout_ms))?;
+    let timeout_ms: u32 =
+        uaccess::read(arg + core::mem::offset_of!(uapi::BlksnapSnapshotEvent, timeout_ms))?;
     let shared = {
         let mut locked = Locked::lock();
         let (list, _) = locked.parts();
@@ -457,7 +525,11 @@ pub(crate) fn add(tracker: &Arc<TrackerCore>, bdev: &BlockDevice, opt: UserPtr) 
     let (list, _) = locked.parts();
     for s in list.iter() {
         if s.members.iter().any(|m| Arc::ptr_eq(&m.tracker, tracker)) {
-            return Err(if s.id == req.id.b { errno::ealready() } else { EBUSY });
+            return Err(if s.id == req.id.b {
+                errno::ealready()
+            } else {
+                EBUSY
+            });
         }
     }
     let index = find(list, &req.id.b)?;

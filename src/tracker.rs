@@ -30,17 +30,17 @@ use kernel::uaccess::{UserPtr, UserSlice};
 use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::blkfilter::{Filter, FilterType};
-use crate::diff_area::DiffArea;
-use crate::glue::hooks::RegistryLock;
-use crate::glue::rcu::{self, RcuBox};
-use crate::glue::snapio::OwnedBio;
-use crate::snapshot;
 use crate::cbt;
 use crate::cbt_map::CbtMap;
+use crate::diff_area::DiffArea;
 use crate::glue::block::{BioOp, BlockDevice};
 use crate::glue::debugfs::{Counters, Dump};
 use crate::glue::errno;
+use crate::glue::hooks::RegistryLock;
+use crate::glue::rcu::{self, RcuBox};
+use crate::glue::snapio::OwnedBio;
 use crate::glue::uaccess;
+use crate::snapshot;
 use crate::uapi::{self, BlkfilterCtlBlksnap as Cmd};
 
 /// The filter type registered under the name "blksnap".

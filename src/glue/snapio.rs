@@ -138,7 +138,13 @@ impl BlockDevice {
         // SAFETY: the device is live while borrowed and `buf` is writable
         // memory of that length, untouched by anyone else until we return.
         to_result(unsafe {
-            bindings::blksnap_bdev_rw(self.as_ptr(), sector, buf.as_mut_ptr().cast(), buf.len(), false)
+            bindings::blksnap_bdev_rw(
+                self.as_ptr(),
+                sector,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                false,
+            )
         })
     }
 
@@ -229,7 +235,9 @@ impl UserPath {
         // SAFETY: plain pointer inspection.
         if unsafe { bindings::blksnap_is_err(p.cast()) } {
             // SAFETY: as above.
-            return Err(Error::from_errno(unsafe { bindings::blksnap_ptr_err(p.cast()) }));
+            return Err(Error::from_errno(unsafe {
+                bindings::blksnap_ptr_err(p.cast())
+            }));
         }
         // SAFETY: not null, checked above.
         Ok(Self(unsafe { NonNull::new_unchecked(p) }))
@@ -268,7 +276,9 @@ impl StorageFile {
         // SAFETY: plain pointer inspection.
         if unsafe { bindings::blksnap_is_err(file.cast()) } {
             // SAFETY: as above.
-            return Err(Error::from_errno(unsafe { bindings::blksnap_ptr_err(file.cast()) }));
+            return Err(Error::from_errno(unsafe {
+                bindings::blksnap_ptr_err(file.cast())
+            }));
         }
         // SAFETY: not null, checked above.
         Ok(Self(unsafe { NonNull::new_unchecked(file) }))
@@ -308,14 +318,26 @@ impl StorageFile {
     pub(crate) fn write_at(&self, sector: u64, buf: &[u8]) -> Result {
         // SAFETY: the file is open; the buffer is only read.
         to_result(unsafe {
-            bindings::blksnap_storage_rw(self.as_ptr(), buf.as_ptr() as *mut _, buf.len(), sector, true)
+            bindings::blksnap_storage_rw(
+                self.as_ptr(),
+                buf.as_ptr() as *mut _,
+                buf.len(),
+                sector,
+                true,
+            )
         })
     }
 
     pub(crate) fn read_at(&self, sector: u64, buf: &mut [u8]) -> Result {
         // SAFETY: the file is open; the buffer is writable and ours.
         to_result(unsafe {
-            bindings::blksnap_storage_rw(self.as_ptr(), buf.as_mut_ptr().cast(), buf.len(), sector, false)
+            bindings::blksnap_storage_rw(
+                self.as_ptr(),
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                sector,
+                false,
+            )
         })
     }
 }
@@ -348,7 +370,9 @@ impl ImageDisk {
         // SAFETY: plain pointer inspection.
         if unsafe { bindings::blksnap_is_err(disk.cast()) } {
             // SAFETY: as above.
-            return Err(Error::from_errno(unsafe { bindings::blksnap_ptr_err(disk.cast()) }));
+            return Err(Error::from_errno(unsafe {
+                bindings::blksnap_ptr_err(disk.cast())
+            }));
         }
         // SAFETY: not null, checked above.
         Ok(Self(unsafe { NonNull::new_unchecked(disk) }))
