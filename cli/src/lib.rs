@@ -54,6 +54,7 @@ mod fiemap;
 pub mod json;
 mod limit;
 mod sectors;
+pub mod sha256;
 mod snapshot;
 mod uuid;
 
