@@ -53,6 +53,7 @@ mod event;
 mod fiemap;
 pub mod json;
 mod limit;
+pub mod plan;
 mod sectors;
 pub mod sha256;
 mod snapshot;
