@@ -49,6 +49,8 @@ use std::path::{Path, PathBuf};
 pub use blksnap_uapi as uapi;
 
 pub mod args;
+pub mod cancel;
+pub mod copy;
 mod event;
 mod fiemap;
 pub mod json;
