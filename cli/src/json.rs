@@ -15,6 +15,8 @@
 //! | snapshot_info | `{"error_code","image"}`, image `"/dev/NAME"` or `""`; with `--field`, that key alone |
 //! | snapshot_waitevent | `{"result":"ok","time","event",...}` with the event's payload keys, or `{"result"}` alone: `"timeout"`, `"interrupted"`, `"not found"` |
 //! | snapshot_watcher | one `snapshot_waitevent` object of `"result":"ok"` per event, one per line |
+//! | backup | `{"id","devices":[{"device","output","mode","fallback"?,"copied","size","sha256","generation_id","changes_number"},...]}`; `"fallback"` (why an incremental backup copied all) only when it did |
+//! | verify | `{"file","image"?:{"equal","file_size","image_size","ranges","bytes","differences":[{"offset","length"},...]},"checksum"?:{"ok","expected","actual"}}`, each part only when asked for |
 //!
 //! The payload keys of an event are those of its text lines:
 //! `"dev_id":"MAJOR:MINOR","err_code"` for corrupted, `"requested_nr_sect"`
@@ -28,6 +30,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::backup::BackupReport;
+use crate::plan::{FullReason, Mode};
+use crate::verify::{ChecksumCheck, Comparison};
 use crate::{uapi, Attached, CbtInfo, Event, EventKind, InfoField, Sectors, SnapshotInfo, Uuid};
 
 #[derive(Serialize)]
@@ -113,6 +118,58 @@ impl Waited {
             code: None,
         }
     }
+}
+
+#[derive(Serialize)]
+struct BackedUp {
+    device: String,
+    output: String,
+    mode: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fallback: Option<&'static str>,
+    copied: u64,
+    size: u64,
+    sha256: String,
+    generation_id: String,
+    changes_number: u8,
+}
+
+#[derive(Serialize)]
+struct Backup {
+    id: String,
+    devices: Vec<BackedUp>,
+}
+
+#[derive(Serialize)]
+struct Difference {
+    offset: u64,
+    length: u64,
+}
+
+#[derive(Serialize)]
+struct Compared {
+    equal: bool,
+    file_size: u64,
+    image_size: u64,
+    ranges: u64,
+    bytes: u64,
+    differences: Vec<Difference>,
+}
+
+#[derive(Serialize)]
+struct Checksum {
+    ok: bool,
+    expected: String,
+    actual: String,
+}
+
+#[derive(Serialize)]
+struct Verified {
+    file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    image: Option<Compared>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    checksum: Option<Checksum>,
 }
 
 /// Returns `value` as compact JSON.
@@ -225,6 +282,64 @@ pub fn wait_result(result: &crate::WaitResult) -> String {
         crate::WaitResult::Event(e) => event(e),
         other => to_json(&Waited::without_event(other.name())),
     }
+}
+
+/// `blksnap --json backup`: the snapshot used and what was done for each
+/// device.
+pub fn backup(report: &BackupReport) -> String {
+    to_json(&Backup {
+        id: report.id.to_string(),
+        devices: report
+            .devices
+            .iter()
+            .map(|d| BackedUp {
+                device: d.target.device.to_string_lossy().into_owned(),
+                output: d.target.output.to_string_lossy().into_owned(),
+                mode: d.mode.name(),
+                fallback: match &d.mode {
+                    Mode::Full(FullReason::NotAsked) | Mode::Incremental { .. } => None,
+                    Mode::Full(reason) => Some(reason.name()),
+                },
+                copied: d.copied,
+                size: d.state.device_capacity,
+                sha256: d.state.sha256.clone(),
+                generation_id: d.state.generation_id.to_string(),
+                changes_number: d.state.changes_number,
+            })
+            .collect(),
+    })
+}
+
+/// `blksnap --json verify`: the comparison of `file` with the image and the
+/// check of its checksum, each only if it was made.
+pub fn verify(
+    file: &Path,
+    comparison: Option<&Comparison>,
+    checksum: Option<&ChecksumCheck>,
+) -> String {
+    to_json(&Verified {
+        file: file.to_string_lossy().into_owned(),
+        image: comparison.map(|c| Compared {
+            equal: c.equal(),
+            file_size: c.size_a,
+            image_size: c.size_b,
+            ranges: c.ranges,
+            bytes: c.bytes,
+            differences: c
+                .first
+                .iter()
+                .map(|r| Difference {
+                    offset: r.start,
+                    length: r.len(),
+                })
+                .collect(),
+        }),
+        checksum: checksum.map(|s| Checksum {
+            ok: s.ok(),
+            expected: s.expected.clone(),
+            actual: s.actual.clone(),
+        }),
+    })
 }
 
 #[cfg(test)]
@@ -446,6 +561,117 @@ mod tests {
         let value = parse(&event(&big));
         assert_eq!(value["time"].as_i64(), Some(i64::MAX));
         assert_eq!(value["requested_nr_sect"].as_u64(), Some(u64::MAX));
+    }
+
+    fn report() -> BackupReport {
+        use crate::backup::{DeviceBackup, Target};
+        use crate::plan::BackupState;
+        let state = |n| BackupState {
+            device: "/dev/loop0".into(),
+            generation_id: ID.parse().unwrap(),
+            changes_number: n,
+            block_size: 65536,
+            device_capacity: 1 << 26,
+            sha256: "ab".repeat(32),
+        };
+        let device = |mode, copied, n| DeviceBackup {
+            target: Target {
+                device: "/dev/loop0".into(),
+                output: "/b/loop0.img".into(),
+            },
+            mode,
+            copied,
+            state: state(n),
+        };
+        BackupReport {
+            id: ID.parse().unwrap(),
+            devices: vec![
+                device(Mode::Full(FullReason::NotAsked), 1 << 26, 1),
+                device(Mode::Incremental { since: 1 }, 65536, 2),
+                device(
+                    Mode::Full(FullReason::Generation {
+                        saved: Uuid::default(),
+                        now: ID.parse().unwrap(),
+                    }),
+                    1 << 26,
+                    1,
+                ),
+            ],
+        }
+    }
+
+    #[test]
+    fn backup_object() {
+        let text = backup(&report());
+        let sha = "ab".repeat(32);
+        let dev = |mode: &str, fallback: Option<&str>, copied: u64, n: u8| {
+            let mut v = json!({
+                "device": "/dev/loop0",
+                "output": "/b/loop0.img",
+                "mode": mode,
+                "copied": copied,
+                "size": 1u64 << 26,
+                "sha256": sha,
+                "generation_id": ID,
+                "changes_number": n,
+            });
+            if let Some(f) = fallback {
+                v["fallback"] = json!(f);
+            }
+            v
+        };
+        assert_eq!(
+            parse(&text),
+            json!({
+                "id": ID,
+                "devices": [
+                    dev("full", None, 1 << 26, 1),
+                    dev("incremental", None, 65536, 2),
+                    dev("full", Some("generation"), 1 << 26, 1),
+                ],
+            })
+        );
+        assert!(text.starts_with(&format!(
+            r#"{{"id":"{ID}","devices":[{{"device":"/dev/loop0","output":"/b/loop0.img","mode":"full","copied":"#
+        )));
+    }
+
+    #[test]
+    fn verify_objects() {
+        use crate::plan::ByteRange;
+        let file = Path::new("/b/loop0.img");
+        assert_eq!(verify(file, None, None), r#"{"file":"/b/loop0.img"}"#);
+        let mut c = Comparison {
+            size_a: 4096,
+            size_b: 4096,
+            ..Comparison::default()
+        };
+        assert_eq!(
+            parse(&verify(file, Some(&c), None)),
+            json!({"file": "/b/loop0.img", "image": {
+                "equal": true, "file_size": 4096, "image_size": 4096,
+                "ranges": 0, "bytes": 0, "differences": [],
+            }})
+        );
+        c.first = vec![ByteRange::new(512, 1536)];
+        c.ranges = 3;
+        c.bytes = 2048;
+        c.size_b = 8192;
+        let sum = ChecksumCheck {
+            expected: "00".repeat(32),
+            actual: "11".repeat(32),
+        };
+        assert_eq!(
+            parse(&verify(file, Some(&c), Some(&sum))),
+            json!({"file": "/b/loop0.img",
+                "image": {
+                    "equal": false, "file_size": 4096, "image_size": 8192,
+                    "ranges": 3, "bytes": 2048,
+                    "differences": [{"offset": 512, "length": 1024}],
+                },
+                "checksum": {"ok": false, "expected": "00".repeat(32), "actual": "11".repeat(32)},
+            })
+        );
     }
 
     #[test]

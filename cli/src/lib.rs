@@ -12,6 +12,13 @@
 //! command line of the `blksnap` tool and [`json`] the objects it prints
 //! with `--json`.
 //!
+//! [`backup`] backs devices up to files through a snapshot it creates and
+//! always destroys, fully or, from the change tracking, incrementally: the
+//! plan of what to copy is [`plan`], the copy [`copy`], the checksums
+//! [`sha256`], stopping on a signal [`cancel`], the progress bar
+//! [`progress`]; [`verify`] compares a backup with an image and checks its
+//! checksum.
+//!
 //! ```no_run
 //! let ctl = blksnap::Control::open()?;
 //! let v = ctl.version()?;
@@ -49,6 +56,7 @@ use std::path::{Path, PathBuf};
 pub use blksnap_uapi as uapi;
 
 pub mod args;
+pub mod backup;
 pub mod cancel;
 pub mod copy;
 mod event;
@@ -56,10 +64,12 @@ mod fiemap;
 pub mod json;
 mod limit;
 pub mod plan;
+pub mod progress;
 mod sectors;
 pub mod sha256;
 mod snapshot;
 mod uuid;
+pub mod verify;
 
 pub use event::{format_event, format_wait_result, Event, EventKind, WaitResult};
 
