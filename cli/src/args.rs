@@ -34,9 +34,10 @@ pub struct Cli {
     /// Print the output as one JSON object on one line.
     ///
     /// version, attach, cbtinfo, markdirtyblock -f, snapshot_create,
-    /// snapshot_collect, snapshot_info and snapshot_waitevent print an
-    /// object, snapshot_watcher one object per event; the other commands
-    /// still print nothing, and errors stay one line on standard error.
+    /// snapshot_collect, snapshot_info, snapshot_waitevent, backup and
+    /// verify print an object, snapshot_watcher one object per event; the
+    /// other commands still print nothing, and errors stay one line on
+    /// standard error.
     #[arg(long, global = true)]
     pub json: bool,
     /// The command to run.
@@ -126,6 +127,53 @@ pub enum Command {
     /// once the snapshot no longer exists, the command exits with status 0.
     #[command(name = "snapshot_watcher")]
     SnapshotWatcher(IdArgs),
+    /// Back up devices to files: a snapshot, a copy of each image, and the
+    /// snapshot destroyed again.
+    ///
+    /// Creates a snapshot with the difference storage --file (as
+    /// snapshot_create does), attaches the filter to each --device where it
+    /// is missing, adds the devices, takes the snapshot and copies each
+    /// device's image to its backup file: the first --output is the backup
+    /// of the first --device, and so on, or with --dir, DIR/NAME.img where
+    /// NAME is the device's file name (sdb1.img for /dev/sdb1). The
+    /// snapshot is destroyed at the end, also after an error and on SIGINT,
+    /// SIGTERM or SIGHUP, which stop the copy and exit with status 1.
+    ///
+    /// Next to each backup file FILE: FILE.sha256, the SHA-256 of the whole
+    /// file in the format of sha256sum (check it with `sha256sum -c` or
+    /// `blksnap verify --checksum`), and FILE.state.json, the change-tracking
+    /// state of the take (generation_id, changes_number, block_size,
+    /// device_capacity) for the next incremental backup. A full copy is
+    /// written to FILE.partial, sparse, and renamed to FILE once complete.
+    ///
+    /// With --incremental, only the blocks the change tracking marks as
+    /// changed since the state in FILE.state.json are copied, into FILE
+    /// itself, which stays a whole image of the device. Where that is not
+    /// possible (no state or backup file yet, a new change-tracking
+    /// generation, another block size or capacity), the device is copied
+    /// whole and a line on standard error says why.
+    ///
+    /// Prints one line per device: device=DEV output=FILE mode=full|incremental
+    /// copied=BYTES size=BYTES sha256=HEX changes_number=N. A progress bar is
+    /// drawn on standard error when it is a terminal.
+    #[command(name = "backup")]
+    #[command(group(ArgGroup::new("where").required(true).args(["output", "dir"])))]
+    Backup(BackupArgs),
+    /// Compare a backup file with an image or a device, or check its
+    /// checksum.
+    ///
+    /// With --image, reads both side by side; where they differ, prints the
+    /// differing ranges of 512-byte sectors, the first --max-report of
+    /// them, as `differ offset=BYTES length=BYTES`, a line `size file=N
+    /// image=M` if the sizes differ, then `different ranges=N bytes=N` and
+    /// exits with status 1; when they are equal, prints `equal size=N` and
+    /// exits with status 0. With --checksum, checks FILE against the
+    /// SHA-256 in FILE.sha256 that backup wrote: prints `checksum ok
+    /// sha256=HEX`, or `checksum mismatch expected=HEX actual=HEX` and
+    /// exits with status 1. Errors, too, exit with status 1.
+    #[command(name = "verify")]
+    #[command(group(ArgGroup::new("against").required(true).multiple(true).args(["image", "checksum"])))]
+    Verify(VerifyArgs),
 }
 
 /// The option of the commands that take only a device.
@@ -228,6 +276,96 @@ pub struct WaitEventArgs {
     /// How long to wait for an event, in milliseconds.
     #[arg(short, long, value_name = "MS", default_value_t = 1000)]
     pub timeout: u32,
+}
+
+/// The options of `backup`.
+#[derive(clap::Args, Debug)]
+pub struct BackupArgs {
+    /// Difference storage of the snapshot: a regular file, a directory or a
+    /// block device, as for snapshot_create.
+    #[arg(short, long, value_name = "PATH")]
+    pub file: PathBuf,
+    /// Most bytes the difference storage may grow to, N[K|M|G], as for
+    /// snapshot_create.
+    #[arg(short, long, value_name = "BYTES", default_value = "0")]
+    pub limit: Limit,
+    /// Block device to back up; repeat -d for several.
+    #[arg(short, long, value_name = "DEVICE", required = true)]
+    pub device: Vec<PathBuf>,
+    /// Backup file of the device in the same place among the --device
+    /// options; one per --device.
+    #[arg(short, long, value_name = "FILE", conflicts_with = "dir")]
+    pub output: Vec<PathBuf>,
+    /// Directory of the backup files, named NAME.img after each device's
+    /// file name, instead of --output.
+    #[arg(short = 'D', long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+    /// Copy only the blocks changed since the previous backup to the same
+    /// files, if its state allows; otherwise the whole device.
+    #[arg(short = 'I', long)]
+    pub incremental: bool,
+    /// Draw no progress bar and print no notes on standard error; the
+    /// result lines on standard output and errors stay.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+impl BackupArgs {
+    /// Returns each device with its backup file, or why they do not pair
+    /// up.
+    pub fn targets(&self) -> Result<Vec<crate::backup::Target>, String> {
+        let outputs = match &self.dir {
+            Some(dir) => self
+                .device
+                .iter()
+                .map(|d| {
+                    let name = d.file_name().ok_or_else(|| {
+                        format!("{} has no file name to name its backup after", d.display())
+                    })?;
+                    let mut name = name.to_owned();
+                    name.push(".img");
+                    Ok(dir.join(name))
+                })
+                .collect::<Result<Vec<_>, String>>()?,
+            None if self.output.len() != self.device.len() => {
+                return Err(format!(
+                    "{} --device but {} --output: give one --output per --device",
+                    self.device.len(),
+                    self.output.len()
+                ))
+            }
+            None => self.output.clone(),
+        };
+        let targets: Vec<_> = self
+            .device
+            .iter()
+            .zip(outputs)
+            .map(|(device, output)| crate::backup::Target {
+                device: device.clone(),
+                output,
+            })
+            .collect();
+        crate::backup::check_targets(&targets)?;
+        Ok(targets)
+    }
+}
+
+/// The options of `verify`.
+#[derive(clap::Args, Debug)]
+pub struct VerifyArgs {
+    /// The backup file.
+    #[arg(short, long, value_name = "FILE")]
+    pub file: PathBuf,
+    /// Image or device to compare the file with, e.g.
+    /// /dev/blksnap-image_7:0.
+    #[arg(short, long, value_name = "IMAGE")]
+    pub image: Option<PathBuf>,
+    /// Check the file against the SHA-256 in FILE.sha256.
+    #[arg(short, long)]
+    pub checksum: bool,
+    /// How many differing ranges to print.
+    #[arg(short, long, value_name = "N", default_value_t = 10)]
+    pub max_report: usize,
 }
 
 #[cfg(test)]
@@ -723,6 +861,255 @@ mod tests {
         ] {
             assert!(Cli::try_parse_from(args).unwrap().json, "{args:?}");
         }
+    }
+
+    fn backup_args(args: &[&str]) -> BackupArgs {
+        match parse_ok(args) {
+            Command::Backup(a) => a,
+            other => panic!("{args:?} parsed as {other:?}"),
+        }
+    }
+
+    fn target(device: &str, output: &str) -> crate::backup::Target {
+        crate::backup::Target {
+            device: device.into(),
+            output: output.into(),
+        }
+    }
+
+    #[test]
+    fn backup_option_forms() {
+        let want = [
+            target("/dev/loop0", "/b/l0.img"),
+            target("/dev/loop1", "/b/l1.img"),
+        ];
+        for args in [
+            &[
+                "backup",
+                "-f",
+                "/var/tmp",
+                "-l",
+                "1G",
+                "-d",
+                "/dev/loop0",
+                "-o",
+                "/b/l0.img",
+                "-d",
+                "/dev/loop1",
+                "-o",
+                "/b/l1.img",
+            ][..],
+            &[
+                "backup",
+                "--file=/var/tmp",
+                "--limit=1024M",
+                "--device=/dev/loop0",
+                "--device=/dev/loop1",
+                "--output=/b/l0.img",
+                "--output=/b/l1.img",
+            ],
+            &[
+                "backup",
+                "-o/b/l0.img",
+                "-d/dev/loop0",
+                "-l1073741824",
+                "-f/var/tmp",
+                "-d/dev/loop1",
+                "-o/b/l1.img",
+            ],
+        ] {
+            let a = backup_args(args);
+            assert_eq!(a.file, Path::new("/var/tmp"), "{args:?}");
+            assert_eq!(a.limit.sectors(), 2_097_152, "{args:?}");
+            assert!(!a.incremental && !a.quiet, "{args:?}");
+            assert_eq!(a.targets().unwrap(), want, "{args:?}");
+        }
+        let a = backup_args(&[
+            "backup",
+            "-f",
+            "/t",
+            "-d",
+            "/dev/sdb1",
+            "-o",
+            "/b/x",
+            "-I",
+            "-q",
+        ]);
+        assert!(a.incremental && a.quiet);
+        assert_eq!(a.limit.bytes(), 0);
+        let a = backup_args(&[
+            "backup",
+            "--file",
+            "/t",
+            "--device",
+            "/dev/sdb1",
+            "--output",
+            "/b/x",
+            "--incremental",
+            "--quiet",
+        ]);
+        assert!(a.incremental && a.quiet);
+        assert!(
+            Cli::try_parse_from([
+                "blksnap", "backup", "--json", "-f", "/t", "-d", "/d", "-o", "/o"
+            ])
+            .unwrap()
+            .json
+        );
+    }
+
+    #[test]
+    fn backup_dir_names_files_after_the_devices() {
+        let a = backup_args(&[
+            "backup",
+            "-f",
+            "/t",
+            "-d",
+            "/dev/sdb1",
+            "-d",
+            "/dev/mapper/vg-root",
+            "-D",
+            "/backup",
+        ]);
+        assert_eq!(
+            a.targets().unwrap(),
+            [
+                target("/dev/sdb1", "/backup/sdb1.img"),
+                target("/dev/mapper/vg-root", "/backup/vg-root.img"),
+            ]
+        );
+        let a = backup_args(&["backup", "-f", "/t", "-d", "/", "--dir=/backup"]);
+        assert!(a.targets().unwrap_err().contains("no file name"));
+        // Two devices of the same name would write the same file.
+        let a = backup_args(&[
+            "backup",
+            "-f",
+            "/t",
+            "-d",
+            "/dev/sdb1",
+            "-d",
+            "/other/sdb1",
+            "-D",
+            "/b",
+        ]);
+        assert!(a.targets().unwrap_err().contains("same files"));
+    }
+
+    #[test]
+    fn backup_rejects_bad_options() {
+        // No storage, no device, nowhere to write, both places to write.
+        parse_err(&["backup", "-d", "/dev/loop0", "-o", "/b/x"]);
+        parse_err(&["backup", "-f", "/t", "-o", "/b/x"]);
+        parse_err(&["backup", "-f", "/t", "-d", "/dev/loop0"]);
+        parse_err(&[
+            "backup",
+            "-f",
+            "/t",
+            "-d",
+            "/dev/loop0",
+            "-o",
+            "/b/x",
+            "-D",
+            "/b",
+        ]);
+        parse_err(&[
+            "backup",
+            "-f",
+            "/t",
+            "-d",
+            "/dev/loop0",
+            "-o",
+            "/b/x",
+            "-l",
+            "1T",
+        ]);
+        parse_err(&[
+            "backup",
+            "-f",
+            "/t",
+            "-d",
+            "/dev/loop0",
+            "-o",
+            "/b/x",
+            "-I",
+            "state",
+        ]);
+        parse_err(&[
+            "backup",
+            "-f",
+            "/t",
+            "-d",
+            "/dev/loop0",
+            "/dev/loop1",
+            "-o",
+            "/b/x",
+        ]);
+        // Pairs that do not pair up are refused after parsing.
+        let a = backup_args(&[
+            "backup",
+            "-f",
+            "/t",
+            "-d",
+            "/dev/loop0",
+            "-d",
+            "/dev/loop1",
+            "-o",
+            "/b/x",
+        ]);
+        let err = a.targets().unwrap_err();
+        assert_eq!(
+            err,
+            "2 --device but 1 --output: give one --output per --device"
+        );
+        let a = backup_args(&[
+            "backup",
+            "-f",
+            "/t",
+            "-d",
+            "/dev/loop0",
+            "-d",
+            "/dev/loop0",
+            "-o",
+            "/b/x",
+            "-o",
+            "/b/y",
+        ]);
+        assert!(a.targets().unwrap_err().contains("named twice"));
+    }
+
+    #[test]
+    fn verify_option_forms() {
+        for (args, image, checksum) in [
+            (
+                &["verify", "-f", "/b/x", "-i", "/dev/blksnap-image_7:0"][..],
+                Some("/dev/blksnap-image_7:0"),
+                false,
+            ),
+            (
+                &["verify", "--file=/b/x", "--image=/dev/loop0", "--checksum"],
+                Some("/dev/loop0"),
+                true,
+            ),
+            (&["verify", "-c", "-f/b/x"], None, true),
+        ] {
+            match parse_ok(args) {
+                Command::Verify(a) => {
+                    assert_eq!(a.file, Path::new("/b/x"), "{args:?}");
+                    assert_eq!(a.image.as_deref(), image.map(Path::new), "{args:?}");
+                    assert_eq!(a.checksum, checksum, "{args:?}");
+                    assert_eq!(a.max_report, 10, "{args:?}");
+                }
+                other => panic!("{args:?} parsed as {other:?}"),
+            }
+        }
+        match parse_ok(&["verify", "-f", "/b/x", "-c", "--max-report", "3"]) {
+            Command::Verify(a) => assert_eq!(a.max_report, 3),
+            other => panic!("parsed as {other:?}"),
+        }
+        parse_err(&["verify", "-f", "/b/x"]);
+        parse_err(&["verify", "-i", "/dev/loop0"]);
+        parse_err(&["verify", "-f", "/b/x", "-c", "-m", "x"]);
+        parse_err(&["verify", "-f", "/b/x", "-c", "extra"]);
     }
 
     #[test]

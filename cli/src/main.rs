@@ -14,7 +14,12 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::ExitCode;
 
-use blksnap::args::{Cli, Command, MarkDirtyArgs, SnapshotCreateArgs, SnapshotInfoArgs};
+use blksnap::args::{
+    BackupArgs, Cli, Command, MarkDirtyArgs, SnapshotCreateArgs, SnapshotInfoArgs, VerifyArgs,
+};
+use blksnap::backup::{Observer, Storage};
+use blksnap::cancel::Cancel;
+use blksnap::progress::Terminal;
 use blksnap::{json, Attached, BlockDevice, Control};
 use clap::Parser;
 
@@ -31,7 +36,9 @@ fn emit_json(object: &str) -> blksnap::Result<()> {
     emit(&format!("{object}\n"))
 }
 
-fn run(cli: Cli) -> blksnap::Result<()> {
+/// Runs the command; `Ok(false)` when a check it made failed (`verify`
+/// found a difference), which exits with status 1 without an error line.
+fn run(cli: Cli) -> blksnap::Result<bool> {
     let as_json = cli.json;
     match cli.command {
         Command::Version => {
@@ -100,8 +107,108 @@ fn run(cli: Cli) -> blksnap::Result<()> {
                 }
             }
         }
+        Command::Backup(args) => backup(args, as_json)?,
+        Command::Verify(args) => return verify(args, as_json),
     }
-    Ok(())
+    Ok(true)
+}
+
+/// Returns the error of arguments that do not fit together.
+fn invalid(what: &str, why: String) -> blksnap::Error {
+    blksnap::Error::new(
+        what,
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, why),
+    )
+}
+
+/// Runs `backup`: SIGINT, SIGTERM and SIGHUP only stop the copy, so that
+/// the snapshot is destroyed before the command exits; prints one line (or
+/// with `as_json`, one object) for the devices backed up.
+fn backup(args: BackupArgs, as_json: bool) -> blksnap::Result<()> {
+    let targets = args
+        .targets()
+        .map_err(|why| invalid("cannot back up", why))?;
+    let cancel = blksnap::cancel::install()
+        .map_err(|e| blksnap::Error::new("cannot handle SIGINT and SIGTERM", e))?;
+    let control = Control::open()?;
+    let storage = Storage {
+        path: args.file,
+        limit_sectors: args.limit.sectors(),
+    };
+    let mut terminal = Terminal::new(args.quiet);
+    let report = blksnap::backup::backup(
+        &control,
+        &storage,
+        &targets,
+        args.incremental,
+        cancel,
+        &mut terminal,
+    )?;
+    if as_json {
+        emit_json(&json::backup(&report))
+    } else {
+        emit(&blksnap::backup::format_report(&report))
+    }
+}
+
+/// Runs `verify`: compares with the image and checks the checksum, as
+/// asked; `Ok(false)` if either found a difference.
+fn verify(args: VerifyArgs, as_json: bool) -> blksnap::Result<bool> {
+    let cancel = Cancel::new();
+    let mut terminal = Terminal::new(false);
+    let comparison = match &args.image {
+        Some(image) => {
+            let open = |p: &Path| {
+                std::fs::File::open(p)
+                    .map_err(|e| blksnap::Error::new(format!("cannot open {}", p.display()), e))
+            };
+            let mut a = open(&args.file)?;
+            let mut b = open(image)?;
+            let size = std::io::Seek::seek(&mut a, std::io::SeekFrom::End(0))
+                .and_then(|size| std::io::Seek::rewind(&mut a).map(|()| size))
+                .map_err(|e| {
+                    blksnap::Error::new(format!("cannot read {}", args.file.display()), e)
+                })?;
+            terminal.start(&format!("comparing with {}", image.display()), size);
+            let c = blksnap::verify::compare(&mut a, &mut b, args.max_report, &cancel, &mut |n| {
+                terminal.advance(n)
+            });
+            terminal.finish();
+            let c = c.map_err(|e| {
+                let path = match e.side {
+                    Some(blksnap::verify::Side::B) => image.as_path(),
+                    _ => args.file.as_path(),
+                };
+                blksnap::Error::new(format!("cannot read {}", path.display()), e.source)
+            })?;
+            Some(c)
+        }
+        None => None,
+    };
+    let checksum = if args.checksum {
+        let size = std::fs::metadata(&args.file).map_or(0, |m| m.len());
+        terminal.start(&format!("checksum of {}", args.file.display()), size);
+        let c = blksnap::verify::check_checksum(&args.file, &cancel, &mut |n| terminal.advance(n));
+        terminal.finish();
+        Some(c?)
+    } else {
+        None
+    };
+    if as_json {
+        emit_json(&json::verify(
+            &args.file,
+            comparison.as_ref(),
+            checksum.as_ref(),
+        ))?;
+    } else {
+        emit(&blksnap::verify::format_verify(
+            comparison.as_ref(),
+            checksum.as_ref(),
+        ))?;
+    }
+    let equal = comparison.as_ref().is_none_or(|c| c.equal());
+    let sum_ok = checksum.as_ref().is_none_or(|c| c.ok());
+    Ok(equal && sum_ok)
 }
 
 /// Runs `snapshot_create`: opens the devices first, so that a mistyped one
@@ -232,7 +339,8 @@ fn main() -> ExitCode {
         Err(code) => return code,
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
         Err(err) => {
             report(&err.to_string());
             ExitCode::FAILURE

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// The commands of `blksnap`, as the man page and completions must list them.
-const COMMANDS: [&str; 14] = [
+const COMMANDS: [&str; 16] = [
     "version",
     "attach",
     "detach",
@@ -20,6 +20,8 @@ const COMMANDS: [&str; 14] = [
     "snapshot_info",
     "snapshot_waitevent",
     "snapshot_watcher",
+    "backup",
+    "verify",
 ];
 
 /// The files `blksnap-gen` writes, as it prints them.
