@@ -76,14 +76,11 @@ impl Sha256 {
             compress(&mut self.state, &block);
             self.pending = 0;
         }
-        let mut blocks = data.chunks_exact(BLOCK);
-        for block in &mut blocks {
-            // chunks_exact gives BLOCK bytes: the conversion cannot fail.
-            if let Ok(block) = <&[u8; BLOCK]>::try_from(block) {
-                compress(&mut self.state, block);
-            }
+        while let Some((block, rest)) = data.split_first_chunk::<BLOCK>() {
+            compress(&mut self.state, block);
+            data = rest;
         }
-        let rest = blocks.remainder();
+        let rest = data;
         self.block[..rest.len()].copy_from_slice(rest);
         self.pending = rest.len();
     }
@@ -114,21 +111,34 @@ impl Sha256 {
 }
 
 /// Runs the compression function of one block over `state`.
+///
+/// Written with index loops and plain locals rather than iterators: the
+/// in-VM tests run the debug build, where every iterator step is a call.
 fn compress(state: &mut [u32; 8], block: &[u8; BLOCK]) {
     let mut w = [0u32; 64];
-    for (i, word) in block.chunks_exact(4).enumerate() {
-        w[i] = u32::from_be_bytes([word[0], word[1], word[2], word[3]]);
+    let mut i = 0;
+    while i < 16 {
+        let j = 4 * i;
+        w[i] = u32::from(block[j]) << 24
+            | u32::from(block[j + 1]) << 16
+            | u32::from(block[j + 2]) << 8
+            | u32::from(block[j + 3]);
+        i += 1;
     }
-    for i in 16..64 {
-        let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
-        let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+    while i < 64 {
+        let x = w[i - 15];
+        let y = w[i - 2];
+        let s0 = x.rotate_right(7) ^ x.rotate_right(18) ^ (x >> 3);
+        let s1 = y.rotate_right(17) ^ y.rotate_right(19) ^ (y >> 10);
         w[i] = w[i - 16]
             .wrapping_add(s0)
             .wrapping_add(w[i - 7])
             .wrapping_add(s1);
+        i += 1;
     }
     let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut h] = *state;
-    for i in 0..64 {
+    i = 0;
+    while i < 64 {
         let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
         let ch = (e & f) ^ (!e & g);
         let t1 = h
@@ -147,10 +157,16 @@ fn compress(state: &mut [u32; 8], block: &[u8; BLOCK]) {
         c = b;
         b = a;
         a = t1.wrapping_add(t2);
+        i += 1;
     }
-    for (s, v) in state.iter_mut().zip([a, b, c, d, e, f, g, h]) {
-        *s = s.wrapping_add(v);
-    }
+    state[0] = state[0].wrapping_add(a);
+    state[1] = state[1].wrapping_add(b);
+    state[2] = state[2].wrapping_add(c);
+    state[3] = state[3].wrapping_add(d);
+    state[4] = state[4].wrapping_add(e);
+    state[5] = state[5].wrapping_add(f);
+    state[6] = state[6].wrapping_add(g);
+    state[7] = state[7].wrapping_add(h);
 }
 
 /// Returns `digest` in lowercase hexadecimal, as `sha256sum` prints it.
