@@ -26,6 +26,28 @@
 //! [`backup_image`] needs no module: it takes the image as any
 //! `Read + Seek` and the CBT info and map as values and closures, so the
 //! host tests run it on regular files.
+//!
+//! A backup of one device, incremental where its state allows, with the
+//! difference storage in a directory allowed 1 GiB:
+//!
+//! ```no_run
+//! use blksnap::backup::{backup, format_report, Silent, Storage, Target};
+//! use blksnap::cancel::Cancel;
+//! use blksnap::Control;
+//!
+//! let control = Control::open()?;
+//! let storage = Storage {
+//!     path: "/var/tmp".into(),
+//!     limit_sectors: 2 << 20,
+//! };
+//! let targets = [Target {
+//!     device: "/dev/sdb1".into(),
+//!     output: "/backup/sdb1.img".into(),
+//! }];
+//! let report = backup(&control, &storage, &targets, true, &Cancel::new(), &mut Silent)?;
+//! print!("{}", format_report(&report));
+//! # Ok::<(), blksnap::Error>(())
+//! ```
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};

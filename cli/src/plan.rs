@@ -11,6 +11,19 @@
 //! saved number, merged where they touch, the last block cut at the
 //! capacity. These are pure functions of their inputs, checked on the host
 //! against a byte-by-byte model.
+//!
+//! ```
+//! use blksnap::plan::{changed_ranges, ByteRange};
+//!
+//! // Four 64 KiB blocks, the last one 4 KiB; blocks 1 and 3 changed since
+//! // snapshot 2.
+//! let map = [1, 3, 2, 4];
+//! let ranges = changed_ranges(&map, 2, 65536, 3 * 65536 + 4096).unwrap();
+//! assert_eq!(
+//!     ranges,
+//!     [ByteRange::new(65536, 131072), ByteRange::new(196608, 200704)]
+//! );
+//! ```
 
 use std::fmt;
 use std::path::{Path, PathBuf};

@@ -7,6 +7,19 @@
 //! sources are any `Read`, so the host tests compare regular files and
 //! buffers. [`check_checksum`] checks a backup file against the
 //! `FILE.sha256` that `blksnap backup` wrote.
+//!
+//! ```
+//! use blksnap::cancel::Cancel;
+//! use blksnap::plan::ByteRange;
+//! use blksnap::verify::compare;
+//!
+//! let a = vec![0u8; 4096];
+//! let mut b = a.clone();
+//! b[1000] = 1;
+//! let c = compare(&mut &a[..], &mut &b[..], 10, &Cancel::new(), &mut |_| {}).unwrap();
+//! assert!(!c.equal());
+//! assert_eq!(c.first, [ByteRange::new(512, 1024)]);
+//! ```
 
 use std::fmt;
 use std::fs::{self, File};
