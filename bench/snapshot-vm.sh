@@ -28,12 +28,13 @@ dd if=/dev/zero of="$dev" bs=1M count=256 oflag=direct status=none
 
 # fio_mibs NAME RW BS OFFSET SIZE [time]: prints the MiB/s of the job.
 fio_mibs() {
-	local dir=write timed=()
-	[ "$2" = read ] && dir=read
+	local dir=write timed=() ro=()
+	# The image is read-only; --readonly keeps fio from opening it for writing.
+	[ "$2" = read ] && dir=read ro=(--readonly)
 	[ "${6:-}" = time ] && timed=(--time_based --runtime="$RUNTIME")
 	fio --name="$1" --filename="$FIO_DEV" --rw="$2" --bs="$3" --direct=1 \
 		--ioengine=libaio --iodepth=16 --offset="$4" --size="$5" \
-		"${timed[@]}" --output-format=json |
+		"${timed[@]}" "${ro[@]}" --output-format=json |
 		python3 -c "import json,sys; print(json.load(sys.stdin)['jobs'][0]['$dir']['bw'] / 1024)"
 }
 
@@ -66,7 +67,8 @@ snap_round() {
 	record seqwrite-snap "$(fio_mibs seq write 1M 0 128M)"
 	record rewrite-snap "$(fio_mibs seq write 1M 0 128M)"
 	record randwrite-snap "$(fio_mibs rand randwrite 4k 128M 128M time)"
-	FIO_DEV=$img
+	# fio splits file names at colons unless they are escaped.
+	FIO_DEV=${img//:/\\:}
 	record read-snap "$(fio_mibs read read 1M 0 256M)"
 	"$BLKSNAP" snapshot_destroy -i "$id"
 	"$BLKSNAP" detach -d "$dev"
@@ -96,7 +98,7 @@ for line in sys.stdin:
     res[key] = [float(v) for v in values]
 rows = [("seqwrite", "1M seq write, first touch"), ("rewrite", "1M seq rewrite of copied chunks"),
         ("randwrite", "4k random write, first touch"), ("read", "1M seq read: image vs original")]
-print(f"{\"workload\":<34}{\"base MiB/s\":>11}{\"snap MiB/s\":>11}{\"snap/base\":>10}   spread base snap")
+print("%-34s%11s%11s%10s   spread base snap" % ("workload", "base MiB/s", "snap MiB/s", "snap/base"))
 for key, label in rows:
     b, s = res[key + "-base"], res[key + "-snap"]
     mb, ms = statistics.median(b), statistics.median(s)

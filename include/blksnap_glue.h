@@ -23,6 +23,7 @@ extern unsigned int blksnap_param_chunk_maximum_count_shift;
 extern unsigned int blksnap_param_chunk_maximum_shift;
 extern unsigned int blksnap_param_chunk_maximum_in_queue;
 extern unsigned int blksnap_param_diff_storage_minimum;
+extern unsigned int blksnap_param_image_writable;
 
 /* src/glue/hooks.c: the ftrace interposer. */
 int blksnap_hooks_register(void);
@@ -70,6 +71,8 @@ int blksnap_storage_rw(struct file *file, void *buf, size_t len, u64 sector,
 		       bool write);
 void blksnap_bio_copy_to(struct bio *bio, size_t offset, const void *buf,
 			 size_t len);
+void blksnap_bio_copy_from(struct bio *bio, size_t offset, void *buf,
+			   size_t len);
 void blksnap_bio_end(struct bio *bio, int err);
 void blksnap_bio_resubmit(struct bio *bio);
 bool blksnap_bio_nowait(struct bio *bio);

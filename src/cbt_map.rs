@@ -96,8 +96,6 @@ impl CbtMap {
     }
 
     /// Switches the copies at a snapshot take; may start a new generation.
-    // Called by SNAPSHOT_TAKE, which comes with the snapshot code.
-    #[allow(dead_code)]
     pub(crate) fn switch(&mut self) {
         if let SwitchOutcome::NewGeneration =
             self.state.switch(&mut self.write_map, &mut self.read_map)

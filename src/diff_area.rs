@@ -39,6 +39,7 @@ use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex, SpinLock};
 use kernel::workqueue::{Work, WorkItem};
 
+use crate::cbt_map::CbtMap;
 use crate::chunk::{self, ChunkParams};
 use crate::glue::block::{BdevRef, BioOp};
 use crate::glue::snapio::{self, BioList, NoIo, OwnedBio};
@@ -69,12 +70,21 @@ pub(crate) struct DiffArea {
     /// The first storage sector of each stored chunk.
     places: KVVec<AtomicU64>,
     shared: Arc<Shared>,
+    /// The device's change tracking, which writes to the image mark.
+    cbt: Arc<SpinLock<CbtMap>>,
+    /// Whether the image accepts writes (the `image_writable` parameter at
+    /// the take).
+    writable: bool,
     /// Set at destroy: held writes pass without a copy, image reads fail.
     closing: AtomicBool,
     #[pin]
     held: SpinLock<BioList>,
     #[pin]
     cow_work: Work<DiffArea, COW_WORK>,
+    /// Writes to the image, done by the copy-on-write worker, which alone
+    /// changes chunk states.
+    #[pin]
+    image_writes: SpinLock<BioList>,
     #[pin]
     reads: SpinLock<BioList>,
     #[pin]
@@ -110,7 +120,11 @@ fn chunk_params() -> ChunkParams {
 }
 
 impl DiffArea {
-    pub(crate) fn new(original: BdevRef, shared: Arc<Shared>) -> Result<Arc<Self>> {
+    pub(crate) fn new(
+        original: BdevRef,
+        shared: Arc<Shared>,
+        cbt: Arc<SpinLock<CbtMap>>,
+    ) -> Result<Arc<Self>> {
         let capacity = original.nr_sectors();
         let shift = chunk::chunk_shift(capacity, original.io_min(), &chunk_params());
         let chunk_count = chunk::chunk_count(capacity, shift);
@@ -126,9 +140,12 @@ impl DiffArea {
                 shift,
                 chunk_count,
                 shared,
+                cbt,
+                writable: params::image_writable() != 0,
                 closing: AtomicBool::new(false),
                 held <- new_spinlock!(BioList::new(), "blksnap:held"),
                 cow_work <- new_work!("blksnap:cow"),
+                image_writes <- new_spinlock!(BioList::new(), "blksnap:image_writes"),
                 reads <- new_spinlock!(BioList::new(), "blksnap:reads"),
                 read_work <- new_work!("blksnap:image"),
                 cow_buf <- new_mutex!(KVVec::from_elem(0u8, cow_bytes, GFP_KERNEL)?),
@@ -163,10 +180,20 @@ impl DiffArea {
         None
     }
 
+    /// Whether the image disk should accept writes.
+    pub(crate) fn is_writable(&self) -> bool {
+        self.writable
+    }
+
     /// Takes a bio of the snapshot image. Must not sleep.
     pub(crate) fn on_image_bio(self: &Arc<Self>, bio: OwnedBio) {
-        self.reads.lock().push(bio);
-        let _ = snapio::queue().enqueue::<Arc<Self>, READ_WORK>(self.clone());
+        if self.writable && bio.op() == BioOp::Write {
+            self.image_writes.lock().push(bio);
+            let _ = snapio::queue().enqueue::<Arc<Self>, COW_WORK>(self.clone());
+        } else {
+            self.reads.lock().push(bio);
+            let _ = snapio::queue().enqueue::<Arc<Self>, READ_WORK>(self.clone());
+        }
     }
 
     /// Stops copy-on-write: held writes pass, image reads fail.
@@ -242,13 +269,58 @@ impl DiffArea {
     fn run_cow(&self) {
         let _noio = NoIo::enter();
         loop {
-            let Some(bio) = self.held.lock().pop() else {
+            // Popped in statements of their own: a guard in an `if let`
+            // would stay locked for the whole block.
+            let held = self.held.lock().pop();
+            if let Some(bio) = held {
+                let (sector, count) = bio.sectors();
+                self.copy_chunks(sector, count);
+                bio.pass();
+                continue;
+            }
+            let write = self.image_writes.lock().pop();
+            let Some(bio) = write else {
                 break;
             };
-            let (sector, count) = bio.sectors();
-            self.copy_chunks(sector, count);
-            bio.pass();
+            let result = self.write_image(&bio);
+            bio.end(result);
         }
+    }
+
+    /// Writes an image bio into the stored copies of its chunks, copying
+    /// the chunks first where needed; the original is never written.
+    fn write_image(&self, bio: &OwnedBio) -> Result {
+        let (mut sector, count) = bio.sectors();
+        let end = sector
+            .checked_add(count)
+            .filter(|&e| e <= self.capacity)
+            .ok_or(EIO)?;
+        if count == 0 {
+            return Ok(());
+        }
+        self.copy_chunks(sector, count);
+        let mut buf = self.read_buf.lock();
+        let per_chunk = 1u64 << (self.shift - SECTOR_SHIFT);
+        let mut offset = 0usize;
+        while sector < end {
+            if self.closing.load(Ordering::Acquire) || self.shared.is_corrupted() {
+                return Err(EIO);
+            }
+            let chunk = sector >> (self.shift - SECTOR_SHIFT);
+            if self.state(chunk) != STORED {
+                return Err(EIO);
+            }
+            let within = sector & (per_chunk - 1);
+            let n = (per_chunk - within).min(end - sector);
+            let piece = &mut buf[..(n << SECTOR_SHIFT) as usize];
+            bio.copy_from(offset, piece);
+            let place = self.places[chunk as usize].load(Ordering::Relaxed);
+            self.shared.write_stored(place + within, piece)?;
+            offset += piece.len();
+            sector += n;
+        }
+        self.cbt.lock().mark_dirty(end - count, count);
+        Ok(())
     }
 
     /// Fills `out` with the image's data at `sector` (within one chunk).
@@ -278,6 +350,7 @@ impl DiffArea {
     fn serve_image_bio(&self, mut bio: OwnedBio) {
         match bio.op() {
             BioOp::Read => {}
+            // A read-only image; a writable one sends writes elsewhere.
             BioOp::Write => return bio.end(Err(EIO)),
             BioOp::Other => return bio.end(Ok(())),
         }

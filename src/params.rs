@@ -41,4 +41,6 @@ param_getters! {
     chunk_maximum_in_queue => blksnap_param_chunk_maximum_in_queue;
     /// Growth step of a difference storage file, in sectors.
     diff_storage_minimum => blksnap_param_diff_storage_minimum;
+    /// `image_writable`: images of later takes accept writes.
+    image_writable => blksnap_param_image_writable;
 }

@@ -245,6 +245,11 @@ impl Shared {
         Ok(place)
     }
 
+    /// Overwrites stored data at storage sector `place` (image writes).
+    pub(crate) fn write_stored(&self, place: u64, data: &[u8]) -> Result {
+        self.storage.write_at(place, data)
+    }
+
     /// Reads stored data from storage sector `place`.
     pub(crate) fn load(&self, place: u64, out: &mut [u8]) -> Result {
         self.storage.read_at(place, out)
@@ -434,7 +439,11 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
     snapshot.shared.grow();
     let mut areas = KVec::with_capacity(snapshot.members.len(), GFP_KERNEL)?;
     for m in snapshot.members.iter() {
-        let area = DiffArea::new(m.bdev.get_ref(), snapshot.shared.clone())?;
+        let area = DiffArea::new(
+            m.bdev.get_ref(),
+            snapshot.shared.clone(),
+            m.tracker.cbt.clone(),
+        )?;
         areas.push(KBox::new(area, GFP_KERNEL)?, GFP_KERNEL)?;
     }
     {
@@ -453,7 +462,11 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
         let Some(area) = m.tracker.current_area(lock) else {
             continue;
         };
-        let image = ImageDisk::add(&m.bdev, (&*area as *const DiffArea).cast(), false);
+        let image = ImageDisk::add(
+            &m.bdev,
+            (&*area as *const DiffArea).cast(),
+            area.is_writable(),
+        );
         m.area = Some(area);
         match image {
             Ok(image) => m.image = Some(image),

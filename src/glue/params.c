@@ -48,3 +48,7 @@ unsigned int blksnap_param_diff_storage_minimum = 2097152;
 module_param_named(diff_storage_minimum,
 		   blksnap_param_diff_storage_minimum, uint, 0644);
 MODULE_PARM_DESC(diff_storage_minimum, "Growth step of a difference storage file, in sectors");
+
+unsigned int blksnap_param_image_writable;
+module_param_named(image_writable, blksnap_param_image_writable, uint, 0644);
+MODULE_PARM_DESC(image_writable, "Nonzero: snapshot images taken from now on accept writes, kept in the difference storage");

@@ -254,9 +254,12 @@ int blksnap_storage_rw(struct file *file, void *buf, size_t len, u64 sector,
 
 /* ---- Bios -------------------------------------------------------------- */
 
-/* Copies len bytes from buf into the data of bio, from byte offset on. */
-void blksnap_bio_copy_to(struct bio *bio, size_t offset, const void *buf,
-			 size_t len)
+/*
+ * Copies len bytes between buf and the data of bio, from byte offset of the
+ * data on: into the bio if to_bio, out of it otherwise.
+ */
+static void bio_copy(struct bio *bio, size_t offset, void *buf, size_t len,
+		     bool to_bio)
 {
 	struct bvec_iter iter;
 	struct bio_vec bv;
@@ -272,7 +275,10 @@ void blksnap_bio_copy_to(struct bio *bio, size_t offset, const void *buf,
 			part.bv_page = bv.bv_page;
 			part.bv_offset = bv.bv_offset + skip;
 			part.bv_len = min_t(size_t, bv.bv_len - skip, len);
-			memcpy_to_bvec(&part, buf);
+			if (to_bio)
+				memcpy_to_bvec(&part, buf);
+			else
+				memcpy_from_bvec(buf, &part);
 			buf += part.bv_len;
 			len -= part.bv_len;
 			offset += part.bv_len;
@@ -281,6 +287,18 @@ void blksnap_bio_copy_to(struct bio *bio, size_t offset, const void *buf,
 		if (!len)
 			break;
 	}
+}
+
+void blksnap_bio_copy_to(struct bio *bio, size_t offset, const void *buf,
+			 size_t len)
+{
+	bio_copy(bio, offset, (void *)buf, len, true);
+}
+
+void blksnap_bio_copy_from(struct bio *bio, size_t offset, void *buf,
+			   size_t len)
+{
+	bio_copy(bio, offset, buf, len, false);
 }
 
 void blksnap_bio_end(struct bio *bio, int err)

@@ -79,6 +79,22 @@ impl OwnedBio {
     }
 }
 
+impl OwnedBio {
+    /// Copies the bio's data from byte `offset` on into `data`.
+    pub(crate) fn copy_from(&self, offset: usize, data: &mut [u8]) {
+        // SAFETY: the bio is live and owned; the C side never copies more
+        // than the bio holds, and `data` is writable memory of that length.
+        unsafe {
+            bindings::blksnap_bio_copy_from(
+                self.0.as_ptr(),
+                offset,
+                data.as_mut_ptr().cast(),
+                data.len(),
+            )
+        };
+    }
+}
+
 impl core::ops::Deref for OwnedBio {
     type Target = Bio;
 

@@ -767,3 +767,59 @@ test_snapshot_blocks_module_unload() {
 	rmmod blksnap || fail "rmmod blksnap failed after the last destroy and detach"
 	load_module
 }
+
+test_snapshot_writable_image() {
+	sn_begin
+	local param=/sys/module/blksnap/parameters/image_writable
+	[ -w "$param" ] || fail "no image_writable parameter"
+	ft_loop 32M
+	local dev=$REPLY store id img
+	sn_fill "$dev" 1
+	ft_attach "$dev"
+	sn_tmpfs 64M
+	store=$REPLY
+	sn_create "$store" 48M "$dev"
+	id=$REPLY
+	echo 1 >"$param"
+	sn_take "$id"
+	echo 0 >"$param"
+	sn_image "$dev"
+	img=$REPLY
+	expect_eq "read-only flag of the writable image" 0 "$(cat "/sys/class/block/${img##*/}/ro")"
+	# 1 MiB at 4 MiB: CBT blocks 64..79 at 64 KiB, chunks never copied.
+	"$TAGBLK" write "$img" --gen 3 --offset 4M --len 1M --jobs 2 >/dev/null ||
+		fail "writing to the writable image failed"
+	sn_verify "$img" 3 "the written part of the image" --offset 4M --len 1M
+	sn_verify "$img" 1 "the image before the written part" --len 4M
+	sn_verify "$img" 1 "the image after the written part" --offset 5M
+	sn_verify "$dev" 1 "the original, which image writes never reach"
+	# Writes to the original still copy-on-write around the image's data.
+	"$TAGBLK" write "$dev" --gen 2 --offset 4M --len 2M --jobs 2 >/dev/null
+	sn_verify "$img" 3 "the image's own data after the original changed" --offset 4M --len 1M
+	sn_verify "$img" 1 "the image next to it" --offset 5M --len 1M
+	"$BLKSNAP" readcbtmap -d "$dev" -f "$FT_DIR/map"
+	local marked
+	marked=$(cbt_marked "$FT_DIR/map" | tr ' ' '\n' | grep -c '=2$' || true)
+	expect_eq "blocks the image write marked with the active number in the read map" 16 "$marked"
+	sn_destroy "$id"
+	sn_verify "$dev" 2 "the original after destroy" --offset 4M --len 2M
+}
+
+test_snapshot_images_are_read_only_by_default() {
+	sn_begin
+	ft_loop 16M
+	local dev=$REPLY store id img
+	sn_fill "$dev" 1
+	ft_attach "$dev"
+	sn_tmpfs 32M
+	store=$REPLY
+	sn_create "$store" 16M "$dev"
+	id=$REPLY
+	sn_take "$id"
+	sn_image "$dev"
+	img=$REPLY
+	expect_eq "read-only flag of the image" 1 "$(cat "/sys/class/block/${img##*/}/ro")"
+	! "$TAGBLK" write "$img" --gen 2 --len 64K >/dev/null 2>&1 || fail "a write to a read-only image succeeded"
+	sn_verify "$img" 1 "the image after a refused write"
+	sn_destroy "$id"
+}
