@@ -1,0 +1,629 @@
+# More snapshots: a partition as a member, two snapshots side by side,
+# destroy while the image is read, the module reference after destroy and
+# detach, the CBT switch at every take and its wrap after 255, the growth
+# of a storage file in steps and its no_space event, and every errno of the
+# snapshot ioctls (uapi.md §1 SNAPSHOTADD/SNAPSHOTINFO and §2) through raw
+# ioctls (snap_probe.py).
+# Uses the sn_* helpers of 30-snapshot.sh, cbt_marked of 20-cbt.sh and the
+# ft_* helpers of 10-filter.sh.
+# shellcheck shell=bash
+
+SM_PARAMS=()
+SM_LOG0=0
+SM_Q_WHAT=()
+SM_Q_WANT=()
+SM_OUT=()
+SM_UUID='[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}'
+# What the kernel log must not show (as in 99-kernel-log.sh).
+SM_BAD_LOG='Oops|BUG:|WARNING:|Call Trace:|general protection|kernel BUG|possible circular locking|possible recursive locking|inconsistent lock state|suspicious RCU usage|UBSAN:|refcount_t:|list_(add|del) corruption|Kernel panic|hung_task|soft lockup|blocked for more than'
+
+# --- Helpers (prefixed sm_; every test calls sm_begin first) ---------------
+
+# Raw snapshot ioctls, see snap_probe.py. In the background, run
+# python3 "$SM_PROBE" itself, so that $! is its pid (signals, cleanup).
+SM_PROBE=$BLKSNAP_ROOT/tests/vm/snap_probe.py
+sm_probe() {
+	python3 "$SM_PROBE" "$@"
+}
+
+# Starts a test like sn_begin; sm_cleanup also restores the module
+# parameters sm_param changed. Remembers where the kernel log ends.
+sm_begin() {
+	SM_PARAMS=()
+	SM_Q_WHAT=()
+	SM_Q_WANT=()
+	sn_begin
+	trap sm_cleanup EXIT
+	SM_LOG0=$(dmesg | wc -l)
+}
+
+sm_cleanup() {
+	set +e
+	sm_restore_params >/dev/null 2>&1
+	sn_cleanup
+}
+
+# sm_param NAME VALUE: sets a module parameter until the test ends.
+sm_param() {
+	local f=/sys/module/blksnap/parameters/$1
+	SM_PARAMS+=("$1=$(cat "$f")")
+	echo "$2" >"$f"
+}
+
+# Puts back the module parameters sm_param changed, last change first.
+sm_restore_params() {
+	local i p
+	for ((i = ${#SM_PARAMS[@]} - 1; i >= 0; i--)); do
+		p=${SM_PARAMS[i]}
+		echo "${p#*=}" >"/sys/module/blksnap/parameters/${p%%=*}"
+	done
+	SM_PARAMS=()
+}
+
+# The kernel log has no oops, warning, lockdep splat... since sm_begin.
+sm_log_clean() {
+	local bad
+	bad=$(dmesg | tail -n +$((SM_LOG0 + 1)) | grep -E "$SM_BAD_LOG" || true)
+	if [ -n "$bad" ]; then
+		echo "$bad" | head -20
+		fail "the kernel log reports problems"
+	fi
+}
+
+# sm_q WHAT EXPECTED OPERATION [ARGUMENT...]: queues a snap_probe.py
+# operation for sm_q_run, which expects its output (an errno name, or the
+# output lines of a success joined with spaces) to match the extended
+# regex ^(EXPECTED)$.
+sm_q() {
+	local what=$1 want=$2
+	shift 2
+	SM_Q_WHAT+=("$what")
+	SM_Q_WANT+=("$want")
+	(IFS=$'\t' && echo "$*") >>"$FT_DIR/queue"
+}
+
+# Runs the queued operations in one snap_probe.py (python starts slowly in
+# the VM) and checks each output; the outputs -> SM_OUT.
+sm_q_run() {
+	local i bad=0
+	mapfile -t SM_OUT < <(sm_probe batch <"$FT_DIR/queue" 2>"$FT_DIR/queue.err")
+	rm -f "$FT_DIR/queue"
+	for i in "${!SM_Q_WHAT[@]}"; do
+		if ! [[ ${SM_OUT[i]-<none>} =~ ^(${SM_Q_WANT[i]})$ ]]; then
+			echo "${SM_Q_WHAT[i]}: expected '${SM_Q_WANT[i]}', got '${SM_OUT[i]-<none>}'"
+			bad=1
+		fi
+	done
+	SM_Q_WHAT=()
+	SM_Q_WANT=()
+	[ "$bad" = 0 ] || { cat "$FT_DIR/queue.err"; fail "raw ioctls answered wrong (above)"; }
+}
+
+# sm_mbr_entry FILE INDEX START SECTORS: partition entry INDEX (0-3) of the
+# MS-DOS partition table ft_write_mbr started.
+sm_mbr_entry() {
+	local entry
+	entry="\\x00\\x00\\x02\\x00\\x83\\xfe\\xff\\xff$(ft_le32 "$3")$(ft_le32 "$4")"
+	printf '%b' "$entry" | dd of="$1" bs=1 seek=$((446 + 16 * $2)) conv=notrunc status=none
+}
+
+# sm_size_is FILE BYTES: whether FILE is BYTES long.
+sm_size_is() {
+	[ "$(stat -c %s "$1")" = "$2" ]
+}
+
+# sm_no_event ID WHAT: no event of snapshot ID within half a second.
+sm_no_event() {
+	local out
+	out=$("$BLKSNAP" snapshot_waitevent -i "$1" -t 500)
+	expect_eq "snapshot_waitevent $2" "result=timeout" "$out"
+}
+
+# sm_cli_cycle DEV STORAGE: writes DEV's first 4 KiB, then creates, takes
+# and destroys a snapshot of DEV with the CLI -> $REPLY: "changes_number
+# generation_id marked-blocks" as cbtinfo and readcbtmap told after the
+# take.
+sm_cli_cycle() {
+	local id info
+	ft_write "$1" 0 1
+	sn_create "$2" 4M "$1"
+	id=$REPLY
+	sn_take "$id"
+	info=$("$BLKSNAP" cbtinfo -d "$1")
+	"$BLKSNAP" readcbtmap -d "$1" -f "$FT_DIR/map"
+	sn_destroy "$id"
+	REPLY="$(sed -n 's/^changes_number=//p' <<<"$info") $(sed -n 's/^generation_id=//p' <<<"$info") $(cbt_marked "$FT_DIR/map")"
+}
+
+# --- Tests ------------------------------------------------------------------
+
+test_snapshot_more_partition_member() {
+	sm_begin
+	ft_image 64M
+	local img=$REPLY
+	# p1: MiB 1..17, p2: MiB 18..34; MiB 40..56 of the disk is in neither.
+	ft_write_mbr "$img" 2048 32768
+	sm_mbr_entry "$img" 1 36864 32768
+	ft_loop_file "$img" -P
+	local disk=$REPLY p1=${REPLY}p1 p2=${REPLY}p2 fd store id pimg pid
+	ft_wait 5 test -b "$p2" || fail "$p2 did not appear after losetup -P"
+	ft_settle
+	# An open partition makes the kernel refuse to re-read the partition
+	# table, which udev tries when a writer of the whole disk closes it
+	# (re-reading would recreate the partitions, and drop p1's filter).
+	exec {fd}<"$p1"
+	SN_FDS+=("$fd")
+	sn_fill "$p1" 1
+	sn_fill "$p2" 1
+	"$TAGBLK" write "$disk" --gen 1 --offset 40M --len 16M --order seq --jobs 2 >/dev/null
+
+	ft_attach "$p1"
+	sn_tmpfs 96M
+	store=$REPLY
+	sn_create "$store" 32M "$p1"
+	id=$REPLY
+	sn_take "$id"
+	sn_image "$p1"
+	pimg=$REPLY
+	expect_eq "size of the image of $p1" "$(blockdev --getsize64 "$p1")" "$(blockdev --getsize64 "$pimg")"
+	expect_eq "size of $p1" $((16 << 20)) "$(blockdev --getsize64 "$p1")"
+	[ ! -e "/dev/blksnap-image_$(sn_devnum "$disk")" ] || fail "the whole disk $disk got an image"
+
+	# Generation 2 over all of p1 in random order, while the image is read.
+	"$TAGBLK" write "$p1" --gen 2 --jobs 2 --seed 3 >"$FT_DIR/write.log" 2>&1 &
+	pid=$!
+	SN_PIDS+=("$pid")
+	sn_verify "$pimg" 1 "the image of $p1 while $p1 is rewritten"
+	wait "$pid" || { cat "$FT_DIR/write.log"; fail "writing generation 2 to $p1 failed"; }
+	# The other partition and the whole disk outside the partitions.
+	"$TAGBLK" write "$p2" --gen 2 --jobs 2 --seed 4 >/dev/null
+	"$TAGBLK" write "$disk" --gen 2 --offset 40M --len 16M --jobs 2 --seed 5 >/dev/null
+	ft_drop_caches
+	sn_verify "$pimg" 1 "the image of $p1 after writes to $p2 and $disk"
+	sn_verify "$p1" 2 "$p1"
+	sn_verify "$p2" 2 "$p2"
+	sn_verify "$disk" 2 "$disk outside the partitions" --offset 40M --len 16M
+	expect_eq "snapshot_info -d $p1" "error_code=0
+image=$pimg" "$("$BLKSNAP" snapshot_info -d "$p1")"
+	sn_destroy "$id"
+	ft_wait 10 test ! -e "$pimg" || fail "$pimg still present after destroy"
+	sn_verify "$p1" 2 "$p1 after destroy"
+
+	# The storage on a partition: the partition and its whole disk cannot
+	# join the snapshot, the other partition can.
+	ft_attach "$disk"
+	ft_attach "$p2"
+	sm_q "SNAPSHOT_CREATE with the storage $p2" "$SM_UUID" create "$p2" 0
+	sm_q_run
+	id=${SM_OUT[0]}
+	SN_IDS+=("$id")
+	sm_q "SNAPSHOTADD of $p2, the storage" EINVAL add "$p2" "$id"
+	sm_q "SNAPSHOTADD of $disk, the whole disk of the storage" EINVAL add "$disk" "$id"
+	sm_q "SNAPSHOTADD of $p1, next to the storage" "" add "$p1" "$id"
+	sm_q "SNAPSHOT_DESTROY" "" destroy "$id"
+	# The storage on the whole disk: none of its partitions can join.
+	sm_q "SNAPSHOT_CREATE with the storage $disk" "$SM_UUID" create "$disk" 0
+	sm_q_run
+	id=${SM_OUT[4]}
+	SN_IDS+=("$id")
+	sm_q "SNAPSHOTADD of $p1, a partition of the storage" EINVAL add "$p1" "$id"
+	sm_q "SNAPSHOTADD of $p2, a partition of the storage" EINVAL add "$p2" "$id"
+	sm_q "SNAPSHOT_DESTROY" "" destroy "$id"
+	sm_q "SNAPSHOT_COLLECT" 0 collect
+	sm_q_run
+	SN_IDS=()
+	sm_log_clean
+}
+
+test_snapshot_more_two_snapshots_side_by_side() {
+	sm_begin
+	ft_loop 16M
+	local a=$REPLY
+	ft_loop 16M
+	local b=$REPLY store ida idb ia ib pa pb
+	sn_fill "$a" 1
+	sn_fill "$b" 1
+	ft_attach "$a"
+	ft_attach "$b"
+	sn_tmpfs 64M
+	store=$REPLY
+	: >"$store/b.diff"
+	# Two snapshots, one storage directory and one storage file.
+	sn_create "$store" 16M "$a"
+	ida=$REPLY
+	sn_create "$store/b.diff" 16M "$b"
+	idb=$REPLY
+	sn_collect
+	expect_eq "snapshot_collect" "$(printf '%s\n' "$ida" "$idb" | sort)" "$REPLY"
+
+	sn_take "$ida"
+	sn_image "$a"
+	ia=$REPLY
+	expect_eq "snapshot_info -d $b before its snapshot is taken" "error_code=0
+image=" "$("$BLKSNAP" snapshot_info -d "$b")"
+	"$TAGBLK" write "$a" --gen 2 --jobs 2 --seed 1 >/dev/null
+	"$TAGBLK" write "$b" --gen 2 --jobs 2 --seed 2 >/dev/null
+	sn_take "$idb"
+	sn_image "$b"
+	ib=$REPLY
+	[ "$ia" != "$ib" ] || fail "both snapshots have the image $ia"
+
+	# Generation 3 on both at once, while both images are read.
+	"$TAGBLK" write "$a" --gen 3 --jobs 2 --seed 3 >"$FT_DIR/a.log" 2>&1 &
+	pa=$!
+	SN_PIDS+=("$pa")
+	"$TAGBLK" write "$b" --gen 3 --jobs 2 --seed 4 >"$FT_DIR/b.log" 2>&1 &
+	pb=$!
+	SN_PIDS+=("$pb")
+	sn_verify "$ia" 1 "the image of the first snapshot, under writes"
+	sn_verify "$ib" 2 "the image of the second snapshot, under writes"
+	wait "$pa" || { cat "$FT_DIR/a.log"; fail "writing generation 3 to $a failed"; }
+	wait "$pb" || { cat "$FT_DIR/b.log"; fail "writing generation 3 to $b failed"; }
+	ft_drop_caches
+	sn_verify "$ia" 1 "the image of the first snapshot"
+	sn_verify "$ib" 2 "the image of the second snapshot"
+	sn_verify "$a" 3 "$a"
+	sn_verify "$b" 3 "$b"
+
+	# Destroying the first leaves the second working.
+	sn_destroy "$ida"
+	ft_wait 10 test ! -e "$ia" || fail "$ia still present after destroy"
+	[ -b "$ib" ] || fail "$ib went away with the other snapshot"
+	expect_eq "snapshot_info -d $a after its destroy" "error_code=0
+image=" "$("$BLKSNAP" snapshot_info -d "$a")"
+	sn_collect
+	expect_eq "snapshot_collect after one destroy" "$idb" "$REPLY"
+	"$TAGBLK" write "$b" --gen 4 --offset 4M --len 4M --jobs 2 --seed 5 >/dev/null
+	"$TAGBLK" write "$a" --gen 4 --offset 4M --len 4M --jobs 2 --seed 6 >/dev/null
+	ft_drop_caches
+	sn_verify "$ib" 2 "the second image after the first snapshot was destroyed"
+	expect_eq "snapshot_info -d $b" "error_code=0
+image=$ib" "$("$BLKSNAP" snapshot_info -d "$b")"
+	sn_destroy "$idb"
+	ft_wait 10 test ! -e "$ib" || fail "$ib still present after destroy"
+	sn_verify "$b" 4 "$b after both destroys" --offset 4M --len 4M
+	sn_verify "$b" 3 "$b after both destroys" --len 4M
+	sn_verify "$a" 4 "$a after both destroys" --offset 4M --len 4M
+	sm_log_clean
+}
+
+test_snapshot_more_destroy_under_image_io() {
+	sm_begin
+	ft_loop 64M
+	local dev=$REPLY store id img fd pw r out
+	local readers=()
+	sn_fill "$dev" 1
+	ft_attach "$dev"
+	sn_tmpfs 128M
+	store=$REPLY
+	sn_create "$store" 64M "$dev"
+	id=$REPLY
+	sn_take "$id"
+	sn_image "$dev"
+	img=$REPLY
+	# Two readers of the image, a writer of the original, and a descriptor
+	# open on the image that outlives the destroy.
+	for r in 1 2; do
+		python3 "$SM_PROBE" read "$img" 300 >"$FT_DIR/reader$r" 2>&1 &
+		readers+=($!)
+		SN_PIDS+=($!)
+	done
+	exec {fd}<"$img"
+	SN_FDS+=("$fd")
+	"$TAGBLK" write "$dev" --gen 2 --jobs 2 --seed 7 >"$FT_DIR/write.log" 2>&1 &
+	pw=$!
+	SN_PIDS+=("$pw")
+	for r in 1 2; do
+		ft_wait 60 grep -qx started "$FT_DIR/reader$r" || fail "reader $r did not start: $(cat "$FT_DIR/reader$r")"
+	done
+	sn_destroy "$id"
+	for r in 1 2; do
+		ft_wait 30 sn_exited "${readers[r - 1]}" || fail "reader $r still runs 30 s after destroy"
+		out=$(tail -n 1 "$FT_DIR/reader$r")
+		# del_gendisk() sets the capacity to 0: a read in flight fails
+		# with EIO, a later one finds the end of the device.
+		[[ $out =~ ^reads=[0-9]+\ error=(EIO|EOF)$ ]] || fail "reader $r after destroy: $(cat "$FT_DIR/reader$r")"
+		echo "reader $r: $out"
+	done
+	wait "$pw" || { cat "$FT_DIR/write.log"; fail "writes to the original failed across the destroy"; }
+	sn_verify "$dev" 2 "the original after the writes that crossed the destroy"
+	expect_eq "bytes read from the destroyed image through an open descriptor" 0 \
+		"$(dd bs=64k count=1 iflag=direct status=none <&"$fd" 2>/dev/null | wc -c)"
+	ft_wait 10 test ! -e "$img" || fail "$img still present after destroy"
+
+	# The open descriptor of the deleted image still pins the module.
+	ft_detach "$dev"
+	if rmmod blksnap 2>/dev/null; then
+		fail "rmmod blksnap succeeded while a destroyed image is still open"
+	fi
+	exec {fd}<&-
+	ft_wait 10 ft_refcnt_is 0 || fail "module refcnt is $(ft_refcnt) after the image was closed"
+	rmmod blksnap || fail "rmmod blksnap failed after destroy, detach and close"
+	load_module
+	sm_log_clean
+}
+
+test_snapshot_more_unload_after_destroy_and_detach() {
+	sm_begin
+	ft_loop 32M
+	local a=$REPLY
+	ft_loop 32M
+	local b=$REPLY store id watcher waiter rc=0
+	sn_fill "$a" 1
+	sn_fill "$b" 1
+	ft_attach "$a"
+	ft_attach "$b"
+	sn_tmpfs 64M
+	store=$REPLY
+	sn_create "$store" 32M "$a" "$b"
+	id=$REPLY
+	sn_take "$id"
+	sn_image "$a"
+	sn_image "$b"
+	"$TAGBLK" write "$a" --gen 2 --len 4M >/dev/null
+	# A watcher and a waiter on the snapshot's events.
+	"$BLKSNAP" snapshot_watcher -i "$id" >"$FT_DIR/watcher.log" 2>&1 &
+	watcher=$!
+	SN_PIDS+=("$watcher")
+	python3 "$SM_PROBE" wait "$id" 60000 >"$FT_DIR/wait.out" 2>"$FT_DIR/wait.err" &
+	waiter=$!
+	SN_PIDS+=("$waiter")
+	ft_wait 60 grep -qx waiting "$FT_DIR/wait.err" || fail "the waiter did not start"
+	if rmmod blksnap 2>/dev/null; then
+		fail "rmmod blksnap succeeded while a snapshot is taken"
+	fi
+	sn_destroy "$id"
+	ft_wait 10 sn_exited "$watcher" || fail "snapshot_watcher still runs 10 s after destroy"
+	wait "$watcher" || rc=$?
+	expect_eq "exit status of snapshot_watcher" 0 "$rc"
+	ft_wait 10 sn_exited "$waiter" || fail "SNAPSHOT_WAIT_EVENT still waits 10 s after destroy"
+	expect_eq "SNAPSHOT_WAIT_EVENT when the snapshot is destroyed" ESRCH "$(cat "$FT_DIR/wait.out")"
+	ft_detach "$a"
+	# Refused while one filter is left.
+	if rmmod blksnap 2>/dev/null; then
+		fail "rmmod blksnap succeeded while $b is attached"
+	fi
+	ft_detach "$b"
+	ft_wait 10 ft_refcnt_is 0 || fail "module refcnt is $(ft_refcnt) with no snapshot and no filter"
+	rmmod blksnap || fail "rmmod blksnap failed after destroy and detach"
+	! module_loaded || fail "/sys/module/blksnap still present after rmmod"
+	load_module
+	sn_verify "$a" 2 "$a after the unload" --len 4M
+	sn_verify "$a" 1 "$a after the unload" --offset 4M
+	sm_log_clean
+}
+
+test_snapshot_more_cbt_switch_at_each_take_and_wrap() {
+	sm_begin
+	ft_loop 4M
+	local dev=$REPLY store info gen gen2 t0 t1 n=253
+	ft_attach "$dev"
+	sn_tmpfs 32M
+	store=$REPLY
+	info=$("$BLKSNAP" cbtinfo -d "$dev")
+	gen=$(sed -n 's/^generation_id=//p' <<<"$info")
+	sn_uuid_ok "$gen" || fail "cbtinfo printed the generation '$gen'"
+	expect_eq "changes_number after attach" 0 "$(sed -n 's/^changes_number=//p' <<<"$info")"
+	# Takes 1..253 in one process: each writes block 0 first, so the read
+	# copy holds the number of the take in block 0.
+	t0=$(date +%s)
+	sm_probe cycle "$dev" "$store" 8192 "$n" >"$FT_DIR/cycles" 2>&1 || {
+		tail -n 5 "$FT_DIR/cycles"
+		fail "a take/destroy cycle failed"
+	}
+	t1=$(date +%s)
+	echo "$n take/destroy cycles took $((t1 - t0)) s"
+	seq 1 "$n" | awk -v g="$gen" '{ print $1, g, $1 }' >"$FT_DIR/expected"
+	diff "$FT_DIR/expected" "$FT_DIR/cycles" | head -n 10
+	cmp -s "$FT_DIR/expected" "$FT_DIR/cycles" ||
+		fail "changes_number, generation or map after takes 1..$n (expected < > got above)"
+	# The last takes with the CLI: 254 still counts; 255 would make the
+	# active number pass 255, so it starts a new generation with
+	# changes_number 0 and an empty map; 256 is take 1 of it.
+	sm_cli_cycle "$dev" "$store"
+	expect_eq "take 254: changes_number generation map" "254 $gen 0=254 " "$REPLY"
+	sm_cli_cycle "$dev" "$store"
+	gen2=$(cut -d ' ' -f 2 <<<"$REPLY")
+	sn_uuid_ok "$gen2" || fail "cbtinfo printed the generation '$gen2' after the wrap"
+	[ "$gen2" != "$gen" ] || fail "the generation $gen stayed after the wrap"
+	expect_eq "take 255: changes_number generation map" "0 $gen2 " "$REPLY"
+	sm_cli_cycle "$dev" "$store"
+	expect_eq "take 256: changes_number generation map" "1 $gen2 0=1 " "$REPLY"
+}
+
+test_snapshot_more_storage_file_grows_in_steps() {
+	sm_begin
+	# A growth step of 8192 sectors (4 MiB), a limit of three steps.
+	sm_param diff_storage_minimum 8192
+	ft_loop 64M
+	local dev=$REPLY file id img size mib=$((1 << 20))
+	sn_fill "$dev" 1
+	ft_attach "$dev"
+	sn_tmpfs 64M
+	file=$REPLY/diff
+	: >"$file"
+	sn_create "$file" 12M "$dev"
+	id=$REPLY
+	sn_take "$id"
+	sn_image "$dev"
+	img=$REPLY
+	size=$(stat -c %s "$file")
+	[ "$size" = 0 ] || [ "$size" = $((4 * mib)) ] ||
+		fail "the storage file holds $size bytes after the take, neither nothing nor one step"
+	# The copies are 256 KiB chunks (chunk_minimum_shift 18). The file grows
+	# by a step once no more than half a step (2 MiB) is free.
+	"$TAGBLK" write "$dev" --gen 2 --len 256K --order seq >/dev/null
+	ft_wait 10 sm_size_is "$file" $((4 * mib)) ||
+		fail "the storage file holds $(stat -c %s "$file") bytes after one chunk, not one step (4 MiB)"
+	"$TAGBLK" write "$dev" --gen 2 --offset 256K --len 3840K --order seq >/dev/null
+	ft_wait 10 sm_size_is "$file" $((8 * mib)) ||
+		fail "the storage file holds $(stat -c %s "$file") bytes after 4 MiB of chunks, not two steps (8 MiB)"
+	"$TAGBLK" write "$dev" --gen 2 --offset 4M --len 4M --order seq >/dev/null
+	ft_wait 10 sm_size_is "$file" $((12 * mib)) ||
+		fail "the storage file holds $(stat -c %s "$file") bytes after 8 MiB of chunks, not the 12 MiB limit"
+	# 9 MiB used: 3 MiB free, more than half a step; no event yet.
+	"$TAGBLK" write "$dev" --gen 2 --offset 8M --len 1M --order seq >/dev/null
+	sm_no_event "$id" "with 3 MiB of the storage free"
+	# 10 MiB used: half a step free and no room to grow: no_space, with the
+	# 20480 sectors asked for so far.
+	"$TAGBLK" write "$dev" --gen 2 --offset 9M --len 1M --order seq >/dev/null
+	sn_wait_event "$id" no_space 10 || {
+		cat "$FT_DIR/events" 2>/dev/null
+		fail "no no_space event within 10 s of reaching the limit"
+	}
+	grep -qx 'requested_nr_sect=20480' "$FT_DIR/events" ||
+		fail "the no_space event does not ask for 20480 sectors: $(cat "$FT_DIR/events")"
+	# Only one no_space event; the snapshot goes on within the space left.
+	"$TAGBLK" write "$dev" --gen 2 --offset 10M --len 1M --order seq >/dev/null
+	sm_no_event "$id" "after the no_space event"
+	expect_eq "snapshot_info -f error_code" 0 "$("$BLKSNAP" snapshot_info -d "$dev" -f error_code)"
+	expect_eq "size of the storage file at the end" $((12 * mib)) "$(stat -c %s "$file")"
+	ft_drop_caches
+	sn_verify "$img" 1 "the image with 11 MiB copied"
+	sn_verify "$dev" 2 "the rewritten start of the original" --len 11M
+	sn_verify "$dev" 1 "the rest of the original" --offset 11M
+	sn_destroy "$id"
+	[ -f "$file" ] || fail "the storage file is gone after destroy"
+	sm_restore_params
+	expect_eq "diff_storage_minimum restored" 2097152 "$(cat /sys/module/blksnap/parameters/diff_storage_minimum)"
+}
+
+test_snapshot_more_ioctl_errnos() {
+	sm_begin
+	ft_loop 32M
+	local a=$REPLY
+	ft_loop 32M
+	local b=$REPLY
+	ft_loop 32M
+	local c=$REPLY
+	ft_loop 32M
+	local d=$REPLY store unknown empty taken other held onfs all p long pid tries
+	local bad=(0x10 0xffffffff81000000) # nothing mapped; a kernel address
+	sn_tmpfs 64M
+	store=$REPLY
+	unknown=$(cat /proc/sys/kernel/random/uuid)
+	mkfs.ext4 -q -F "$c"
+	mkdir "$FT_DIR/c"
+	ft_mount ext4 "$c" "$FT_DIR/c"
+	: >"$FT_DIR/c/diff"
+	mkfifo "$FT_DIR/fifo"
+	# A path of PATH_MAX - 1 bytes, whose last name is too long.
+	long=$store/$(head -c $((4095 - ${#store} - 1)) /dev/zero | tr '\0' a)
+	expect_eq "length of the long path" 4095 "${#long}"
+	for p in "$a" "$b" "$c" "$d"; do
+		ft_attach "$p"
+	done
+
+	# Unknown ids (DESTROY may answer ENODEV or ESRCH, uapi.md §2).
+	sm_q "SNAPSHOT_TAKE of an unknown id" ESRCH take "$unknown"
+	sm_q "SNAPSHOT_WAIT_EVENT of an unknown id" ESRCH wait "$unknown" 100
+	sm_q "SNAPSHOT_DESTROY of an unknown id" "ESRCH|ENODEV" destroy "$unknown"
+	sm_q "SNAPSHOTADD to an unknown id" ESRCH add "$a" "$unknown"
+	# CREATE: the storage kinds, and what is refused.
+	sm_q "SNAPSHOT_CREATE with a directory" "$SM_UUID" create "$store" 32768
+	sm_q "SNAPSHOT_CREATE with a directory" "$SM_UUID" create "$store" 32768
+	sm_q "SNAPSHOT_CREATE with a directory" "$SM_UUID" create "$store" 32768
+	sm_q "SNAPSHOT_CREATE with the block device $d" "$SM_UUID" create "$d" 0
+	sm_q "SNAPSHOT_CREATE with a file on $c" "$SM_UUID" create "$FT_DIR/c/diff" 32768
+	sm_q "SNAPSHOT_CREATE with $d, the storage of another snapshot" EBUSY create "$d" 0
+	sm_q "SNAPSHOT_CREATE with /dev/null, a character device" EINVAL create /dev/null 32768
+	sm_q "SNAPSHOT_CREATE with a FIFO" EINVAL create "$FT_DIR/fifo" 32768
+	sm_q "SNAPSHOT_CREATE with a missing path" ENOENT create "$store/missing/diff" 32768
+	# strndup_user() (mm/util.c) answers EINVAL when no NUL comes within
+	# PATH_MAX bytes; a path of PATH_MAX - 1 bytes is copied, and its last
+	# name is too long for the lookup.
+	sm_q "SNAPSHOT_CREATE with a path of 5000 bytes and no NUL" EINVAL create x 32768 nonul=5000
+	sm_q "SNAPSHOT_CREATE with a path of PATH_MAX - 1 bytes" ENAMETOOLONG create "$long" 32768
+	for p in "${bad[@]}"; do
+		sm_q "SNAPSHOT_CREATE at $p" EFAULT create "$store" 32768 arg="$p"
+		sm_q "SNAPSHOT_CREATE with the path at $p" EFAULT create "$store" 32768 path="$p"
+	done
+	sm_q "SNAPSHOT_COLLECT" 5 collect
+	sm_q_run
+	empty=${SM_OUT[4]}
+	taken=${SM_OUT[5]}
+	other=${SM_OUT[6]}
+	held=${SM_OUT[7]}
+	onfs=${SM_OUT[8]}
+	SN_IDS+=("$empty" "$taken" "$other" "$held" "$onfs")
+	sn_collect
+	all=$REPLY
+	expect_eq "snapshots after the creates (the failed ones left none)" \
+		"$(printf '%s\n' "${SN_IDS[@]}" | sort)" "$all"
+
+	# TAKE with no devices: ENODEV; twice: EALREADY. SNAPSHOTADD of a device
+	# in this snapshot: EALREADY; in another one: EBUSY; to a taken one:
+	# EBUSY; of the device that holds the storage: EINVAL.
+	sm_q "SNAPSHOT_TAKE with no devices" ENODEV take "$empty"
+	sm_q "SNAPSHOTADD" "" add "$a" "$taken"
+	sm_q "SNAPSHOTADD of a device already in the snapshot" EALREADY add "$a" "$taken"
+	sm_q "SNAPSHOTADD of a device in another snapshot" EBUSY add "$a" "$empty"
+	sm_q "SNAPSHOT_TAKE" "" take "$taken"
+	sm_q "a second SNAPSHOT_TAKE" EALREADY take "$taken"
+	sm_q "SNAPSHOTADD to a taken snapshot" EBUSY add "$b" "$taken"
+	sm_q "SNAPSHOTADD of the storage device" EINVAL add "$d" "$held"
+	sm_q "SNAPSHOTADD of the device whose filesystem holds the storage" EINVAL add "$c" "$onfs"
+	# optlen smaller than the struct.
+	sm_q "SNAPSHOTADD with optlen 15" EINVAL add "$b" "$other" optlen=15
+	sm_q "SNAPSHOTINFO with optlen 35" EINVAL info "$a" optlen=35
+	sm_q "SNAPSHOTINFO" "0 blksnap-image_$(sn_devnum "$a")" info "$a"
+	sm_q "SNAPSHOTINFO of a device in no snapshot" "0 -" info "$b"
+	# Bad user pointers.
+	for p in "${bad[@]}"; do
+		sm_q "SNAPSHOT_DESTROY at $p" EFAULT destroy "$other" arg="$p"
+		sm_q "SNAPSHOT_TAKE at $p" EFAULT take "$other" arg="$p"
+		sm_q "SNAPSHOT_COLLECT at $p" EFAULT collect arg="$p"
+		sm_q "SNAPSHOT_COLLECT into ids at $p" EFAULT collect count=8 ids="$p"
+		sm_q "SNAPSHOT_WAIT_EVENT at $p" EFAULT wait "$other" 100 arg="$p"
+		sm_q "SNAPSHOTADD with opt at $p" EFAULT add "$b" "$other" opt="$p"
+		sm_q "SNAPSHOTINFO with opt at $p" EFAULT info "$a" opt="$p"
+	done
+	# COLLECT: ENODATA with the total when the array is too small.
+	sm_q "SNAPSHOT_COLLECT with ids 0" 5 collect
+	sm_q "SNAPSHOT_COLLECT into 2 ids" "ENODATA 5 $SM_UUID $SM_UUID" collect count=2
+	sm_q "SNAPSHOT_COLLECT into 0 ids" "ENODATA 5" collect count=0
+	sm_q "SNAPSHOT_COLLECT into 5 ids" "5( $SM_UUID){5}" collect count=5
+	sm_q "SNAPSHOT_COLLECT into 8 ids" "5( $SM_UUID){5}" collect count=8
+	sm_q "SNAPSHOT_WAIT_EVENT with no event" ENOENT wait "$other" 300
+	sm_q_run
+	# The last outputs: COLLECT into 2, 0, 5, 8 ids, WAIT_EVENT.
+	local n=$((${#SM_OUT[@]} - 5)) i ids
+	read -ra ids <<<"${SM_OUT[n]}"
+	[ "${ids[2]}" != "${ids[3]}" ] || fail "SNAPSHOT_COLLECT into 2 ids copied one id twice: ${SM_OUT[n]}"
+	{ grep -qx "${ids[2]}" <<<"$all" && grep -qx "${ids[3]}" <<<"$all"; } ||
+		fail "SNAPSHOT_COLLECT into 2 ids copied an unknown id: ${SM_OUT[n]}"
+	for i in 2 3; do
+		expect_eq "the ids SNAPSHOT_COLLECT copied" "$all" "$(tr ' ' '\n' <<<"${SM_OUT[n + i]#5 }" | sort)"
+	done
+
+	# WAIT_EVENT: EINTR on a signal, ESRCH when the snapshot is destroyed
+	# while waited on.
+	python3 "$SM_PROBE" wait "$other" 30000 >"$FT_DIR/intr.out" 2>"$FT_DIR/intr.err" &
+	pid=$!
+	SN_PIDS+=("$pid")
+	ft_wait 60 grep -qx waiting "$FT_DIR/intr.err" || fail "the waiter did not start"
+	tries=100
+	while ! sn_exited "$pid" && ((tries-- > 0)); do
+		kill -USR1 "$pid" 2>/dev/null || true
+		sleep 0.2
+	done
+	sn_exited "$pid" || fail "SIGUSR1 did not interrupt SNAPSHOT_WAIT_EVENT"
+	expect_eq "SNAPSHOT_WAIT_EVENT interrupted by a signal" EINTR "$(cat "$FT_DIR/intr.out")"
+	python3 "$SM_PROBE" wait "$other" 30000 >"$FT_DIR/gone.out" 2>"$FT_DIR/gone.err" &
+	pid=$!
+	SN_PIDS+=("$pid")
+	ft_wait 60 grep -qx waiting "$FT_DIR/gone.err" || fail "the waiter did not start"
+	sleep 1
+	sn_destroy "$other"
+	ft_wait 10 sn_exited "$pid" || fail "SNAPSHOT_WAIT_EVENT still waits 10 s after destroy"
+	expect_eq "SNAPSHOT_WAIT_EVENT when the snapshot is destroyed" ESRCH "$(cat "$FT_DIR/gone.out")"
+
+	sm_q "a second SNAPSHOT_DESTROY" "ESRCH|ENODEV" destroy "$other"
+	for p in "$empty" "$taken" "$held" "$onfs"; do
+		sm_q "SNAPSHOT_DESTROY" "" destroy "$p"
+	done
+	sm_q "SNAPSHOT_COLLECT at the end" 0 collect
+	sm_q_run
+	SN_IDS=()
+	sm_log_clean
+}
