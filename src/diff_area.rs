@@ -339,6 +339,11 @@ impl DiffArea {
                 FAILED => return Err(EIO),
                 _ => {
                     self.original.read_sync(sector, out)?;
+                    // Once the snapshot is corrupted or closing, writes
+                    // pass without a copy: the data read may be theirs.
+                    if self.closing.load(Ordering::Acquire) || self.shared.is_corrupted() {
+                        return Err(EIO);
+                    }
                     if self.state(chunk) <= READING {
                         return Ok(());
                     }
