@@ -82,6 +82,9 @@ struct bio *blksnap_bio_list_pop(struct bio_list *list);
 struct gendisk *blksnap_image_add(struct block_device *original, void *owner,
 				  bool writable);
 void blksnap_image_remove(struct gendisk *disk);
+bool blksnap_image_remap_read(struct bio *bio, struct block_device *original,
+			      void *owner);
+void blksnap_msleep(unsigned int ms);
 const char *blksnap_disk_name(struct gendisk *disk);
 
 #ifndef __BINDGEN__
@@ -96,6 +99,9 @@ long blksnap_blkfilter_ioctl(struct block_device *bdev, unsigned int cmd,
 void blksnap_disk_gone(struct gendisk *disk, struct block_device *part);
 void blksnap_reap_filters(void);
 void blksnap_image_submit_bio(void *owner, struct bio *bio);
+bool blksnap_image_read_valid(void *owner, struct bio *bio);
+void blksnap_image_read_done(void *owner);
+void blksnap_image_read_retry(void *owner, struct bio *bio);
 #endif
 
 #endif /* BLKSNAP_GLUE_H */

@@ -7,6 +7,9 @@
 //! parameters are read through [`params`]; the user-space interface is
 //! [`uapi`], the same file the user-space `blksnap-uapi` crate compiles.
 
+// The pin-initialisers of structures with many fields expand deeply.
+#![recursion_limit = "256"]
+
 use kernel::c_str;
 use kernel::prelude::*;
 

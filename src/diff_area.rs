@@ -30,7 +30,7 @@
 //! original: a broken snapshot never harms the original device.
 
 use core::ops::Range;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use kernel::new_mutex;
 use kernel::new_spinlock;
@@ -41,7 +41,7 @@ use kernel::workqueue::{Work, WorkItem};
 
 use crate::cbt_map::CbtMap;
 use crate::chunk::{self, ChunkParams};
-use crate::glue::block::{BdevRef, BioOp};
+use crate::glue::block::{BdevRef, Bio, BioOp};
 use crate::glue::snapio::{self, BioList, NoIo, OwnedBio};
 use crate::params;
 use crate::snapshot::Shared;
@@ -77,6 +77,8 @@ pub(crate) struct DiffArea {
     writable: bool,
     /// Set at destroy: held writes pass without a copy, image reads fail.
     closing: AtomicBool,
+    /// Image reads sent to the original as clones, not yet completed.
+    remapped: AtomicUsize,
     #[pin]
     held: SpinLock<BioList>,
     #[pin]
@@ -143,6 +145,7 @@ impl DiffArea {
                 cbt,
                 writable: params::image_writable() != 0,
                 closing: AtomicBool::new(false),
+                remapped: AtomicUsize::new(0),
                 held <- new_spinlock!(BioList::new(), "blksnap:held"),
                 cow_work <- new_work!("blksnap:cow"),
                 image_writes <- new_spinlock!(BioList::new(), "blksnap:image_writes"),
@@ -185,14 +188,77 @@ impl DiffArea {
         self.writable
     }
 
-    /// Takes a bio of the snapshot image. Must not sleep.
+    /// Takes a bio of the snapshot image.
+    ///
+    /// A read of chunks never copied goes straight to the original as a
+    /// clone (see [`DiffArea::remapped_read_valid`]); other reads go to the
+    /// image worker, writes of a writable image to the copy-on-write worker.
     pub(crate) fn on_image_bio(self: &Arc<Self>, bio: OwnedBio) {
         if self.writable && bio.op() == BioOp::Write {
             self.image_writes.lock().push(bio);
             let _ = snapio::queue().enqueue::<Arc<Self>, COW_WORK>(self.clone());
+            return;
+        }
+        let bio = if bio.op() == BioOp::Read && self.reads_original(&bio) {
+            self.remapped.fetch_add(1, Ordering::AcqRel);
+            match bio.remap_read(&self.original, (&**self as *const Self).cast()) {
+                Ok(()) => return,
+                Err(bio) => {
+                    self.remapped.fetch_sub(1, Ordering::AcqRel);
+                    bio
+                }
+            }
         } else {
-            self.reads.lock().push(bio);
-            let _ = snapio::queue().enqueue::<Arc<Self>, READ_WORK>(self.clone());
+            bio
+        };
+        self.queue_read(bio);
+    }
+
+    fn queue_read(self: &Arc<Self>, bio: OwnedBio) {
+        self.reads.lock().push(bio);
+        let _ = snapio::queue().enqueue::<Arc<Self>, READ_WORK>(self.clone());
+    }
+
+    /// Whether an image read may be served by the original: the snapshot is
+    /// intact and no chunk it touches was copied, so no write reached them
+    /// since the take (writes are released only after their chunks are
+    /// stored). Checked before a clone is sent, and again when it
+    /// completed, which is what makes its data trustworthy. Must not sleep.
+    fn reads_original(&self, bio: &Bio) -> bool {
+        if self.closing.load(Ordering::Acquire) || self.shared.is_corrupted() {
+            return false;
+        }
+        let (sector, count) = bio.sectors();
+        if !sector
+            .checked_add(count)
+            .is_some_and(|end| end <= self.capacity)
+        {
+            return false;
+        }
+        chunk::sectors_to_chunks(sector, count, self.shift, self.chunk_count)
+            .is_some_and(|mut chunks| chunks.all(|c| self.state(c) <= READING))
+    }
+
+    /// A clone of an image read completed: may its data be trusted?
+    pub(crate) fn remapped_read_valid(&self, bio: &Bio) -> bool {
+        self.reads_original(bio)
+    }
+
+    /// A clone's image read was completed.
+    pub(crate) fn remapped_read_done(&self) {
+        self.remapped.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// A clone's data could not be trusted: serve the read again.
+    pub(crate) fn retry_read(self: &Arc<Self>, bio: OwnedBio) {
+        self.queue_read(bio);
+        self.remapped.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Waits until no clone of an image read is in flight.
+    pub(crate) fn wait_remapped(&self) {
+        while self.remapped.load(Ordering::Acquire) != 0 {
+            snapio::msleep(1);
         }
     }
 

@@ -324,6 +324,9 @@ impl Snapshot {
                 area.close();
             }
             drop(m.image.take());
+            if let Some(area) = &m.area {
+                area.wait_remapped();
+            }
         }
         // Every held write is passed on and every image bio ended.
         snapio::flush_queue();

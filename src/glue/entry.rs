@@ -9,7 +9,7 @@ use kernel::ffi::{c_long, c_uint, c_ulong};
 use kernel::uaccess::UserPtr;
 
 use super::bindings;
-use super::block::{BdevId, BlockDevice, DiskId};
+use super::block::{BdevId, Bio, BlockDevice, DiskId};
 use super::snapio::OwnedBio;
 use kernel::sync::ArcBorrow;
 
@@ -79,4 +79,38 @@ extern "C" fn blksnap_image_submit_bio(owner: *mut kernel::ffi::c_void, bio: *mu
     // is removed, after which no bio reaches the driver.
     let area = unsafe { ArcBorrow::from_raw(owner.cast::<DiffArea>()) };
     DiffArea::on_image_bio(&area.into(), bio);
+}
+
+/// A clone sent by `DiffArea::on_image_bio` to the original completed: may
+/// its data be trusted? Runs in the completion's context, maybe an
+/// interrupt.
+#[no_mangle]
+extern "C" fn blksnap_image_read_valid(
+    owner: *mut kernel::ffi::c_void,
+    bio: *mut bindings::bio,
+) -> bool {
+    // SAFETY: the image bio stays owned by the clone's context until done.
+    let bio = unsafe { Bio::from_raw(bio) };
+    // SAFETY: the area counts the clone in flight and outlives it.
+    let area = unsafe { &*owner.cast::<DiffArea>() };
+    area.remapped_read_valid(bio)
+}
+
+/// A clone's image bio was completed. May run in an interrupt.
+#[no_mangle]
+extern "C" fn blksnap_image_read_done(owner: *mut kernel::ffi::c_void) {
+    // SAFETY: as in `blksnap_image_read_valid`.
+    let area = unsafe { &*owner.cast::<DiffArea>() };
+    area.remapped_read_done();
+}
+
+/// A clone's data could not be trusted: the image bio comes back, to be
+/// served again. Runs in a work item.
+#[no_mangle]
+extern "C" fn blksnap_image_read_retry(owner: *mut kernel::ffi::c_void, bio: *mut bindings::bio) {
+    // SAFETY: the clone's context hands the image bio back.
+    let bio = unsafe { OwnedBio::from_raw(bio) };
+    // SAFETY: as in `blksnap_image_read_valid`; the area is an `Arc`'s.
+    let area = unsafe { ArcBorrow::from_raw(owner.cast::<DiffArea>()) };
+    DiffArea::retry_read(&area.into(), bio);
 }

@@ -14,6 +14,7 @@
 
 #include <linux/blkdev.h>
 #include <linux/bio.h>
+#include <linux/delay.h>
 #include <linux/blk-integrity.h>
 #include <linux/falloc.h>
 #include <linux/file.h>
@@ -30,16 +31,27 @@
 
 /* Copy-on-write and image reads; may be needed to free memory. */
 static struct workqueue_struct *snapshot_wq;
+/* Clones of image reads sent to the original device. */
+static struct bio_set remap_bioset;
 
 int blksnap_wq_create(void)
 {
+	int ret = bioset_init(&remap_bioset, BIO_POOL_SIZE, 0, 0);
+
+	if (ret)
+		return ret;
 	snapshot_wq = alloc_workqueue("blksnap", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
-	return snapshot_wq ? 0 : -ENOMEM;
+	if (!snapshot_wq) {
+		bioset_exit(&remap_bioset);
+		return -ENOMEM;
+	}
+	return 0;
 }
 
 void blksnap_wq_destroy(void)
 {
 	destroy_workqueue(snapshot_wq);
+	bioset_exit(&remap_bioset);
 }
 
 struct workqueue_struct *blksnap_wq(void)
@@ -334,6 +346,76 @@ struct bio *blksnap_bio_list_pop(struct bio_list *list)
 }
 
 /* ---- Snapshot images --------------------------------------------------- */
+
+/*
+ * An image read of chunks never copied goes to the original as a clone that
+ * fills the image bio's own pages. When the clone completes, the Rust side
+ * checks that no write can have reached those chunks meanwhile; if one may
+ * have, the image bio is handed back (from a work item: completions may run
+ * in interrupt context) to be served from the difference storage.
+ */
+struct remap_ctx {
+	struct work_struct work;
+	struct bio *parent;
+	void *owner;
+};
+
+static void remap_retry_fn(struct work_struct *work)
+{
+	struct remap_ctx *ctx = container_of(work, struct remap_ctx, work);
+
+	blksnap_image_read_retry(ctx->owner, ctx->parent);
+	kfree(ctx);
+}
+
+static void remap_end_io(struct bio *clone)
+{
+	struct remap_ctx *ctx = clone->bi_private;
+	blk_status_t status = clone->bi_status;
+
+	bio_put(clone);
+	if (status == BLK_STS_OK &&
+	    !blksnap_image_read_valid(ctx->owner, ctx->parent)) {
+		INIT_WORK(&ctx->work, remap_retry_fn);
+		queue_work(snapshot_wq, &ctx->work);
+		return;
+	}
+	ctx->parent->bi_status = status;
+	bio_endio(ctx->parent);
+	blksnap_image_read_done(ctx->owner);
+	kfree(ctx);
+}
+
+/*
+ * Sends image read bio to original as a clone; false (nothing sent) if
+ * memory is short. The owner learns the outcome through
+ * blksnap_image_read_valid() and then _done() or _retry().
+ */
+bool blksnap_image_remap_read(struct bio *bio, struct block_device *original,
+			      void *owner)
+{
+	struct remap_ctx *ctx = kmalloc(sizeof(*ctx), GFP_NOIO);
+	struct bio *clone;
+
+	if (!ctx)
+		return false;
+	clone = bio_alloc_clone(original, bio, GFP_NOIO, &remap_bioset);
+	if (!clone) {
+		kfree(ctx);
+		return false;
+	}
+	ctx->parent = bio;
+	ctx->owner = owner;
+	clone->bi_private = ctx;
+	clone->bi_end_io = remap_end_io;
+	submit_bio_noacct(clone);
+	return true;
+}
+
+void blksnap_msleep(unsigned int ms)
+{
+	msleep(ms);
+}
 
 static void image_submit_bio(struct bio *bio)
 {

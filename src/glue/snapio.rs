@@ -63,6 +63,23 @@ impl OwnedBio {
         unsafe { bindings::blksnap_bio_nowait(self.0.as_ptr()) }
     }
 
+    /// Sends a read to `original` as a clone that fills this bio's pages;
+    /// the bio is then completed by the clone, or handed back through
+    /// `blksnap_image_read_retry(owner, bio)` when `blksnap_image_read_valid`
+    /// says no. Gives the bio back if memory is short.
+    pub(crate) fn remap_read(self, original: &BlockDevice, owner: *const ()) -> Result<(), Self> {
+        let ptr = self.0.as_ptr();
+        // SAFETY: the bio is owned and live, the original is live while
+        // borrowed (its clone holds its own reference), and `owner` is kept
+        // valid by the caller until the outcome is reported.
+        if unsafe { bindings::blksnap_image_remap_read(ptr, original.as_ptr(), owner as *mut _) } {
+            core::mem::forget(self);
+            Ok(())
+        } else {
+            Err(self)
+        }
+    }
+
     /// Completes the bio with EAGAIN, as REQ_NOWAIT asks when it would block.
     pub(crate) fn would_block(self) {
         // SAFETY: the bio is owned and live; ending it gives it back.
@@ -230,6 +247,12 @@ pub(crate) fn queue() -> &'static Queue {
     // SAFETY: work is only queued by snapshots, which exist between the
     // creation and the destruction of the queue.
     unsafe { Queue::from_raw(bindings::blksnap_wq().cast()) }
+}
+
+/// Sleeps for `ms` milliseconds.
+pub(crate) fn msleep(ms: u32) {
+    // SAFETY: no precondition; called from process context.
+    unsafe { bindings::blksnap_msleep(ms) };
 }
 
 /// Waits for all queued work to finish.
