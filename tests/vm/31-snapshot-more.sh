@@ -1,11 +1,11 @@
 # More snapshots: a partition as a member, two snapshots side by side,
 # destroy while the image is read, the module reference after destroy and
 # detach, the CBT switch at every take and its wrap after 255, the growth
-# of a storage file in steps and its no_space event, and every errno of the
+# of a storage file in steps and its no_space event, every errno of the
 # snapshot ioctls (uapi.md §1 SNAPSHOTADD/SNAPSHOTINFO and §2) through raw
-# ioctls (snap_probe.py).
-# Uses the sn_* helpers of 30-snapshot.sh, cbt_marked of 20-cbt.sh and the
-# ft_* helpers of 10-filter.sh.
+# ioctls (snap_probe.py), and members that go away under a taken snapshot.
+# Uses the sn_* helpers of 30-snapshot.sh, cbt_probe and cbt_marked of
+# 20-cbt.sh and the ft_* helpers of 10-filter.sh.
 # shellcheck shell=bash
 
 SM_PARAMS=()
@@ -171,7 +171,8 @@ test_snapshot_more_partition_member() {
 	ft_settle
 	# An open partition makes the kernel refuse to re-read the partition
 	# table, which udev tries when a writer of the whole disk closes it
-	# (re-reading would recreate the partitions, and drop p1's filter).
+	# (re-reading recreates the partitions: see
+	# test_snapshot_more_member_partition_reread).
 	exec {fd}<"$p1"
 	SN_FDS+=("$fd")
 	sn_fill "$p1" 1
