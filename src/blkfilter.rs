@@ -48,6 +48,10 @@ pub(crate) trait Filter: Send + Sync {
     /// resubmits it itself.
     fn submit_bio(&self, bio: OwnedBio) -> Option<OwnedBio>;
 
+    /// The device is going away: from now on the filter sees none of its
+    /// bios. Must not sleep.
+    fn gone(&self) {}
+
     /// Whether the filter must stay: detach then fails with EBUSY.
     fn is_busy(&self) -> bool {
         false
@@ -252,11 +256,22 @@ fn ctl(bdev: &BlockDevice, arg: uapi::BlkfilterCtl) -> Result<isize> {
 /// Marks the filters of a disk that is going away (or of one partition,
 /// `part`) dead, and schedules their removal. Never sleeps.
 pub(crate) fn disk_gone(disk: DiskId, part: Option<BdevId>) {
+    mark_gone(|a| a.bdev.disk() == disk && part.map_or(true, |p| a.bdev.id() == p));
+}
+
+/// Every partition of `disk` is going away (a rescan). Must not sleep.
+pub(crate) fn partitions_gone(disk: DiskId) {
+    mark_gone(|a| a.bdev.disk() == disk && a.bdev.is_partition());
+}
+
+/// Marks the filters of devices that are going away dead, tells each
+/// filter, and schedules the reap. Must not sleep.
+fn mark_gone(gone: impl Fn(&Attached) -> bool) {
     let guard = rcu::read_lock();
     let mut any = false;
     for a in TABLE.get(&guard).into_iter().flatten() {
-        if a.bdev.disk() == disk && part.map_or(true, |p| a.bdev.id() == p) {
-            a.dead.store(true, Ordering::Release);
+        if gone(a) && !a.dead.swap(true, Ordering::AcqRel) {
+            a.filter.gone();
             any = true;
         }
     }
@@ -265,7 +280,6 @@ pub(crate) fn disk_gone(disk: DiskId, part: Option<BdevId>) {
     }
 }
 
-/// Removes the filters marked dead (the deferred half of [`disk_gone`]).
 pub(crate) fn reap() {
     let lock = RegistryLock::lock();
     if reap_locked(&lock).is_err() {

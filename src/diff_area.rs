@@ -262,6 +262,14 @@ impl DiffArea {
         }
     }
 
+    /// The original is going away and its writes will no longer be seen:
+    /// the snapshot is corrupted, so the image never shows data written
+    /// later (a device set up again, a partition created in its place).
+    /// Must not sleep.
+    pub(crate) fn device_gone(&self) {
+        self.shared.corrupt_atomic(self.original.devs().0, ENODEV);
+    }
+
     /// Stops copy-on-write: held writes pass, image reads fail.
     pub(crate) fn close(&self) {
         self.closing.store(true, Ordering::Release);

@@ -14,7 +14,7 @@
 //! to without the lock.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicI32, Ordering};
+use core::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 use kernel::new_condvar;
 use kernel::new_mutex;
@@ -109,7 +109,12 @@ pub(crate) struct Shared {
     #[pin]
     growth_done: CondVar,
     #[pin]
-    grow_work: Work<Shared>,
+    grow_work: Work<Shared, GROW_WORK>,
+    /// Queues the corrupted event of [`Shared::corrupt_atomic`].
+    #[pin]
+    event_work: Work<Shared, EVENT_WORK>,
+    /// The device of the first error.
+    corrupted_dev: AtomicU32,
     #[pin]
     queue: Mutex<EventQueue>,
     #[pin]
@@ -134,6 +139,8 @@ impl Shared {
                 account <- new_mutex!(account, "blksnap:storage"),
                 growth_done <- new_condvar!("blksnap:grown"),
                 grow_work <- new_work!("blksnap:grow"),
+                event_work <- new_work!("blksnap:event"),
+                corrupted_dev: AtomicU32::new(0),
                 queue <- new_mutex!(EventQueue::new(), "blksnap:events"),
                 event_ready <- new_condvar!("blksnap:event"),
             }),
@@ -145,26 +152,49 @@ impl Shared {
         self.error.load(Ordering::Acquire) != 0
     }
 
+    /// Records `err` as the snapshot's error if it is the first; returns
+    /// whether it was. Never sleeps.
+    fn mark_corrupted(&self, dev: u32, err: Error) -> bool {
+        let first = self
+            .error
+            .compare_exchange(0, err.to_errno(), Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if first {
+            self.corrupted_dev.store(dev, Ordering::Release);
+        }
+        first
+    }
+
+    /// The corrupted event for the error recorded first.
+    fn corrupted_event(&self) -> EventData {
+        let dev = self.corrupted_dev.load(Ordering::Acquire);
+        let code = self.error.load(Ordering::Acquire);
+        pr_err!(
+            "snapshot corrupted: device {}:{}, error {}\n",
+            dev >> 20,
+            dev & 0xfffff,
+            code
+        );
+        EventData::Corrupted(uapi::BlksnapEventCorrupted {
+            dev_id_mj: dev >> 20,
+            dev_id_mn: dev & 0xfffff,
+            err_code: -code,
+        })
+    }
+
     /// Marks the snapshot corrupted by `err` on device `dev`; only the first
     /// error counts and queues the corrupted event.
     pub(crate) fn corrupt(&self, dev: u32, err: Error) {
-        let code = err.to_errno();
-        if self
-            .error
-            .compare_exchange(0, code, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            pr_err!(
-                "snapshot corrupted: device {}:{}, error {}\n",
-                dev >> 20,
-                dev & 0xfffff,
-                code
-            );
-            self.push_event(EventData::Corrupted(uapi::BlksnapEventCorrupted {
-                dev_id_mj: dev >> 20,
-                dev_id_mn: dev & 0xfffff,
-                err_code: -code,
-            }));
+        if self.mark_corrupted(dev, err) {
+            self.push_event(self.corrupted_event());
+        }
+    }
+
+    /// [`Shared::corrupt`] where sleeping is not allowed: the event is queued
+    /// by a work item.
+    pub(crate) fn corrupt_atomic(self: &Arc<Self>, dev: u32, err: Error) {
+        if self.mark_corrupted(dev, err) {
+            let _ = snapio::queue().enqueue::<Arc<Self>, EVENT_WORK>(self.clone());
         }
     }
 
@@ -226,7 +256,7 @@ impl Shared {
             let place = account.allocate(sectors);
             self.check_no_space(&mut account);
             if account.needs_growth().is_some() {
-                let _ = snapio::queue().enqueue::<Arc<Self>, 0>(self.clone());
+                let _ = snapio::queue().enqueue::<Arc<Self>, GROW_WORK>(self.clone());
             }
             match place {
                 Ok(place) => return Ok(place),
@@ -287,15 +317,27 @@ impl Shared {
     }
 }
 
+const GROW_WORK: u64 = 0;
+const EVENT_WORK: u64 = 1;
+
 kernel::impl_has_work! {
-    impl HasWork<Self> for Shared { self.grow_work }
+    impl HasWork<Self, GROW_WORK> for Shared { self.grow_work }
+    impl HasWork<Self, EVENT_WORK> for Shared { self.event_work }
 }
 
-impl WorkItem for Shared {
+impl WorkItem<GROW_WORK> for Shared {
     type Pointer = Arc<Shared>;
 
     fn run(this: Arc<Shared>) {
         this.grow();
+    }
+}
+
+impl WorkItem<EVENT_WORK> for Shared {
+    type Pointer = Arc<Shared>;
+
+    fn run(this: Arc<Shared>) {
+        this.push_event(this.corrupted_event());
     }
 }
 

@@ -133,6 +133,13 @@ impl Filter for Tracker {
         Some(bio)
     }
 
+    fn gone(&self) {
+        let guard = rcu::read_lock();
+        if let Some(area) = self.core.cow.get(&guard) {
+            area.device_gone();
+        }
+    }
+
     fn is_busy(&self) -> bool {
         self.core.in_snapshot.load(Ordering::Acquire)
     }

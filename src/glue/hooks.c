@@ -16,6 +16,8 @@
  *   original function untouched.
  * - del_gendisk, drop_partition and bdev_set_nr_sectors(bdev, 0) (plain
  *   observers): the device is going away, its filter must be detached.
+ *   bdev_disk_changed (observer): a partition rescan removes every
+ *   partition of the disk; drop_partition() may be inlined into that path.
  *
  * The callbacks run in ftrace context: they must not sleep and must not
  * call traced functions; everything here is notrace and the Rust functions
@@ -113,6 +115,21 @@ static void notrace set_nr_sectors_hook(unsigned long ip, unsigned long parent_i
 	blksnap_disk_gone(bdev->bd_disk, bdev_is_partition(bdev) ? bdev : NULL);
 }
 
+static void notrace disk_changed_hook(unsigned long ip, unsigned long parent_ip,
+				      struct ftrace_ops *ops,
+				      struct ftrace_regs *fregs)
+{
+	struct gendisk *disk = (void *)ftrace_regs_get_argument(fregs, 0);
+
+	/*
+	 * A rescan drops every partition and creates new ones, unless it
+	 * fails first: a dead disk, or open partitions. The caller holds
+	 * open_mutex, so what is seen here is what the rescan will see.
+	 */
+	if (disk_live(disk) && !disk->open_partitions)
+		blksnap_partitions_gone(disk);
+}
+
 #define REDIRECT_FLAGS \
 	(FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_PERMANENT)
 
@@ -125,6 +142,7 @@ static struct blksnap_hook {
 	{ "del_gendisk", { .func = del_gendisk_hook } },
 	{ "drop_partition", { .func = drop_partition_hook } },
 	{ "bdev_set_nr_sectors", { .func = set_nr_sectors_hook } },
+	{ "bdev_disk_changed", { .func = disk_changed_hook } },
 	{ "blkdev_ioctl", { .func = blkdev_ioctl_hook, .flags = REDIRECT_FLAGS } },
 	{ "submit_bio_noacct", { .func = submit_bio_hook, .flags = REDIRECT_FLAGS } },
 };
