@@ -46,6 +46,7 @@ test_parameters_have_their_defaults() {
 		chunk_maximum_shift=26
 		chunk_maximum_in_queue=256
 		diff_storage_minimum=2097152
+		image_writable=0
 	)
 	for p in "${expected[@]}"; do
 		local f=/sys/module/blksnap/parameters/${p%%=*}
