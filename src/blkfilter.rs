@@ -280,6 +280,7 @@ fn mark_gone(gone: impl Fn(&Attached) -> bool) {
     }
 }
 
+/// Removes the filters marked dead (the deferred half of [`disk_gone`]).
 pub(crate) fn reap() {
     let lock = RegistryLock::lock();
     if reap_locked(&lock).is_err() {

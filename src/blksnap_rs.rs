@@ -2,10 +2,15 @@
 
 //! blksnap: block-device snapshots and change-block tracking.
 //!
-//! The crate root only wires the parts together. The control device lives in
-//! [`ctl`]; everything that touches C directly lives in [`glue`]; module
-//! parameters are read through [`params`]; the user-space interface is
-//! [`uapi`], the same file the user-space `blksnap-uapi` crate compiles.
+//! The crate root only wires the parts together. The block-device filter
+//! layer is [`blkfilter`]; the "blksnap" filter, the change tracker, is
+//! [`tracker`] with its maps in [`cbt_map`]; snapshots are [`snapshot`] and
+//! the copy-on-write and image I/O of each member [`diff_area`]. The control
+//! device lives in [`ctl`]; everything that touches C directly lives in
+//! [`glue`]; module parameters are read through [`params`]; the user-space
+//! interface is [`uapi`], the same file the user-space `blksnap-uapi` crate
+//! compiles. [`cbt`], [`chunk`] and [`storage`] are the pure logic shared
+//! with the host tests.
 
 // The pin-initialisers of structures with many fields expand deeply.
 #![recursion_limit = "256"]

@@ -463,15 +463,6 @@ impl DiffArea {
             self.serve_image_bio(bio);
         }
     }
-
-    /// Chunks stored so far, for diagnostics.
-    #[allow(dead_code)]
-    pub(crate) fn stored_chunks(&self) -> usize {
-        self.states
-            .iter()
-            .filter(|s| s.load(Ordering::Relaxed) == STORED)
-            .count()
-    }
 }
 
 impl WorkItem<COW_WORK> for DiffArea {

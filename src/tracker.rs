@@ -19,6 +19,8 @@
 //! Locking: the map is under a per-device spinlock, held only for marking
 //! or copying a bounded piece of it; user memory is never touched under it.
 
+use core::sync::atomic::{AtomicBool, Ordering};
+
 use kernel::c_str;
 use kernel::fmt;
 use kernel::new_spinlock;
@@ -26,8 +28,6 @@ use kernel::prelude::*;
 use kernel::str::CString;
 use kernel::sync::{Arc, SpinLock};
 use kernel::uaccess::{UserPtr, UserSlice};
-
-use core::sync::atomic::{AtomicBool, Ordering};
 
 use crate::blkfilter::{Filter, FilterType};
 use crate::cbt;
@@ -58,7 +58,6 @@ const MAX_DIRTY_RANGES: u32 = 1 << 20;
 /// Bytes of the map copied per lock hold in CBTMAP.
 const MAP_COPY_STEP: usize = 4096;
 
-/// The per-device state of the blksnap filter.
 /// The part of a tracker that a snapshot holding the device shares.
 pub(crate) struct TrackerCore {
     pub(crate) cbt: Arc<SpinLock<CbtMap>>,
@@ -84,6 +83,7 @@ impl TrackerCore {
     }
 }
 
+/// The per-device state of the blksnap filter.
 struct Tracker {
     core: Arc<TrackerCore>,
     counters: Counters<3>,
