@@ -476,7 +476,8 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
     if snapshot.taken {
         return Err(errno::ealready());
     }
-    if snapshot.members.is_empty() {
+    // A member that went away since it was added cannot be copied from.
+    if snapshot.members.is_empty() || snapshot.members.iter().any(|m| m.tracker.is_gone()) {
         return Err(ENODEV);
     }
     // Everything that allocates is done before the devices are frozen,

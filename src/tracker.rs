@@ -66,11 +66,18 @@ pub(crate) struct TrackerCore {
     pub(crate) cow: RcuBox<Arc<DiffArea>>,
     /// Whether the device belongs to a snapshot (detach is refused then).
     in_snapshot: AtomicBool,
+    /// Whether the device went away: its writes are no longer seen.
+    gone: AtomicBool,
 }
 
 impl TrackerCore {
     pub(crate) fn enter_snapshot(&self) {
         self.in_snapshot.store(true, Ordering::Release);
+    }
+
+    /// Whether the device went away (see [`Filter::gone`]).
+    pub(crate) fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Acquire)
     }
 
     pub(crate) fn leave_snapshot(&self) {
@@ -107,6 +114,7 @@ fn attach(bdev: &BlockDevice, _opt: UserPtr, _optlen: u32) -> Result<Arc<dyn Fil
             cbt,
             cow: RcuBox::new(),
             in_snapshot: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
         },
         GFP_KERNEL,
     )?;
@@ -134,6 +142,7 @@ impl Filter for Tracker {
     }
 
     fn gone(&self) {
+        self.core.gone.store(true, Ordering::Release);
         let guard = rcu::read_lock();
         if let Some(area) = self.core.cow.get(&guard) {
             area.device_gone();

@@ -823,3 +823,18 @@ test_snapshot_images_are_read_only_by_default() {
 	sn_verify "$img" 1 "the image after a refused write"
 	sn_destroy "$id"
 }
+
+test_snapshot_take_refuses_a_member_gone_since_add() {
+	sn_begin
+	ft_loop 16M
+	local dev=$REPLY store id
+	ft_attach "$dev"
+	sn_tmpfs 32M
+	store=$REPLY
+	sn_create "$store" 16M "$dev"
+	id=$REPLY
+	losetup -d "$dev"
+	sn_expect_error ENODEV "snapshot_take with a member detached since it was added" \
+		timeout 60 "$BLKSNAP" snapshot_take -i "$id"
+	sn_destroy "$id"
+}
