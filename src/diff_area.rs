@@ -158,8 +158,30 @@ impl DiffArea {
         )
     }
 
+    /// The state of `chunk`; a chunk past the end (which callers never
+    /// ask for) counts as failed: writes pass, image reads fail.
     fn state(&self, chunk: u64) -> u8 {
-        self.states[chunk as usize].load(Ordering::Acquire)
+        self.states
+            .get(chunk as usize)
+            .map_or(FAILED, |s| s.load(Ordering::Acquire))
+    }
+
+    fn set_state(&self, chunk: u64, state: u8) {
+        if let Some(s) = self.states.get(chunk as usize) {
+            s.store(state, Ordering::Release);
+        }
+    }
+
+    /// Where the copy of a stored chunk is in the storage.
+    fn place(&self, chunk: u64) -> Result<u64> {
+        let place = self.places.get(chunk as usize).ok_or(EIO)?;
+        Ok(place.load(Ordering::Relaxed))
+    }
+
+    fn set_place(&self, chunk: u64, place: u64) {
+        if let Some(p) = self.places.get(chunk as usize) {
+            p.store(place, Ordering::Relaxed);
+        }
     }
 
     /// Offers a write of the original device. Returns the bio if it may pass
@@ -301,18 +323,18 @@ impl DiffArea {
                 end += 1;
             }
             for r in c..end {
-                self.states[r as usize].store(READING, Ordering::Release);
+                self.set_state(r, READING);
             }
             match self.copy_run(c..end, &mut buf) {
                 Ok(places) => {
                     for (r, place) in (c..end).zip(places) {
-                        self.places[r as usize].store(place, Ordering::Relaxed);
-                        self.states[r as usize].store(STORED, Ordering::Release);
+                        self.set_place(r, place);
+                        self.set_state(r, STORED);
                     }
                 }
                 Err(e) => {
                     for r in c..end {
-                        self.states[r as usize].store(FAILED, Ordering::Release);
+                        self.set_state(r, FAILED);
                     }
                     self.shared.corrupt(self.original.devs().0, e);
                 }
@@ -386,9 +408,9 @@ impl DiffArea {
             }
             let within = sector & (per_chunk - 1);
             let n = (per_chunk - within).min(end - sector);
-            let piece = &mut buf[..(n << SECTOR_SHIFT) as usize];
+            let piece = buf.get_mut(..(n << SECTOR_SHIFT) as usize).ok_or(EIO)?;
             bio.copy_from(offset, piece);
-            let place = self.places[chunk as usize].load(Ordering::Relaxed);
+            let place = self.place(chunk)?;
             self.shared.write_stored(place + within, piece)?;
             offset += piece.len();
             sector += n;
@@ -407,7 +429,7 @@ impl DiffArea {
             }
             match self.state(chunk) {
                 STORED => {
-                    let place = self.places[chunk as usize].load(Ordering::Relaxed);
+                    let place = self.place(chunk)?;
                     return self.shared.load(place + (sector - chunk_start), out);
                 }
                 FAILED => return Err(EIO),
@@ -443,7 +465,9 @@ impl DiffArea {
         let per_chunk = 1u64 << (self.shift - SECTOR_SHIFT);
         while sector < end {
             let n = (per_chunk - (sector & (per_chunk - 1))).min(end - sector);
-            let piece = &mut buf[..(n << SECTOR_SHIFT) as usize];
+            let Some(piece) = buf.get_mut(..(n << SECTOR_SHIFT) as usize) else {
+                return bio.end(Err(EIO));
+            };
             if let Err(e) = self.read_piece(sector, piece) {
                 return bio.end(Err(e));
             }
