@@ -43,6 +43,7 @@ enum req_op blksnap_bio_op(struct bio *bio);
 sector_t blksnap_bio_sector(struct bio *bio);
 unsigned int blksnap_bio_sectors(struct bio *bio);
 sector_t blksnap_bdev_nr_sectors(struct block_device *bdev);
+bool blksnap_in_ia32_syscall(void);
 
 /* src/glue/snapio.c: the I/O of snapshots and their image disks. */
 int blksnap_wq_create(void);
@@ -96,7 +97,7 @@ const char *blksnap_disk_name(struct gendisk *disk);
 bool blksnap_bdev_filtered(struct block_device *bdev);
 bool blksnap_filter_bio(struct bio *bio);
 long blksnap_blkfilter_ioctl(struct block_device *bdev, unsigned int cmd,
-			     unsigned long arg);
+			     unsigned long arg, bool compat);
 void blksnap_disk_gone(struct gendisk *disk, struct block_device *part);
 void blksnap_partitions_gone(struct gendisk *disk);
 void blksnap_reap_filters(void);

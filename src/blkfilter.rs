@@ -38,7 +38,7 @@ use crate::glue::errno;
 use crate::glue::hooks::{self, Hooks, ModuleRef, RegistryLock};
 use crate::glue::rcu::{self, RcuBox, ReadGuard};
 use crate::glue::snapio::OwnedBio;
-use crate::glue::uaccess;
+use crate::glue::uaccess::{self, Abi};
 use crate::uapi;
 
 /// A filter attached to one block device.
@@ -57,8 +57,16 @@ pub(crate) trait Filter: Send + Sync {
         false
     }
 
-    /// Handles the BLKFILTER_CTL sub-command `cmd` issued on `bdev`.
-    fn ctl(&self, bdev: &BlockDevice, cmd: u32, opt: UserPtr, optlen: u32) -> Result<isize>;
+    /// Handles the BLKFILTER_CTL sub-command `cmd` issued on `bdev` by a
+    /// task whose structures have the layouts of `abi`.
+    fn ctl(
+        &self,
+        bdev: &BlockDevice,
+        cmd: u32,
+        opt: UserPtr,
+        optlen: u32,
+        abi: Abi,
+    ) -> Result<isize>;
 }
 
 /// A kind of filter, found by name.
@@ -115,15 +123,24 @@ pub(crate) fn filter_bio(bio: OwnedBio) -> Option<OwnedBio> {
     }
 }
 
-/// Handles a BLKFILTER_* ioctl issued on `bdev`.
-pub(crate) fn ioctl(bdev: &BlockDevice, cmd: u32, arg: UserPtr) -> Result<isize> {
+/// Handles a BLKFILTER_* ioctl issued on `bdev` by a task of `abi`.
+pub(crate) fn ioctl(bdev: &BlockDevice, cmd: u32, arg: UserPtr, abi: Abi) -> Result<isize> {
     if !hooks::capable_sys_admin() {
         return Err(EACCES);
     }
     match cmd {
-        uapi::BLKFILTER_ATTACH => attach(bdev, uaccess::read(arg)?),
+        uapi::BLKFILTER_ATTACH => attach(bdev, uaccess::read(arg)?, abi),
+        uapi::BLKFILTER_ATTACH_COMPAT if abi == Abi::I386 => {
+            let arg: uapi::BlkfilterAttachCompat = uaccess::read(arg)?;
+            let arg = uapi::BlkfilterAttach {
+                name: arg.name,
+                opt: arg.opt,
+                optlen: arg.optlen,
+            };
+            attach(bdev, arg, abi)
+        }
         uapi::BLKFILTER_DETACH => detach(bdev, uaccess::read(arg)?),
-        uapi::BLKFILTER_CTL => ctl(bdev, uaccess::read(arg)?),
+        uapi::BLKFILTER_CTL => ctl(bdev, uaccess::read(arg)?, abi),
         _ => Err(ENOTTY),
     }
 }
@@ -174,7 +191,7 @@ fn reap_locked(lock: &RegistryLock) -> Result {
     Ok(())
 }
 
-fn attach(bdev: &BlockDevice, arg: uapi::BlkfilterAttach) -> Result<isize> {
+fn attach(bdev: &BlockDevice, arg: uapi::BlkfilterAttach, abi: Abi) -> Result<isize> {
     let name = parse_name(&arg.name)?;
     let kind = *FILTER_TYPES.iter().find(|t| t.name == name).ok_or(ENOENT)?;
     if arg.optlen > MAX_ATTACH_OPTLEN {
@@ -194,7 +211,7 @@ fn attach(bdev: &BlockDevice, arg: uapi::BlkfilterAttach) -> Result<isize> {
     }
     let attached = Arc::new(
         Attached {
-            filter: (kind.attach)(bdev, arg.opt as UserPtr, arg.optlen)?,
+            filter: (kind.attach)(bdev, abi.user_ptr(arg.opt), arg.optlen)?,
             kind,
             bdev: bdev.get_ref(),
             dead: AtomicBool::new(false),
@@ -238,7 +255,7 @@ fn detach(bdev: &BlockDevice, arg: uapi::BlkfilterDetach) -> Result<isize> {
     Ok(0)
 }
 
-fn ctl(bdev: &BlockDevice, arg: uapi::BlkfilterCtl) -> Result<isize> {
+fn ctl(bdev: &BlockDevice, arg: uapi::BlkfilterCtl, abi: Abi) -> Result<isize> {
     let name = parse_name(&arg.name)?;
     let present = {
         let guard = rcu::read_lock();
@@ -250,7 +267,7 @@ fn ctl(bdev: &BlockDevice, arg: uapi::BlkfilterCtl) -> Result<isize> {
     }
     present
         .filter
-        .ctl(bdev, arg.cmd, arg.opt as UserPtr, arg.optlen)
+        .ctl(bdev, arg.cmd, abi.user_ptr(arg.opt), arg.optlen, abi)
 }
 
 /// Marks the filters of a disk that is going away (or of one partition,

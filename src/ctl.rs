@@ -4,7 +4,8 @@
 //!
 //! The misc device glue calls [`Control::ioctl`] for every ioctl; this file
 //! decodes the command, copies the argument in and out of user memory and
-//! dispatches. Unknown commands get `ENOTTY`.
+//! dispatches. Unknown commands get `ENOTTY`. 32-bit tasks reach it too:
+//! only COLLECT has another layout (and number) for them.
 
 use kernel::c_str;
 use kernel::prelude::*;
@@ -12,7 +13,7 @@ use kernel::str::CStr;
 use kernel::uaccess::UserPtr;
 
 use crate::glue::miscdev::IoctlHandler;
-use crate::glue::uaccess;
+use crate::glue::uaccess::{self, Abi};
 use crate::snapshot;
 use crate::uapi;
 
@@ -28,13 +29,20 @@ const BUILD: u16 = 1;
 pub(crate) struct Control;
 
 impl IoctlHandler for Control {
-    fn ioctl(cmd: u32, arg: UserPtr) -> Result<isize> {
+    fn ioctl(cmd: u32, arg: UserPtr, abi: Abi) -> Result<isize> {
         match cmd {
             uapi::BLKSNAP_IOCTL_VERSION => version(arg),
-            uapi::BLKSNAP_IOCTL_SNAPSHOT_CREATE => snapshot::create(arg),
+            uapi::BLKSNAP_IOCTL_SNAPSHOT_CREATE => snapshot::create(arg, abi),
             uapi::BLKSNAP_IOCTL_SNAPSHOT_DESTROY => snapshot::destroy(arg),
             uapi::BLKSNAP_IOCTL_SNAPSHOT_TAKE => snapshot::take(arg),
-            uapi::BLKSNAP_IOCTL_SNAPSHOT_COLLECT => snapshot::collect(arg),
+            uapi::BLKSNAP_IOCTL_SNAPSHOT_COLLECT => {
+                let req: uapi::BlksnapSnapshotCollect = uaccess::read(arg)?;
+                snapshot::collect(arg, req.count, abi.user_ptr(req.ids))
+            }
+            uapi::BLKSNAP_IOCTL_SNAPSHOT_COLLECT_COMPAT if abi == Abi::I386 => {
+                let req: uapi::BlksnapSnapshotCollectCompat = uaccess::read(arg)?;
+                snapshot::collect(arg, req.count, abi.user_ptr(req.ids))
+            }
             uapi::BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT => snapshot::wait_event(arg),
             _ => Err(ENOTTY),
         }

@@ -31,7 +31,7 @@ use crate::glue::errno;
 use crate::glue::hooks::{ModuleRef, RegistryLock};
 use crate::glue::random;
 use crate::glue::snapio::{self, ImageDisk, NoIo, StorageFile, UserPath};
-use crate::glue::uaccess;
+use crate::glue::uaccess::{self, Abi};
 use crate::params;
 use crate::storage::StorageAccount;
 use crate::tracker::TrackerCore;
@@ -428,9 +428,9 @@ fn find(list: &mut KVec<KBox<Snapshot>>, id: &[u8; 16]) -> Result<usize> {
     list.iter().position(|s| &s.id == id).ok_or(ESRCH)
 }
 
-pub(crate) fn create(arg: UserPtr) -> Result<isize> {
+pub(crate) fn create(arg: UserPtr, abi: Abi) -> Result<isize> {
     let req: uapi::BlksnapSnapshotCreate = uaccess::read(arg)?;
-    let path = UserPath::read(req.diff_storage_filename as UserPtr)?;
+    let path = UserPath::read(abi.user_ptr(req.diff_storage_filename))?;
     let shared = Shared::new(&path, req.diff_storage_limit_sect)?;
     let snapshot = KBox::new(
         Snapshot {
@@ -527,21 +527,22 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
     Ok(0)
 }
 
-pub(crate) fn collect(arg: UserPtr) -> Result<isize> {
-    let req: uapi::BlksnapSnapshotCollect = uaccess::read(arg)?;
+/// COLLECT: `arg` is the user's structure, which starts with the count on
+/// every layout; `count` and `ids` were read from it.
+pub(crate) fn collect(arg: UserPtr, count: u32, ids: UserPtr) -> Result<isize> {
     let mut locked = Locked::lock();
     let (list, _) = locked.parts();
     let total = u32::try_from(list.len()).map_err(|_| EINVAL)?;
-    if req.ids != 0 {
-        let n = (req.count as usize).min(list.len());
+    if ids != 0 {
+        let n = (count as usize).min(list.len());
         let size = core::mem::size_of::<uapi::BlksnapUuid>();
-        let mut writer = UserSlice::new(req.ids as UserPtr, n * size).writer();
+        let mut writer = UserSlice::new(ids, n * size).writer();
         for s in list.iter().take(n) {
             writer.write(&uapi::BlksnapUuid { b: s.id })?;
         }
     }
     uaccess::write(arg, &total)?;
-    if req.ids != 0 && total > req.count {
+    if ids != 0 && total > count {
         return Err(errno::enodata());
     }
     Ok(0)

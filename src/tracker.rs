@@ -39,7 +39,7 @@ use crate::glue::errno;
 use crate::glue::hooks::RegistryLock;
 use crate::glue::rcu::{self, RcuBox};
 use crate::glue::snapio::OwnedBio;
-use crate::glue::uaccess;
+use crate::glue::uaccess::{self, Abi};
 use crate::snapshot;
 use crate::uapi::{self, BlkfilterCtlBlksnap as Cmd};
 
@@ -153,13 +153,20 @@ impl Filter for Tracker {
         self.core.in_snapshot.load(Ordering::Acquire)
     }
 
-    fn ctl(&self, bdev: &BlockDevice, cmd: u32, opt: UserPtr, optlen: u32) -> Result<isize> {
+    fn ctl(
+        &self,
+        bdev: &BlockDevice,
+        cmd: u32,
+        opt: UserPtr,
+        optlen: u32,
+        abi: Abi,
+    ) -> Result<isize> {
         let cmd = Cmd::from_u32(cmd).ok_or(ENOTTY)?;
         self.refresh(bdev)?;
         match cmd {
-            Cmd::Cbtinfo => self.cbtinfo(opt, optlen),
-            Cmd::Cbtmap => self.cbtmap(opt, optlen),
-            Cmd::Cbtdirty => self.cbtdirty(opt, optlen),
+            Cmd::Cbtinfo => self.cbtinfo(opt, optlen, abi),
+            Cmd::Cbtmap => self.cbtmap(opt, optlen, abi),
+            Cmd::Cbtdirty => self.cbtdirty(opt, optlen, abi),
             // Snapshots come with the snapshot code.
             Cmd::Snapshotadd => {
                 check_optlen::<uapi::BlksnapSnapshotadd>(optlen)?;
@@ -175,7 +182,12 @@ impl Filter for Tracker {
 
 /// Fails with `EINVAL` when user space passed less than a whole `T`.
 fn check_optlen<T>(optlen: u32) -> Result {
-    if (optlen as usize) < core::mem::size_of::<T>() {
+    check_size(optlen, core::mem::size_of::<T>())
+}
+
+/// Fails with `EINVAL` when user space passed less than `size` bytes.
+fn check_size(optlen: u32, size: usize) -> Result {
+    if (optlen as usize) < size {
         return Err(EINVAL);
     }
     Ok(())
@@ -198,8 +210,13 @@ impl Tracker {
         Ok(())
     }
 
-    fn cbtinfo(&self, opt: UserPtr, optlen: u32) -> Result<isize> {
-        check_optlen::<uapi::BlksnapCbtinfo>(optlen)?;
+    fn cbtinfo(&self, opt: UserPtr, optlen: u32, abi: Abi) -> Result<isize> {
+        // The i386 layout is the x86-64 one without its last padding.
+        let size = match abi {
+            Abi::Native | Abi::Compat => core::mem::size_of::<uapi::BlksnapCbtinfo>(),
+            Abi::I386 => uapi::BLKSNAP_CBTINFO_COMPAT_SIZE,
+        };
+        check_size(optlen, size)?;
         let info = self.core.cbt.lock().info();
         let info = uapi::BlksnapCbtinfo {
             device_capacity: info.capacity << cbt::SECTOR_SHIFT,
@@ -209,20 +226,20 @@ impl Tracker {
             changes_number: info.changes_number,
         };
         let bytes = info.to_bytes();
-        UserSlice::new(opt, bytes.len())
+        UserSlice::new(opt, size)
             .writer()
-            .write_slice(&bytes)?;
+            .write_slice(&bytes[..size])?;
         Ok(0)
     }
 
-    fn cbtmap(&self, opt: UserPtr, optlen: u32) -> Result<isize> {
+    fn cbtmap(&self, opt: UserPtr, optlen: u32, abi: Abi) -> Result<isize> {
         check_optlen::<uapi::BlksnapCbtmap>(optlen)?;
         let arg: uapi::BlksnapCbtmap = uaccess::read(opt)?;
         let block_count = self.core.cbt.lock().info().block_count;
         let range =
             cbt::map_slice_range(arg.offset, arg.length, block_count).ok_or_else(errno::enodata)?;
         let mut buf = KVec::from_elem(0u8, MAP_COPY_STEP.min(range.len()), GFP_KERNEL)?;
-        let mut writer = UserSlice::new(arg.buffer as UserPtr, range.len()).writer();
+        let mut writer = UserSlice::new(abi.user_ptr(arg.buffer), range.len()).writer();
         let mut offset = range.start;
         while offset < range.end {
             let n = MAP_COPY_STEP.min(range.end - offset);
@@ -237,15 +254,25 @@ impl Tracker {
         Ok(0)
     }
 
-    fn cbtdirty(&self, opt: UserPtr, optlen: u32) -> Result<isize> {
-        check_optlen::<uapi::BlksnapCbtdirty>(optlen)?;
-        let arg: uapi::BlksnapCbtdirty = uaccess::read(opt)?;
-        if arg.count > MAX_DIRTY_RANGES {
+    fn cbtdirty(&self, opt: UserPtr, optlen: u32, abi: Abi) -> Result<isize> {
+        let (count, list) = match abi {
+            Abi::Native | Abi::Compat => {
+                check_optlen::<uapi::BlksnapCbtdirty>(optlen)?;
+                let arg: uapi::BlksnapCbtdirty = uaccess::read(opt)?;
+                (arg.count, arg.dirty_sectors)
+            }
+            Abi::I386 => {
+                check_optlen::<uapi::BlksnapCbtdirtyCompat>(optlen)?;
+                let arg: uapi::BlksnapCbtdirtyCompat = uaccess::read(opt)?;
+                (arg.count, arg.dirty_sectors)
+            }
+        };
+        if count > MAX_DIRTY_RANGES {
             return Err(EINVAL);
         }
-        let count = arg.count as usize;
+        let count = count as usize;
         let len = count * core::mem::size_of::<uapi::BlksnapSectors>();
-        let mut reader = UserSlice::new(arg.dirty_sectors as UserPtr, len).reader();
+        let mut reader = UserSlice::new(abi.user_ptr(list), len).reader();
         let mut ranges = KVVec::with_capacity(count, GFP_KERNEL)?;
         for _ in 0..count {
             let range: uapi::BlksnapSectors = reader.read()?;

@@ -11,6 +11,7 @@ use kernel::uaccess::UserPtr;
 use super::bindings;
 use super::block::{BdevId, Bio, BlockDevice, DiskId};
 use super::snapio::OwnedBio;
+use super::uaccess::Abi;
 use kernel::sync::ArcBorrow;
 
 use crate::blkfilter;
@@ -39,17 +40,24 @@ extern "C" fn blksnap_filter_bio(bio: *mut bindings::bio) -> bool {
     }
 }
 
-/// Handles BLKFILTER_ATTACH, _DETACH and _CTL issued on `bdev`.
+/// Handles BLKFILTER_ATTACH, _DETACH and _CTL issued on `bdev`, by a 32-bit
+/// task if `compat` (then `arg` is already a 64-bit user address).
 #[no_mangle]
 extern "C" fn blksnap_blkfilter_ioctl(
     bdev: *mut bindings::block_device,
     cmd: c_uint,
     arg: c_ulong,
+    compat: bool,
 ) -> c_long {
     // SAFETY: the block device of an open file stays valid while the
     // ioctl runs.
     let bdev = unsafe { BlockDevice::from_raw(bdev) };
-    match blkfilter::ioctl(bdev, cmd, arg as UserPtr) {
+    let abi = if compat {
+        Abi::of_compat_task()
+    } else {
+        Abi::Native
+    };
+    match blkfilter::ioctl(bdev, cmd, arg as UserPtr, abi) {
         Ok(v) => v as c_long,
         Err(e) => e.to_errno() as c_long,
     }

@@ -4,6 +4,7 @@
  * directly, as real functions. notrace: some are used from ftrace hooks.
  */
 #include <linux/blkdev.h>
+#include <linux/compat.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/rcupdate.h>
@@ -76,4 +77,17 @@ unsigned int blksnap_bio_sectors(struct bio *bio)
 sector_t blksnap_bdev_nr_sectors(struct block_device *bdev)
 {
 	return bdev_nr_sectors(bdev);
+}
+
+/*
+ * Whether the current task is a 32-bit x86 one, whose structures have the
+ * i386 layouts. Other compat tasks (x32) lay them out as x86-64 does.
+ */
+bool blksnap_in_ia32_syscall(void)
+{
+#if defined(CONFIG_X86_64) && defined(CONFIG_IA32_EMULATION)
+	return in_ia32_syscall();
+#else
+	return false;
+#endif
 }

@@ -13,7 +13,9 @@
  *   see its own bios, nor the ones it hands back.
  * - blkdev_ioctl (IPMODIFY): only BLKFILTER_ATTACH, _DETACH and _CTL are
  *   redirected to blkdev_ioctl_redirect(); every other command runs the
- *   original function untouched.
+ *   original function untouched. compat_blkdev_ioctl, the entry of 32-bit
+ *   tasks, is hooked the same way, with the i386 number of
+ *   BLKFILTER_ATTACH (its structure is 44 bytes there) as well.
  * - del_gendisk, drop_partition and bdev_set_nr_sectors(bdev, 0) (plain
  *   observers): the device is going away, its filter must be detached.
  *   bdev_disk_changed (observer): a partition rescan removes every
@@ -31,6 +33,7 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/blkdev.h>
+#include <linux/compat.h>
 #include <linux/delay.h>
 #include <linux/ftrace.h>
 #include <linux/module.h>
@@ -67,10 +70,16 @@ static void notrace submit_bio_hook(unsigned long ip, unsigned long parent_ip,
 static long notrace blkdev_ioctl_redirect(struct file *file, unsigned int cmd,
 					  unsigned long arg)
 {
-	long ret = blksnap_blkfilter_ioctl(file_bdev(file), cmd, arg);
+	long ret = blksnap_blkfilter_ioctl(file_bdev(file), cmd, arg, false);
 
 	atomic_dec(&hooks_inflight);
 	return ret;
+}
+
+static bool notrace is_blkfilter_cmd(unsigned int cmd)
+{
+	return cmd == BLKFILTER_ATTACH || cmd == BLKFILTER_DETACH ||
+	       cmd == BLKFILTER_CTL;
 }
 
 static void notrace blkdev_ioctl_hook(unsigned long ip, unsigned long parent_ip,
@@ -80,12 +89,46 @@ static void notrace blkdev_ioctl_hook(unsigned long ip, unsigned long parent_ip,
 	/* The upper half of the register holding an unsigned int is undefined. */
 	unsigned int cmd = (unsigned int)ftrace_regs_get_argument(fregs, 1);
 
-	if (cmd != BLKFILTER_ATTACH && cmd != BLKFILTER_DETACH &&
-	    cmd != BLKFILTER_CTL)
+	if (!is_blkfilter_cmd(cmd))
 		return;
 	atomic_inc(&hooks_inflight);
 	ftrace_regs_set_instruction_pointer(fregs, (unsigned long)blkdev_ioctl_redirect);
 }
+
+#ifdef CONFIG_COMPAT
+/* struct blkfilter_attach as i386 lays it out: no padding after optlen. */
+struct blkfilter_attach_compat {
+	__u8 name[BLKFILTER_NAME_LENGTH];
+	compat_u64 opt;
+	__u32 optlen;
+};
+
+#define BLKFILTER_ATTACH_COMPAT _IOWR(0x12, 142, struct blkfilter_attach_compat)
+
+static long notrace compat_blkdev_ioctl_redirect(struct file *file,
+						 unsigned int cmd,
+						 unsigned long arg)
+{
+	long ret = blksnap_blkfilter_ioctl(file_bdev(file), cmd,
+					   (unsigned long)compat_ptr(arg), true);
+
+	atomic_dec(&hooks_inflight);
+	return ret;
+}
+
+static void notrace compat_blkdev_ioctl_hook(unsigned long ip,
+					     unsigned long parent_ip,
+					     struct ftrace_ops *ops,
+					     struct ftrace_regs *fregs)
+{
+	unsigned int cmd = (unsigned int)ftrace_regs_get_argument(fregs, 1);
+
+	if (!is_blkfilter_cmd(cmd) && cmd != BLKFILTER_ATTACH_COMPAT)
+		return;
+	atomic_inc(&hooks_inflight);
+	ftrace_regs_set_instruction_pointer(fregs, (unsigned long)compat_blkdev_ioctl_redirect);
+}
+#endif
 
 static void notrace del_gendisk_hook(unsigned long ip, unsigned long parent_ip,
 				     struct ftrace_ops *ops,
@@ -144,6 +187,10 @@ static struct blksnap_hook {
 	{ "bdev_set_nr_sectors", { .func = set_nr_sectors_hook } },
 	{ "bdev_disk_changed", { .func = disk_changed_hook } },
 	{ "blkdev_ioctl", { .func = blkdev_ioctl_hook, .flags = REDIRECT_FLAGS } },
+#ifdef CONFIG_COMPAT
+	{ "compat_blkdev_ioctl",
+	  { .func = compat_blkdev_ioctl_hook, .flags = REDIRECT_FLAGS } },
+#endif
 	{ "submit_bio_noacct", { .func = submit_bio_hook, .flags = REDIRECT_FLAGS } },
 };
 

@@ -4,8 +4,8 @@
 //!
 //! 6.12's kernel crate has no misc device abstraction, so this file provides
 //! the small part the control device needs: register a dynamic-minor device
-//! with a name and a mode, route `unlocked_ioctl` to an [`IoctlHandler`],
-//! and deregister on drop. The file operations carry the module as owner, so
+//! with a name and a mode, route `unlocked_ioctl` and `compat_ioctl` (the
+//! ioctls of 32-bit tasks) to an [`IoctlHandler`], and deregister on drop. The file operations carry the module as owner, so
 //! an open device node pins the module.
 
 use core::marker::{PhantomData, PhantomPinned};
@@ -19,11 +19,13 @@ use kernel::types::Opaque;
 use kernel::uaccess::UserPtr;
 
 use super::bindings;
+use super::uaccess::Abi;
 
 /// What a misc device does with the ioctls issued on it.
 pub(crate) trait IoctlHandler {
-    /// Handles ioctl `cmd` whose argument is the user address `arg`.
-    fn ioctl(cmd: u32, arg: UserPtr) -> Result<isize>;
+    /// Handles ioctl `cmd` whose argument is the user address `arg`, from a
+    /// task whose structures have the layouts of `abi`.
+    fn ioctl(cmd: u32, arg: UserPtr, abi: Abi) -> Result<isize>;
 }
 
 /// The C structures of one device; they must not move while registered.
@@ -62,6 +64,7 @@ impl<T: IoctlHandler> Registration<T> {
                 fops: bindings::file_operations {
                     owner: module.as_ptr().cast(),
                     unlocked_ioctl: Some(ioctl_callback::<T>),
+                    compat_ioctl: Some(compat_ioctl_callback::<T>),
                     ..Default::default()
                 },
                 misc: Opaque::uninit(),
@@ -108,7 +111,22 @@ extern "C" fn ioctl_callback<T: IoctlHandler>(
     cmd: c_uint,
     arg: c_ulong,
 ) -> c_long {
-    match T::ioctl(cmd, arg as UserPtr) {
+    to_long(T::ioctl(cmd, arg as UserPtr, Abi::Native))
+}
+
+/// The `compat_ioctl` entry, for 32-bit tasks: their argument is a 32-bit
+/// address.
+extern "C" fn compat_ioctl_callback<T: IoctlHandler>(
+    _file: *mut bindings::file,
+    cmd: c_uint,
+    arg: c_ulong,
+) -> c_long {
+    let abi = Abi::of_compat_task();
+    to_long(T::ioctl(cmd, abi.user_ptr(arg as u64), abi))
+}
+
+fn to_long(result: Result<isize>) -> c_long {
+    match result {
         Ok(value) => value as c_long,
         Err(err) => err.to_errno() as c_long,
     }

@@ -378,6 +378,59 @@ pub const BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT: u32 =
     ior::<BlksnapSnapshotEvent>(BLKSNAP_IOCTL_TYPE, 5);
 
 // ---------------------------------------------------------------------------
+// 32-bit user space on a 64-bit kernel.
+//
+// Compiled for i386, the same headers give `__u64` an alignment of 4, so
+// the three structures below lose their padding before a `__u64` or at the
+// end, and the two whose size is in the ioctl number get other numbers.
+// Every other structure has the same layout on both sides. A pointer field
+// of a 32-bit caller holds a 32-bit address; only its low half counts.
+
+/// `struct blkfilter_attach` as i386 lays it out (44 bytes).
+#[repr(C, packed(4))]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BlkfilterAttachCompat {
+    /// NUL-padded filter name.
+    pub name: [u8; BLKFILTER_NAME_LENGTH],
+    /// User pointer to the filter's options, may be 0.
+    pub opt: u64,
+    /// Length of the options.
+    pub optlen: u32,
+}
+
+/// `BLKFILTER_ATTACH` as a 32-bit caller numbers it.
+pub const BLKFILTER_ATTACH_COMPAT: u32 = iowr::<BlkfilterAttachCompat>(BLKFILTER_IOCTL_TYPE, 142);
+
+/// `struct blksnap_cbtdirty` as i386 lays it out (12 bytes).
+#[repr(C, packed(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlksnapCbtdirtyCompat {
+    /// Number of ranges.
+    pub count: u32,
+    /// User pointer to an array of [`BlksnapSectors`].
+    pub dirty_sectors: u64,
+}
+
+/// `struct blksnap_snapshot_collect` as i386 lays it out (12 bytes).
+#[repr(C, packed(4))]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlksnapSnapshotCollectCompat {
+    /// In: room in `ids`; out: number of snapshots.
+    pub count: u32,
+    /// User pointer to an array of [`BlksnapUuid`], or 0 to ask the count.
+    pub ids: u64,
+}
+
+/// `BLKSNAP_IOCTL_SNAPSHOT_COLLECT` as a 32-bit caller numbers it.
+pub const BLKSNAP_IOCTL_SNAPSHOT_COLLECT_COMPAT: u32 =
+    ior::<BlksnapSnapshotCollectCompat>(BLKSNAP_IOCTL_TYPE, 4);
+
+/// Size of `struct blksnap_cbtinfo` on i386: its fields end at byte 33 and
+/// the structure is 4-aligned. The first 36 bytes of the x86-64 layout are
+/// the same.
+pub const BLKSNAP_CBTINFO_COMPAT_SIZE: usize = 36;
+
+// ---------------------------------------------------------------------------
 // Layout pins: the contract's sizes, offsets and numbers.
 
 macro_rules! pin_layout {
@@ -406,6 +459,12 @@ pin_layout!(BlksnapSnapshotEvent, 4096, id @ 0, timeout_ms @ 16, code @ 20,
     time_label @ 24, data @ 32);
 pin_layout!(BlksnapEventCorrupted, 12, dev_id_mj @ 0, dev_id_mn @ 4, err_code @ 8);
 pin_layout!(BlksnapEventNoSpace, 8, requested_nr_sect @ 0);
+pin_layout!(BlkfilterAttachCompat, 44, name @ 0, opt @ 32, optlen @ 40);
+pin_layout!(BlksnapCbtdirtyCompat, 12, count @ 0, dirty_sectors @ 4);
+pin_layout!(BlksnapSnapshotCollectCompat, 12, count @ 0, ids @ 4);
+const _: () = assert!(
+    BLKSNAP_CBTINFO_COMPAT_SIZE == (offset_of!(BlksnapCbtinfo, changes_number) + 1 + 3) & !3
+);
 
 const _: () = assert!(BLKFILTER_ATTACH == 0xc030_128e);
 const _: () = assert!(BLKFILTER_DETACH == 0xc020_128f);
@@ -416,3 +475,5 @@ const _: () = assert!(BLKSNAP_IOCTL_SNAPSHOT_DESTROY == 0x4010_5602);
 const _: () = assert!(BLKSNAP_IOCTL_SNAPSHOT_TAKE == 0x4010_5603);
 const _: () = assert!(BLKSNAP_IOCTL_SNAPSHOT_COLLECT == 0x8010_5604);
 const _: () = assert!(BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT == 0x9000_5605);
+const _: () = assert!(BLKFILTER_ATTACH_COMPAT == 0xc02c_128e);
+const _: () = assert!(BLKSNAP_IOCTL_SNAPSHOT_COLLECT_COMPAT == 0x800c_5604);

@@ -3,7 +3,9 @@
 //!
 //! A small C program built against the headers prints each structure's size
 //! and field offsets and each ioctl number; the same report is produced from
-//! the Rust definitions and the two must be identical.
+//! the Rust definitions and the two must be identical. The headers are also
+//! compiled for i386, where static assertions check them against the
+//! layouts a 32-bit caller uses (`*Compat` in this crate).
 
 use std::fmt::Write as _;
 use std::mem::{offset_of, size_of};
@@ -199,6 +201,83 @@ fn c_headers_agree() {
     assert!(out.status.success());
     let c_report = String::from_utf8(out.stdout).unwrap();
     assert_eq!(c_report, rust_report());
+}
+
+/// The layouts and ioctl numbers a 32-bit (i386) caller sees: those of
+/// x86-64 except where `__u64`'s 4-byte alignment there changes them.
+fn i386_report() -> (Vec<(usize, Vec<usize>)>, Vec<u32>) {
+    macro_rules! layout {
+        ($ty:ty; $($f:ident),*) => { (size_of::<$ty>(), vec![$(offset_of!($ty, $f)),*]) };
+    }
+    let mut layouts = rust_layouts();
+    for ((name, _), layout) in STRUCTS.iter().zip(layouts.iter_mut()) {
+        match *name {
+            "blkfilter_attach" => *layout = layout!(BlkfilterAttachCompat; name, opt, optlen),
+            "blksnap_cbtdirty" => *layout = layout!(BlksnapCbtdirtyCompat; count, dirty_sectors),
+            "blksnap_snapshot_collect" => {
+                *layout = layout!(BlksnapSnapshotCollectCompat; count, ids)
+            }
+            "blksnap_cbtinfo" => layout.0 = BLKSNAP_CBTINFO_COMPAT_SIZE,
+            _ => {}
+        }
+    }
+    let ioctls = IOCTLS
+        .iter()
+        .map(|&(name, value)| match name {
+            "BLKFILTER_ATTACH" => BLKFILTER_ATTACH_COMPAT,
+            "BLKSNAP_IOCTL_SNAPSHOT_COLLECT" => BLKSNAP_IOCTL_SNAPSHOT_COLLECT_COMPAT,
+            _ => value,
+        })
+        .collect();
+    (layouts, ioctls)
+}
+
+/// C source that compiles only if the headers give `report`'s layouts.
+fn c_assertions(report: &(Vec<(usize, Vec<usize>)>, Vec<u32>)) -> String {
+    let mut src = String::from(
+        "#include <stddef.h>\n#include <linux/blk-filter.h>\n#include <linux/blksnap.h>\n",
+    );
+    for ((name, fields), (size, offsets)) in STRUCTS.iter().zip(&report.0) {
+        writeln!(
+            src,
+            "_Static_assert(sizeof(struct {name}) == {size}, \"{name}\");"
+        )
+        .unwrap();
+        for (f, o) in fields.iter().zip(offsets) {
+            writeln!(
+                src,
+                "_Static_assert(offsetof(struct {name}, {f}) == {o}, \"{name}.{f}\");"
+            )
+            .unwrap();
+        }
+    }
+    for ((name, _), value) in IOCTLS.iter().zip(&report.1) {
+        writeln!(src, "_Static_assert({name} == {value:#x}u, \"{name}\");").unwrap();
+    }
+    src
+}
+
+#[test]
+fn c_headers_agree_for_i386() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+    let src = tmp.join("uapi_layout_i386.c");
+    std::fs::write(&src, c_assertions(&i386_report())).unwrap();
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    // Without 32-bit C library headers installed, the kernel's uapi
+    // headers of the host architecture serve: they cover i386 as well.
+    let multiarch = Command::new(&cc).arg("-print-multiarch").output().unwrap();
+    let multiarch = String::from_utf8(multiarch.stdout).unwrap();
+    let status = Command::new(&cc)
+        .args(["-m32", "-ffreestanding", "-std=c11", "-fsyntax-only"])
+        .arg("-I")
+        .arg(root.join("include/uapi"))
+        .arg("-idirafter")
+        .arg(format!("/usr/include/{}", multiarch.trim()))
+        .arg(&src)
+        .status()
+        .expect("a C compiler is needed for this test");
+    assert!(status.success(), "the i386 layouts of the C headers differ");
 }
 
 #[test]
