@@ -838,3 +838,43 @@ test_snapshot_take_refuses_a_member_gone_since_add() {
 		timeout 60 "$BLKSNAP" snapshot_take -i "$id"
 	sn_destroy "$id"
 }
+
+# A REQ_NOWAIT write (pwritev2 with RWF_NOWAIT on O_DIRECT) to a chunk not
+# yet copied would have to wait for the copy: it fails with EAGAIN and the
+# device keeps its data; once the chunk is copied, such writes pass.
+test_snapshot_nowait_write_gets_eagain_until_copied() {
+	sn_begin
+	ft_loop 16M
+	local dev=$REPLY store id out
+	sn_fill "$dev" 1
+	ft_attach "$dev"
+	sn_tmpfs 32M
+	store=$REPLY
+	sn_create "$store" 16M "$dev"
+	id=$REPLY
+	sn_take "$id"
+	# Chunks are 256 KiB: offsets 0 and 4 KiB share chunk 0, 1 MiB is in
+	# chunk 4.
+	out=$(python3 - "$dev" <<'PY'
+import errno, mmap, os, sys
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_DIRECT)
+buf = mmap.mmap(-1, 4096)
+buf.write(b"n" * 4096)
+def nowait(offset):
+    try:
+        os.pwritev(fd, [buf], offset, os.RWF_NOWAIT)
+        return "OK"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+results = [nowait(0)]
+os.pwritev(fd, [buf], 0)  # an ordinary write copies chunk 0
+results += [nowait(0), nowait(4096), nowait(1 << 20)]
+print(" ".join(results))
+PY
+	)
+	expect_eq "RWF_NOWAIT writes: uncopied, copied, copied, uncopied" "EAGAIN OK OK EAGAIN" "$out"
+	sn_verify "$dev" 1 "the block a refused write aimed at" --offset 1M --len 4096
+	sn_image "$dev"
+	sn_verify "$REPLY" 1 "the image"
+	sn_destroy "$id"
+}
