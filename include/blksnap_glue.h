@@ -60,7 +60,6 @@ unsigned int blksnap_bdev_io_min(struct block_device *bdev);
 dev_t blksnap_bdev_dev(struct block_device *bdev);
 dev_t blksnap_bdev_whole_dev(struct block_device *bdev);
 bool blksnap_bdev_unsupported(struct block_device *bdev);
-bool blksnap_bdev_is_partition(struct block_device *bdev);
 int blksnap_bdev_rw(struct block_device *bdev, u64 sector, void *buf,
 		    size_t len, bool write);
 struct file *blksnap_storage_open(const char *path, void *holder);
@@ -99,7 +98,6 @@ bool blksnap_filter_bio(struct bio *bio);
 long blksnap_blkfilter_ioctl(struct block_device *bdev, unsigned int cmd,
 			     unsigned long arg, bool compat);
 void blksnap_disk_gone(struct gendisk *disk, struct block_device *part);
-void blksnap_partitions_gone(struct gendisk *disk);
 void blksnap_reap_filters(void);
 void blksnap_image_submit_bio(void *owner, struct bio *bio);
 bool blksnap_image_read_valid(void *owner, struct bio *bio);

@@ -276,11 +276,6 @@ pub(crate) fn disk_gone(disk: DiskId, part: Option<BdevId>) {
     mark_gone(|a| a.bdev.disk() == disk && part.map_or(true, |p| a.bdev.id() == p));
 }
 
-/// Every partition of `disk` is going away (a rescan). Must not sleep.
-pub(crate) fn partitions_gone(disk: DiskId) {
-    mark_gone(|a| a.bdev.disk() == disk && a.bdev.is_partition());
-}
-
 /// Marks the filters of devices that are going away dead, tells each
 /// filter, and schedules the reap. Must not sleep.
 fn mark_gone(gone: impl Fn(&Attached) -> bool) {

@@ -71,12 +71,6 @@ extern "C" fn blksnap_disk_gone(disk: *mut bindings::gendisk, part: *mut binding
     blkfilter::disk_gone(DiskId::from_ptr(disk), part);
 }
 
-/// A partition rescan of `disk` removes all its partitions. Must not sleep.
-#[no_mangle]
-extern "C" fn blksnap_partitions_gone(disk: *mut bindings::gendisk) {
-    blkfilter::partitions_gone(DiskId::from_ptr(disk));
-}
-
 /// The deferred work scheduled by [`super::hooks::schedule_reap`].
 #[no_mangle]
 extern "C" fn blksnap_reap_filters() {

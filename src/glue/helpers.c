@@ -83,7 +83,7 @@ sector_t blksnap_bdev_nr_sectors(struct block_device *bdev)
  * Whether the current task is a 32-bit x86 one, whose structures have the
  * i386 layouts. Other compat tasks (x32) lay them out as x86-64 does.
  */
-bool blksnap_in_ia32_syscall(void)
+bool notrace blksnap_in_ia32_syscall(void)
 {
 #if defined(CONFIG_X86_64) && defined(CONFIG_IA32_EMULATION)
 	return in_ia32_syscall();

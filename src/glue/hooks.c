@@ -16,10 +16,12 @@
  *   original function untouched. compat_blkdev_ioctl, the entry of 32-bit
  *   tasks, is hooked the same way, with the i386 number of
  *   BLKFILTER_ATTACH (its structure is 44 bytes there) as well.
- * - del_gendisk, drop_partition and bdev_set_nr_sectors(bdev, 0) (plain
+ * - del_gendisk, bdev_unhash and bdev_set_nr_sectors(bdev, 0) (plain
  *   observers): the device is going away, its filter must be detached.
- *   bdev_disk_changed (observer): a partition rescan removes every
- *   partition of the disk; drop_partition() may be inlined into that path.
+ *   bdev_unhash() is where every removal of a block device starts, once it
+ *   is sure to happen: del_gendisk, a partition rescan (BLKRRPART) and the
+ *   deletion of one partition (BLKPG), the last two past their EBUSY
+ *   checks. drop_partition(), which follows, is inlined on those paths.
  *
  * The callbacks run in ftrace context: they must not sleep and must not
  * call traced functions; everything here is notrace and the Rust functions
@@ -104,6 +106,9 @@ struct blkfilter_attach_compat {
 };
 
 #define BLKFILTER_ATTACH_COMPAT _IOWR(0x12, 142, struct blkfilter_attach_compat)
+#ifdef CONFIG_X86_64
+static_assert(BLKFILTER_ATTACH_COMPAT == 0xc02c128e);
+#endif
 
 static long notrace compat_blkdev_ioctl_redirect(struct file *file,
 						 unsigned int cmd,
@@ -123,7 +128,8 @@ static void notrace compat_blkdev_ioctl_hook(unsigned long ip,
 {
 	unsigned int cmd = (unsigned int)ftrace_regs_get_argument(fregs, 1);
 
-	if (!is_blkfilter_cmd(cmd) && cmd != BLKFILTER_ATTACH_COMPAT)
+	if (!is_blkfilter_cmd(cmd) &&
+	    !(cmd == BLKFILTER_ATTACH_COMPAT && blksnap_in_ia32_syscall()))
 		return;
 	atomic_inc(&hooks_inflight);
 	ftrace_regs_set_instruction_pointer(fregs, (unsigned long)compat_blkdev_ioctl_redirect);
@@ -137,13 +143,12 @@ static void notrace del_gendisk_hook(unsigned long ip, unsigned long parent_ip,
 	blksnap_disk_gone((struct gendisk *)ftrace_regs_get_argument(fregs, 0), NULL);
 }
 
-static void notrace drop_partition_hook(unsigned long ip, unsigned long parent_ip,
-					struct ftrace_ops *ops,
-					struct ftrace_regs *fregs)
+static void notrace unhash_hook(unsigned long ip, unsigned long parent_ip,
+				struct ftrace_ops *ops, struct ftrace_regs *fregs)
 {
-	struct block_device *part = (void *)ftrace_regs_get_argument(fregs, 0);
+	struct block_device *bdev = (void *)ftrace_regs_get_argument(fregs, 0);
 
-	blksnap_disk_gone(part->bd_disk, part);
+	blksnap_disk_gone(bdev->bd_disk, bdev_is_partition(bdev) ? bdev : NULL);
 }
 
 static void notrace set_nr_sectors_hook(unsigned long ip, unsigned long parent_ip,
@@ -158,23 +163,17 @@ static void notrace set_nr_sectors_hook(unsigned long ip, unsigned long parent_i
 	blksnap_disk_gone(bdev->bd_disk, bdev_is_partition(bdev) ? bdev : NULL);
 }
 
-static void notrace disk_changed_hook(unsigned long ip, unsigned long parent_ip,
-				      struct ftrace_ops *ops,
-				      struct ftrace_regs *fregs)
-{
-	struct gendisk *disk = (void *)ftrace_regs_get_argument(fregs, 0);
-
-	/*
-	 * A rescan drops every partition and creates new ones, unless it
-	 * fails first: a dead disk, or open partitions. The caller holds
-	 * open_mutex, so what is seen here is what the rescan will see.
-	 */
-	if (disk_live(disk) && !disk->open_partitions)
-		blksnap_partitions_gone(disk);
-}
-
+/*
+ * Where ftrace passes arguments in struct ftrace_regs (x86-64), the light
+ * trampoline, which saves only the argument registers, can already change
+ * the instruction pointer; elsewhere that needs the full register save.
+ */
+#ifdef CONFIG_HAVE_DYNAMIC_FTRACE_WITH_ARGS
+#define REDIRECT_FLAGS (FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_PERMANENT)
+#else
 #define REDIRECT_FLAGS \
 	(FTRACE_OPS_FL_SAVE_REGS | FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_PERMANENT)
+#endif
 
 static struct blksnap_hook {
 	const char *function;
@@ -183,9 +182,8 @@ static struct blksnap_hook {
 } hooks[] = {
 	/* Observers first, so no filter can outlive its device unnoticed. */
 	{ "del_gendisk", { .func = del_gendisk_hook } },
-	{ "drop_partition", { .func = drop_partition_hook } },
+	{ "bdev_unhash", { .func = unhash_hook } },
 	{ "bdev_set_nr_sectors", { .func = set_nr_sectors_hook } },
-	{ "bdev_disk_changed", { .func = disk_changed_hook } },
 	{ "blkdev_ioctl", { .func = blkdev_ioctl_hook, .flags = REDIRECT_FLAGS } },
 #ifdef CONFIG_COMPAT
 	{ "compat_blkdev_ioctl",

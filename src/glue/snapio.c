@@ -111,11 +111,6 @@ dev_t blksnap_bdev_whole_dev(struct block_device *bdev)
 	return disk_devt(bdev->bd_disk);
 }
 
-bool notrace blksnap_bdev_is_partition(struct block_device *bdev)
-{
-	return bdev_is_partition(bdev);
-}
-
 /* Devices whose bios carry more than data, which a chunk copy would lose. */
 bool blksnap_bdev_unsupported(struct block_device *bdev)
 {

@@ -198,12 +198,6 @@ impl BlockDevice {
         }
     }
 
-    /// Whether the device is a partition, not a whole disk. Must not sleep.
-    pub(crate) fn is_partition(&self) -> bool {
-        // SAFETY: the device is live while borrowed.
-        unsafe { bindings::blksnap_bdev_is_partition(self.as_ptr()) }
-    }
-
     /// Whether bios of the device carry integrity data or encryption
     /// contexts, which a snapshot cannot preserve.
     pub(crate) fn is_unsupported(&self) -> bool {

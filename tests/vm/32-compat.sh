@@ -7,18 +7,23 @@
 # Uses the ft_* helpers of 10-filter.sh and the sn_* ones of 30-snapshot.sh.
 # shellcheck shell=bash
 
-# cp_build: builds compat32 into the scratch directory -> $REPLY; skips
-# when this compiler cannot target i386.
+# cp_build: builds compat32 into the scratch directory -> $REPLY. Skips
+# only when this compiler cannot target i386 at all; compat32.c itself must
+# build.
 cp_build() {
 	REPLY=$FT_DIR/compat32
-	local multiarch
+	local multiarch flags=(-m32 -ffreestanding -nostdlib -static -fno-pic
+		-fno-stack-protector -fno-builtin -O2)
 	multiarch=$(gcc -print-multiarch 2>/dev/null) || skip "no gcc"
-	gcc -m32 -ffreestanding -nostdlib -static -fno-pic -fno-stack-protector \
-		-fno-builtin -O2 -Wall -Wextra -Werror \
+	echo 'void _start(void) { for (;;); }' >"$FT_DIR/probe.c"
+	gcc "${flags[@]}" -o "$FT_DIR/probe" "$FT_DIR/probe.c" 2>/dev/null ||
+		skip "gcc cannot build i386 programs here"
+	gcc "${flags[@]}" -Wall -Wextra -Werror \
 		-I "$BLKSNAP_ROOT/include/uapi" -idirafter "/usr/include/$multiarch" \
-		-o "$REPLY" "$BLKSNAP_ROOT/tests/vm/compat32.c" ||
-		skip "gcc -m32 cannot build the i386 client"
-	file "$REPLY" | grep -q "ELF 32-bit.*80386" || fail "compat32 is not an i386 program"
+		-o "$REPLY" "$BLKSNAP_ROOT/tests/vm/compat32.c" || fail "compat32.c does not build"
+	# ELF class 1 (32-bit) at byte 4, machine 3 (i386) at byte 18.
+	expect_eq "ELF class and machine of compat32" "1 3" \
+		"$(od -An -tu1 -j4 -N1 "$REPLY" | xargs) $(od -An -tu2 -j18 -N2 "$REPLY" | xargs)"
 }
 
 test_compat_filter_and_cbt_ioctls() {
@@ -30,6 +35,9 @@ test_compat_filter_and_cbt_ioctls() {
 	dev=$REPLY
 
 	expect_eq "version of a 32-bit task" "$("$BLKSNAP" version)" "$("$c32" version)"
+	# Block-device ioctls other than BLKFILTER_* still reach the kernel.
+	expect_eq "BLKGETSIZE64 of a 32-bit task" "$(blockdev --getsize64 "$dev")" \
+		"$("$c32" getsize64 "$dev")"
 
 	# ATTACH with its i386 number (a 44-byte structure).
 	FT_ATTACHED+=("$dev")
@@ -42,6 +50,7 @@ test_compat_filter_and_cbt_ioctls() {
 	want=$("$BLKSNAP" cbtinfo -d "$dev")
 	expect_eq "cbtinfo of a 32-bit task" "$want" "$("$c32" cbtinfo "$dev")"
 	expect_eq "cbtinfo with optlen 36" "$want" "$("$c32" cbtinfo "$dev" 36)"
+	expect_eq "cbtinfo with optlen 40" "$want" "$("$c32" cbtinfo "$dev" 40)"
 	expect_eq "cbtinfo with optlen 35" "error: EINVAL" "$("$c32" cbtinfo "$dev" 35)"
 
 	# CBTDIRTY with the i386 layout (the range pointer at offset 4), then
@@ -93,8 +102,14 @@ test_compat_snapshot_ioctls() {
 	sn_verify "$image" 1 "the image taken by a 32-bit task"
 	# A limit below half of diff_storage_minimum queues no_space at the
 	# take: one event of the 4096-byte structure, then a timeout.
-	expect_eq "wait_event" "result=ok event=no_space" \
-		"$("$c32" snapshot_waitevent "$id" 10000 | xargs)"
+	out=$("$c32" snapshot_waitevent "$id" 10000 | xargs)
+	[[ $out =~ ^result=ok\ time=([0-9]+)\ event=no_space\ requested_nr_sect=([0-9]+)$ ]] ||
+		fail "wait_event of a 32-bit task printed '$out'"
+	# The monotonic clock of the event, and what was allocated by then:
+	# at most the 4 MiB written, in 256 KiB chunks.
+	[ "${BASH_REMATCH[1]}" -gt 0 ] || fail "wait_event: time_label is 0"
+	[ "${BASH_REMATCH[2]}" -le 8192 ] ||
+		fail "wait_event: requested_nr_sect ${BASH_REMATCH[2]} is more than was written"
 	expect_eq "wait_event timeout" "error: ENOENT" \
 		"$("$c32" snapshot_waitevent "$id" 50)"
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * compat32: a 32-bit x86 client of the blksnap interface, for the tests of
- * the compat ioctl paths (tests/vm/15-compat.sh).
+ * the compat ioctl paths (tests/vm/32-compat.sh).
  *
  * It is built with `gcc -m32 -ffreestanding -nostdlib` against the
  * project's own headers, so every structure has the layout a 32-bit tool
@@ -20,6 +20,8 @@
  *   compat32 snapshot_collect
  *   compat32 snapshot_info DEV
  *   compat32 snapshot_waitevent ID TIMEOUT_MS
+ *   compat32 getsize64 DEV                BLKGETSIZE64, an ioctl blksnap
+ *                                         must leave to the kernel
  *
  * Exit status: 0 done, 1 the ioctl failed (its errno is printed as
  * `error: EINVAL`), 2 bad
@@ -27,6 +29,8 @@
  */
 #include <linux/blk-filter.h>
 #include <linux/blksnap.h>
+#include <linux/fs.h>
+#include <stddef.h> /* size_t, in the number of BLKGETSIZE64 */
 
 #define NR_READ 3
 #define NR_WRITE 4
@@ -451,9 +455,34 @@ static void cmd_snapshot_waitevent(const char *id, const char *timeout)
 	arg.id = parse_uuid(id);
 	arg.timeout_ms = (__u32)parse_number(timeout);
 	do_ioctl(control(), BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT, &arg);
-	out(1, "result=ok\nevent=");
-	out(1, arg.code == blksnap_event_code_corrupted ? "corrupted" :
-	       arg.code == blksnap_event_code_no_space ? "no_space" : "unknown");
+	out(1, "result=ok\ntime=");
+	out_u64((unsigned long long)arg.time_label);
+	if (arg.code == blksnap_event_code_corrupted) {
+		const struct blksnap_event_corrupted *c = (const void *)arg.data;
+
+		out(1, "\nevent=corrupted\ndev_id=");
+		out_u64(c->dev_id_mj);
+		out(1, ":");
+		out_u64(c->dev_id_mn);
+		out(1, "\nerr_code=");
+		out_s32(c->err_code);
+	} else if (arg.code == blksnap_event_code_no_space) {
+		const struct blksnap_event_no_space *n = (const void *)arg.data;
+
+		out(1, "\nevent=no_space\nrequested_nr_sect=");
+		out_u64(n->requested_nr_sect);
+	} else {
+		out(1, "\nevent=unknown");
+	}
+	out(1, "\n");
+}
+
+static void cmd_getsize64(const char *dev)
+{
+	unsigned long long size = 0;
+
+	do_ioctl(open_path(dev, O_RDONLY), BLKGETSIZE64, &size);
+	out_u64(size);
 	out(1, "\n");
 }
 
@@ -488,6 +517,8 @@ static int main(int argc, char **argv)
 		cmd_snapshot_info(argv[2]);
 	else if (str_eq(cmd, "snapshot_waitevent") && argc == 4)
 		cmd_snapshot_waitevent(argv[2], argv[3]);
+	else if (str_eq(cmd, "getsize64") && argc == 3)
+		cmd_getsize64(argv[2]);
 	else
 		usage();
 	return 0;
