@@ -14,7 +14,12 @@ source "$(dirname "$0")/lib.sh"
 kdir=$(kernel_dir)
 [ -f "$kdir/.complete" ] || die "no test kernel in $kdir: run make setup"
 VM_TIMEOUT=${VM_TIMEOUT:-900}
-tcg_opts=(--disable-kvm --qemu-opts="-cpu qemu64 -accel tcg,thread=single")
+tcg_qemu="-cpu qemu64 -accel tcg,thread=single"
+# VM_ICOUNT=N (TCG only): the guest clock counts instructions, 2^N ns each,
+# instead of following the host's: timings in the guest then measure the
+# work done, whatever else the host is busy with (see bench/run.sh).
+[ -z "${VM_ICOUNT:-}" ] || tcg_qemu+=" -icount shift=$VM_ICOUNT,sleep=off"
+tcg_opts=(--disable-kvm --qemu-opts="$tcg_qemu")
 # build/ is the one place of the tree the guest may write (test results).
 mkdir -p "$BLKSNAP_ROOT/build"
 base_opts=(--run "$kdir" --verbose --cpus 2 --memory 2G --user root
