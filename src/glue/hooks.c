@@ -61,9 +61,10 @@ static void notrace submit_bio_hook(unsigned long ip, unsigned long parent_ip,
 {
 	struct bio *bio = (struct bio *)ftrace_regs_get_argument(fregs, 0);
 
-	if (within_module(parent_ip, THIS_MODULE))
-		return;
+	/* The one lookup an unfiltered device pays for, first. */
 	if (!blksnap_bdev_filtered(bio->bi_bdev))
+		return;
+	if (within_module(parent_ip, THIS_MODULE))
 		return;
 	atomic_inc(&hooks_inflight);
 	ftrace_regs_set_instruction_pointer(fregs, (unsigned long)submit_bio_redirect);
