@@ -44,6 +44,8 @@ sector_t blksnap_bio_sector(struct bio *bio);
 unsigned int blksnap_bio_sectors(struct bio *bio);
 sector_t blksnap_bdev_nr_sectors(struct block_device *bdev);
 bool blksnap_in_ia32_syscall(void);
+unsigned long blksnap_spin_lock_irqsave(spinlock_t *lock);
+void blksnap_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
 
 /* src/glue/snapio.c: the I/O of snapshots and their image disks. */
 int blksnap_wq_create(void);

@@ -33,15 +33,15 @@ use core::ops::Range;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use kernel::new_mutex;
-use kernel::new_spinlock;
 use kernel::new_work;
 use kernel::prelude::*;
-use kernel::sync::{Arc, Mutex, SpinLock};
+use kernel::sync::{Arc, Mutex};
 use kernel::workqueue::{Work, WorkItem};
 
 use crate::cbt_map::CbtMap;
 use crate::chunk::{self, ChunkParams};
 use crate::glue::block::{BdevRef, Bio, BioOp};
+use crate::glue::irqlock::{new_irq_spinlock, IrqSpinLock};
 use crate::glue::snapio::{self, BioList, NoIo, OwnedBio};
 use crate::params;
 use crate::snapshot::Shared;
@@ -71,7 +71,7 @@ pub(crate) struct DiffArea {
     places: KVVec<AtomicU64>,
     shared: Arc<Shared>,
     /// The device's change tracking, which writes to the image mark.
-    cbt: Arc<SpinLock<CbtMap>>,
+    cbt: Arc<IrqSpinLock<CbtMap>>,
     /// Whether the image accepts writes (the `image_writable` parameter at
     /// the take).
     writable: bool,
@@ -80,15 +80,15 @@ pub(crate) struct DiffArea {
     /// Image reads sent to the original as clones, not yet completed.
     remapped: AtomicUsize,
     #[pin]
-    held: SpinLock<BioList>,
+    held: IrqSpinLock<BioList>,
     #[pin]
     cow_work: Work<DiffArea, COW_WORK>,
     /// Writes to the image, done by the copy-on-write worker, which alone
     /// changes chunk states.
     #[pin]
-    image_writes: SpinLock<BioList>,
+    image_writes: IrqSpinLock<BioList>,
     #[pin]
-    reads: SpinLock<BioList>,
+    reads: IrqSpinLock<BioList>,
     #[pin]
     read_work: Work<DiffArea, READ_WORK>,
     /// The copy-on-write worker's buffer, a whole number of chunks.
@@ -125,7 +125,7 @@ impl DiffArea {
     pub(crate) fn new(
         original: BdevRef,
         shared: Arc<Shared>,
-        cbt: Arc<SpinLock<CbtMap>>,
+        cbt: Arc<IrqSpinLock<CbtMap>>,
     ) -> Result<Arc<Self>> {
         let capacity = original.nr_sectors();
         let shift = chunk::chunk_shift(capacity, original.io_min(), &chunk_params());
@@ -146,10 +146,10 @@ impl DiffArea {
                 writable: params::image_writable() != 0,
                 closing: AtomicBool::new(false),
                 remapped: AtomicUsize::new(0),
-                held <- new_spinlock!(BioList::new(), "blksnap:held"),
+                held <- new_irq_spinlock!(BioList::new(), "blksnap:held"),
                 cow_work <- new_work!("blksnap:cow"),
-                image_writes <- new_spinlock!(BioList::new(), "blksnap:image_writes"),
-                reads <- new_spinlock!(BioList::new(), "blksnap:reads"),
+                image_writes <- new_irq_spinlock!(BioList::new(), "blksnap:image_writes"),
+                reads <- new_irq_spinlock!(BioList::new(), "blksnap:reads"),
                 read_work <- new_work!("blksnap:image"),
                 cow_buf <- new_mutex!(KVVec::from_elem(0u8, cow_bytes, GFP_KERNEL)?),
                 read_buf <- new_mutex!(KVVec::from_elem(0u8, chunk_bytes, GFP_KERNEL)?),

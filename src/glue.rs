@@ -14,6 +14,7 @@ pub(crate) mod debugfs;
 pub(crate) mod entry;
 pub(crate) mod errno;
 pub(crate) mod hooks;
+pub(crate) mod irqlock;
 pub(crate) mod miscdev;
 pub(crate) mod random;
 pub(crate) mod rcu;

@@ -23,10 +23,9 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use kernel::c_str;
 use kernel::fmt;
-use kernel::new_spinlock;
 use kernel::prelude::*;
 use kernel::str::CString;
-use kernel::sync::{Arc, SpinLock};
+use kernel::sync::Arc;
 use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::blkfilter::{Filter, FilterType};
@@ -37,6 +36,7 @@ use crate::glue::block::{BioOp, BlockDevice};
 use crate::glue::debugfs::{Counters, Dump};
 use crate::glue::errno;
 use crate::glue::hooks::RegistryLock;
+use crate::glue::irqlock::{new_irq_spinlock, IrqSpinLock};
 use crate::glue::rcu::{self, RcuBox};
 use crate::glue::snapio::OwnedBio;
 use crate::glue::uaccess::{self, Abi};
@@ -60,7 +60,7 @@ const MAP_COPY_STEP: usize = 4096;
 
 /// The part of a tracker that a snapshot holding the device shares.
 pub(crate) struct TrackerCore {
-    pub(crate) cbt: Arc<SpinLock<CbtMap>>,
+    pub(crate) cbt: Arc<IrqSpinLock<CbtMap>>,
     /// Copy-on-write of the device while its snapshot is taken; replaced
     /// under the registry lock, read under RCU by the write path.
     pub(crate) cow: RcuBox<Arc<DiffArea>>,
@@ -96,7 +96,7 @@ struct Tracker {
     counters: Counters<3>,
 }
 
-impl Dump for SpinLock<CbtMap> {
+impl Dump for IrqSpinLock<CbtMap> {
     fn dump(&self, offset: usize, out: &mut [u8]) -> usize {
         self.lock().dump_write_map(offset, out)
     }
@@ -107,7 +107,7 @@ fn attach(bdev: &BlockDevice, _opt: UserPtr, _optlen: u32) -> Result<Arc<dyn Fil
     let dir = CString::try_from_fmt(fmt!("{major}:{minor}"))?;
     let mut counters = Counters::new(&dir, [c_str!("reads"), c_str!("writes"), c_str!("others")])?;
     let map = CbtMap::new(bdev.nr_sectors())?;
-    let cbt = Arc::pin_init(new_spinlock!(map, "blksnap:cbt"), GFP_KERNEL)?;
+    let cbt = Arc::pin_init(new_irq_spinlock!(map, "blksnap:cbt"), GFP_KERNEL)?;
     counters.add_dump(c_str!("write_map"), cbt.clone())?;
     let core = Arc::new(
         TrackerCore {

@@ -8,6 +8,7 @@
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/rcupdate.h>
+#include <linux/spinlock.h>
 
 #include "blksnap_glue.h"
 
@@ -28,6 +29,20 @@ void blksnap_registry_unlock(void)
 void blksnap_mutex_lock(struct mutex *lock)
 {
 	mutex_lock(lock);
+}
+
+/* The locks of the write path: see src/glue/irqlock.rs. */
+unsigned long notrace blksnap_spin_lock_irqsave(spinlock_t *lock)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(lock, flags);
+	return flags;
+}
+
+void notrace blksnap_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)
+{
+	spin_unlock_irqrestore(lock, flags);
 }
 
 void notrace blksnap_rcu_read_lock(void)
