@@ -70,8 +70,10 @@ bool blksnap_storage_is_bdev(struct file *file);
 u64 blksnap_storage_sectors(struct file *file);
 struct block_device *blksnap_storage_bdev(struct file *file);
 int blksnap_storage_grow(struct file *file, u64 old_sectors, u64 new_sectors);
-int blksnap_storage_rw(struct file *file, void *buf, size_t len, u64 sector,
-		       bool write);
+int blksnap_storage_write(struct file *file, const void *buf, size_t len,
+			  u64 sector);
+int blksnap_storage_read_bio(struct file *file, u64 sector, struct bio *bio,
+			     size_t offset, size_t len);
 void blksnap_bio_copy_to(struct bio *bio, size_t offset, const void *buf,
 			 size_t len);
 void blksnap_bio_copy_from(struct bio *bio, size_t offset, void *buf,

@@ -419,8 +419,12 @@ impl DiffArea {
         Ok(())
     }
 
-    /// Fills `out` with the image's data at `sector` (within one chunk).
-    fn read_piece(&self, sector: u64, out: &mut [u8]) -> Result {
+    /// Fills `len` bytes of `bio`'s data, from byte `offset` on, with the
+    /// image's data at `sector` (within one chunk). A stored chunk is read
+    /// from the storage straight into the bio; the original is read into
+    /// `buf` first, since its data is trusted only once the chunk's state
+    /// shows no write could have reached it.
+    fn read_piece(&self, sector: u64, bio: &mut OwnedBio, offset: usize, buf: &mut [u8]) -> Result {
         let chunk = sector >> (self.shift - SECTOR_SHIFT);
         let chunk_start = chunk << (self.shift - SECTOR_SHIFT);
         loop {
@@ -429,18 +433,19 @@ impl DiffArea {
             }
             match self.state(chunk) {
                 STORED => {
-                    let place = self.place(chunk)?;
-                    return self.shared.load(place + (sector - chunk_start), out);
+                    let place = self.place(chunk)? + (sector - chunk_start);
+                    return self.shared.load_into_bio(place, bio, offset, buf.len());
                 }
                 FAILED => return Err(EIO),
                 _ => {
-                    self.original.read_sync(sector, out)?;
+                    self.original.read_sync(sector, buf)?;
                     // Once the snapshot is corrupted or closing, writes
                     // pass without a copy: the data read may be theirs.
                     if self.closing.load(Ordering::Acquire) || self.shared.is_corrupted() {
                         return Err(EIO);
                     }
                     if self.state(chunk) <= READING {
+                        bio.copy_to(offset, buf);
                         return Ok(());
                     }
                 }
@@ -468,11 +473,11 @@ impl DiffArea {
             let Some(piece) = buf.get_mut(..(n << SECTOR_SHIFT) as usize) else {
                 return bio.end(Err(EIO));
             };
-            if let Err(e) = self.read_piece(sector, piece) {
+            let len = piece.len();
+            if let Err(e) = self.read_piece(sector, &mut bio, offset, piece) {
                 return bio.end(Err(e));
             }
-            bio.copy_to(offset, piece);
-            offset += piece.len();
+            offset += len;
             sector += n;
         }
         bio.end(Ok(()));

@@ -30,7 +30,7 @@ use crate::glue::block::{BdevRef, BlockDevice};
 use crate::glue::errno;
 use crate::glue::hooks::{ModuleRef, RegistryLock};
 use crate::glue::random;
-use crate::glue::snapio::{self, ImageDisk, NoIo, StorageFile, UserPath};
+use crate::glue::snapio::{self, ImageDisk, NoIo, OwnedBio, StorageFile, UserPath};
 use crate::glue::uaccess::{self, Abi};
 use crate::params;
 use crate::storage::StorageAccount;
@@ -280,9 +280,16 @@ impl Shared {
         self.storage.write_at(place, data)
     }
 
-    /// Reads stored data from storage sector `place`.
-    pub(crate) fn load(&self, place: u64, out: &mut [u8]) -> Result {
-        self.storage.read_at(place, out)
+    /// Reads `len` bytes of stored data at storage sector `place` into
+    /// `bio`'s data from byte `offset` on.
+    pub(crate) fn load_into_bio(
+        &self,
+        place: u64,
+        bio: &mut OwnedBio,
+        offset: usize,
+        len: usize,
+    ) -> Result {
+        self.storage.read_into_bio(place, bio, offset, len)
     }
 
     /// Whether the storage lives on `bdev` or shares a disk with it in a

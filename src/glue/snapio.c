@@ -24,6 +24,7 @@
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/string.h>
+#include <linux/uio.h>
 #include <linux/vmalloc.h>
 #include <linux/workqueue.h>
 
@@ -245,14 +246,13 @@ int blksnap_storage_grow(struct file *file, u64 old_sectors, u64 new_sectors)
 			     (new_sectors - old_sectors) << SECTOR_SHIFT);
 }
 
-int blksnap_storage_rw(struct file *file, void *buf, size_t len, u64 sector,
-		       bool write)
+int blksnap_storage_write(struct file *file, const void *buf, size_t len,
+			  u64 sector)
 {
 	loff_t pos = sector << SECTOR_SHIFT;
 
 	while (len) {
-		ssize_t n = write ? kernel_write(file, buf, len, &pos)
-				  : kernel_read(file, buf, len, &pos);
+		ssize_t n = kernel_write(file, buf, len, &pos);
 
 		if (n < 0)
 			return n;
@@ -260,6 +260,39 @@ int blksnap_storage_rw(struct file *file, void *buf, size_t len, u64 sector,
 			return -EIO;
 		buf += n;
 		len -= n;
+	}
+	return 0;
+}
+
+/*
+ * Reads len bytes of the storage at sector straight into the data of bio,
+ * from byte offset of its data on: no bounce buffer. The bio may be a
+ * clone, so its vectors are counted through its own iterator.
+ */
+int blksnap_storage_read_bio(struct file *file, u64 sector, struct bio *bio,
+			     size_t offset, size_t len)
+{
+	struct bvec_iter it;
+	struct bio_vec bv;
+	struct iov_iter iter;
+	unsigned int nr = 0;
+	loff_t pos = sector << SECTOR_SHIFT;
+
+	if (offset > bio->bi_iter.bi_size || len > bio->bi_iter.bi_size - offset)
+		return -EINVAL;
+	bio_for_each_bvec(bv, bio, it)
+		nr++;
+	iov_iter_bvec(&iter, ITER_DEST, __bvec_iter_bvec(bio->bi_io_vec, bio->bi_iter),
+		      nr, bio->bi_iter.bi_size + bio->bi_iter.bi_bvec_done);
+	iov_iter_advance(&iter, bio->bi_iter.bi_bvec_done + offset);
+	iov_iter_truncate(&iter, len);
+	while (iov_iter_count(&iter)) {
+		ssize_t n = vfs_iter_read(file, &iter, &pos, 0);
+
+		if (n < 0)
+			return n;
+		if (n == 0)
+			return -EIO;
 	}
 	return 0;
 }

@@ -357,26 +357,23 @@ impl StorageFile {
     pub(crate) fn write_at(&self, sector: u64, buf: &[u8]) -> Result {
         // SAFETY: the file is open; the buffer is only read.
         to_result(unsafe {
-            bindings::blksnap_storage_rw(
-                self.as_ptr(),
-                buf.as_ptr() as *mut _,
-                buf.len(),
-                sector,
-                true,
-            )
+            bindings::blksnap_storage_write(self.as_ptr(), buf.as_ptr().cast(), buf.len(), sector)
         })
     }
 
-    pub(crate) fn read_at(&self, sector: u64, buf: &mut [u8]) -> Result {
-        // SAFETY: the file is open; the buffer is writable and ours.
+    /// Reads `len` bytes at storage `sector` straight into `bio`'s data,
+    /// from byte `offset` of it on.
+    pub(crate) fn read_into_bio(
+        &self,
+        sector: u64,
+        bio: &mut OwnedBio,
+        offset: usize,
+        len: usize,
+    ) -> Result {
+        // SAFETY: the file is open and the bio is live and owned, so nobody
+        // else touches its pages; the C side refuses a range past its end.
         to_result(unsafe {
-            bindings::blksnap_storage_rw(
-                self.as_ptr(),
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                sector,
-                false,
-            )
+            bindings::blksnap_storage_read_bio(self.as_ptr(), sector, bio.0.as_ptr(), offset, len)
         })
     }
 }
