@@ -106,6 +106,18 @@ sn_image() {
 	REPLY=$want
 }
 
+# sn_taken SIZE STORAGE LIMIT: a new loop device of SIZE holding generation
+# 1 (-> $SN_DEV), attached, alone in a snapshot with that storage and limit,
+# taken -> $REPLY (the snapshot's id).
+sn_taken() {
+	ft_loop "$1"
+	SN_DEV=$REPLY
+	sn_fill "$SN_DEV" 1
+	ft_attach "$SN_DEV"
+	sn_create "$2" "$3" "$SN_DEV"
+	sn_take "$REPLY"
+}
+
 # sn_tmpfs SIZE: a tmpfs of SIZE mounted in the scratch directory -> $REPLY.
 sn_tmpfs() {
 	REPLY=$(mktemp -d "$FT_DIR/tmpfs.XXXXXX")
@@ -316,14 +328,9 @@ sn_fs_snapshot() {
 # 1 while the original holds both. Leaves the snapshot in place: its id is
 # $REPLY, the device $SN_DEV, the image $SN_IMG.
 sn_storage_cycle() {
-	local storage=$1 limit=$2 id
-	ft_loop 64M
-	SN_DEV=$REPLY
-	sn_fill "$SN_DEV" 1
-	ft_attach "$SN_DEV"
-	sn_create "$storage" "$limit" "$SN_DEV"
+	local id
+	sn_taken 64M "$1" "$2"
 	id=$REPLY
-	sn_take "$id"
 	sn_image "$SN_DEV"
 	SN_IMG=$REPLY
 	"$TAGBLK" write "$SN_DEV" --gen 2 --offset 16M --len 8M --jobs 2 --seed 5 >/dev/null
@@ -807,15 +814,10 @@ test_snapshot_writable_image() {
 
 test_snapshot_images_are_read_only_by_default() {
 	sn_begin
-	ft_loop 16M
-	local dev=$REPLY store id img
-	sn_fill "$dev" 1
-	ft_attach "$dev"
+	local dev id img
 	sn_tmpfs 32M
-	store=$REPLY
-	sn_create "$store" 16M "$dev"
-	id=$REPLY
-	sn_take "$id"
+	sn_taken 16M "$REPLY" 16M
+	dev=$SN_DEV id=$REPLY
 	sn_image "$dev"
 	img=$REPLY
 	expect_eq "read-only flag of the image" 1 "$(cat "/sys/class/block/${img##*/}/ro")"
@@ -844,15 +846,10 @@ test_snapshot_take_refuses_a_member_gone_since_add() {
 # device keeps its data; once the chunk is copied, such writes pass.
 test_snapshot_nowait_write_gets_eagain_until_copied() {
 	sn_begin
-	ft_loop 16M
-	local dev=$REPLY store id out
-	sn_fill "$dev" 1
-	ft_attach "$dev"
+	local dev id out
 	sn_tmpfs 32M
-	store=$REPLY
-	sn_create "$store" 16M "$dev"
-	id=$REPLY
-	sn_take "$id"
+	sn_taken 16M "$REPLY" 16M
+	dev=$SN_DEV id=$REPLY
 	# Chunks are 256 KiB: offsets 0 and 4 KiB share chunk 0, 1 MiB is in
 	# chunk 4.
 	out=$(python3 - "$dev" <<'PY'

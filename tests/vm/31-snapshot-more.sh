@@ -134,6 +134,24 @@ sm_image_holds() {
 	echo "$3: $(tail -n 1 "$FT_DIR/holds")"
 }
 
+# sm_filtered_partition: a 64 MiB loop disk with one 16 MiB partition at
+# sector 2048, filled with generation 1 and attached -> $REPLY (the disk;
+# the partition is ${REPLY}p1), and the module's reference count before the
+# attach -> $SM_REFCNT.
+sm_filtered_partition() {
+	local disk
+	ft_image 64M
+	ft_write_mbr "$REPLY" 2048 32768
+	ft_loop_file "$REPLY" -P
+	disk=$REPLY
+	ft_wait 5 test -b "${disk}p1" || fail "${disk}p1 did not appear after losetup -P"
+	sn_fill "${disk}p1" 1
+	SM_REFCNT=$(ft_refcnt)
+	ft_attach "${disk}p1"
+	ft_settle
+	REPLY=$disk
+}
+
 # sm_unfiltered DEV: whether no filter is attached to DEV (CBTINFO answers
 # ENOENT).
 sm_unfiltered() {
@@ -693,16 +711,10 @@ test_snapshot_more_member_partition_reread() {
 	sm_begin
 	sn_tmpfs 64M
 	local store=$REPLY disk p1 id img r0 diverged=0 leaked=0
-	ft_image 64M
-	ft_write_mbr "$REPLY" 2048 32768
-	ft_loop_file "$REPLY" -P
+	sm_filtered_partition
 	disk=$REPLY
 	p1=${REPLY}p1
-	ft_wait 5 test -b "$p1" || fail "$p1 did not appear after losetup -P"
-	sn_fill "$p1" 1
-	r0=$(ft_refcnt)
-	ft_attach "$p1"
-	ft_settle
+	r0=$SM_REFCNT
 	# Refused while udev has the partition open: try again.
 	ft_wait 30 blockdev --rereadpt "$disk" 2>/dev/null || fail "blockdev --rereadpt $disk kept failing"
 	ft_wait 10 test -b "$p1" || fail "$p1 did not come back"
@@ -747,16 +759,10 @@ test_snapshot_more_member_partition_deleted() {
 	sm_begin
 	sn_tmpfs 64M
 	local store=$REPLY disk p1 id img r0 devnum out diverged=0
-	ft_image 64M
-	ft_write_mbr "$REPLY" 2048 32768
-	ft_loop_file "$REPLY" -P
+	sm_filtered_partition
 	disk=$REPLY
 	p1=${REPLY}p1
-	ft_wait 5 test -b "$p1" || fail "$p1 did not appear after losetup -P"
-	sn_fill "$p1" 1
-	r0=$(ft_refcnt)
-	ft_attach "$p1"
-	ft_settle
+	r0=$SM_REFCNT
 	# Refused while udev has the partition open: try again.
 	ft_wait 30 delpart "$disk" 1 2>/dev/null || fail "delpart $disk 1 kept failing"
 	ft_wait 10 test ! -b "$p1" || fail "$p1 still present after delpart"
