@@ -70,6 +70,8 @@ bool blksnap_storage_is_bdev(struct file *file);
 u64 blksnap_storage_sectors(struct file *file);
 struct block_device *blksnap_storage_bdev(struct file *file);
 int blksnap_storage_grow(struct file *file, u64 old_sectors, u64 new_sectors);
+u32 blksnap_storage_wb_sample(struct file *file);
+int blksnap_storage_wb_check(struct file *file, u32 since);
 int blksnap_storage_write(struct file *file, const void *buf, size_t len,
 			  u64 sector);
 int blksnap_storage_read_bio(struct file *file, u64 sector, struct bio *bio,

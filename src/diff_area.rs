@@ -434,7 +434,12 @@ impl DiffArea {
             match self.state(chunk) {
                 STORED => {
                     let place = self.place(chunk)? + (sector - chunk_start);
-                    return self.shared.load_into_bio(place, bio, offset, buf.len());
+                    let result = self.shared.load_into_bio(place, bio, offset, buf.len());
+                    // A stored copy that cannot be read back is lost.
+                    if let Err(e) = result {
+                        self.shared.corrupt(self.original.devs().0, e);
+                    }
+                    return result;
                 }
                 FAILED => return Err(EIO),
                 _ => {

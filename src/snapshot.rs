@@ -272,6 +272,8 @@ impl Shared {
     pub(crate) fn store(self: &Arc<Self>, data: &[u8]) -> Result<u64> {
         let place = self.allocate((data.len() >> 9) as u64)?;
         self.storage.write_at(place, data)?;
+        // An earlier store may have failed on its way to the disk.
+        self.storage.check_written()?;
         Ok(place)
     }
 
@@ -289,7 +291,11 @@ impl Shared {
         offset: usize,
         len: usize,
     ) -> Result {
-        self.storage.read_into_bio(place, bio, offset, len)
+        self.storage.read_into_bio(place, bio, offset, len)?;
+        // Checked after the read: a page whose write-back failed leaves the
+        // page cache only after the failure was recorded, so data read from
+        // the disk instead is caught here.
+        self.storage.check_written()
     }
 
     /// Whether the storage lives on `bdev` or shares a disk with it in a

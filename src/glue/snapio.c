@@ -21,6 +21,7 @@
 #include <linux/fs.h>
 #include <linux/module.h>
 #include <linux/namei.h>
+#include <linux/pagemap.h>
 #include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/string.h>
@@ -237,6 +238,21 @@ struct block_device *blksnap_storage_bdev(struct file *file)
 	if (storage_is_bdev(file))
 		return file_bdev(file);
 	return file_inode(file)->i_sb->s_bdev;
+}
+
+/*
+ * The storage is written through the page cache, so a failed write-back
+ * shows only later, in the error state of the file's mapping: sample it at
+ * open, and check it since then.
+ */
+u32 blksnap_storage_wb_sample(struct file *file)
+{
+	return filemap_sample_wb_err(file->f_mapping);
+}
+
+int blksnap_storage_wb_check(struct file *file, u32 since)
+{
+	return filemap_check_wb_err(file->f_mapping, since);
 }
 
 /* Extends a storage file to new_sectors. */

@@ -297,7 +297,11 @@ impl Drop for UserPath {
 
 /// An open difference storage: a regular file, an unnamed temporary file
 /// or a block device held exclusively.
-pub(crate) struct StorageFile(NonNull<bindings::file>);
+pub(crate) struct StorageFile {
+    file: NonNull<bindings::file>,
+    /// The write-back error state of the file's mapping when it was opened.
+    wb_since: u32,
+}
 
 // SAFETY: a struct file may be used and released from any thread.
 unsafe impl Send for StorageFile {}
@@ -320,11 +324,23 @@ impl StorageFile {
             }));
         }
         // SAFETY: not null, checked above.
-        Ok(Self(unsafe { NonNull::new_unchecked(file) }))
+        let file = unsafe { NonNull::new_unchecked(file) };
+        // SAFETY: the file was just opened.
+        let wb_since = unsafe { bindings::blksnap_storage_wb_sample(file.as_ptr()) };
+        Ok(Self { file, wb_since })
     }
 
     fn as_ptr(&self) -> *mut bindings::file {
-        self.0.as_ptr()
+        self.file.as_ptr()
+    }
+
+    /// Fails with the error of a write-back of the storage that failed since
+    /// it was opened. Data is written through the page cache, so such a
+    /// failure shows only here; once it has, data read back from the
+    /// storage cannot be trusted.
+    pub(crate) fn check_written(&self) -> Result {
+        // SAFETY: the file is open while `self` lives.
+        to_result(unsafe { bindings::blksnap_storage_wb_check(self.as_ptr(), self.wb_since) })
     }
 
     pub(crate) fn is_block_device(&self) -> bool {

@@ -9,6 +9,7 @@
 # shellcheck shell=bash
 
 SM_PARAMS=()
+SM_DMS=()
 SM_LOG0=0
 SM_Q_WHAT=()
 SM_Q_WANT=()
@@ -30,6 +31,7 @@ sm_probe() {
 # parameters sm_param changed. Remembers where the kernel log ends.
 sm_begin() {
 	SM_PARAMS=()
+	SM_DMS=()
 	SM_Q_WHAT=()
 	SM_Q_WANT=()
 	sn_begin
@@ -39,8 +41,27 @@ sm_begin() {
 
 sm_cleanup() {
 	set +e
+	local d
 	sm_restore_params >/dev/null 2>&1
+	# Device-mapper devices first: they hold the loop devices below them.
+	for d in "${SM_DMS[@]}"; do
+		dmsetup remove --retry "$d"
+	done >/dev/null 2>&1
 	sn_cleanup
+}
+
+# sm_dm NAME TABLE: a device-mapper device; sm_cleanup removes it.
+sm_dm() {
+	dmsetup create "$1" --table "$2"
+	SM_DMS+=("$1")
+	ft_wait 5 test -b "/dev/mapper/$1" || fail "/dev/mapper/$1 did not appear"
+}
+
+# sm_dm_table NAME TABLE: replaces the table of a live device-mapper device.
+sm_dm_table() {
+	dmsetup suspend "$1"
+	dmsetup reload "$1" --table "$2"
+	dmsetup resume "$1"
 }
 
 # sm_param NAME VALUE: sets a module parameter until the test ends.
@@ -799,4 +820,97 @@ test_snapshot_more_member_partition_deleted() {
 	ft_wait 10 ft_refcnt_is 0 || fail "module refcnt is $(ft_refcnt) after $disk was deleted"
 	sm_log_clean
 	[ "$diverged" = 0 ] || fail "the image showed data written after the take (above)"
+}
+
+# The copy-on-write read of the original fails (dm-flakey's error_reads
+# under the member): the snapshot is corrupted with EIO, one corrupted event
+# says so, its image fails with EIO, and the write that needed the copy
+# still reaches the original intact.
+test_snapshot_more_copy_read_error_spares_the_original() {
+	sm_begin
+	local loop sectors name dev id img out
+	ft_loop 16M
+	loop=$REPLY
+	sn_fill "$loop" 1
+	sectors=$(blockdev --getsz "$loop")
+	name=blksnap-test-$$
+	sm_dm "$name" "0 $sectors linear $loop 0"
+	dev=$(readlink -f "/dev/mapper/$name")
+	ft_attach "$dev"
+	# Storage steps of 4 MiB: no no_space event comes before the one awaited.
+	sm_param diff_storage_minimum 8192
+	sn_tmpfs 32M
+	sn_create "$REPLY" 16M "$dev"
+	id=$REPLY
+	sn_take "$id"
+	sn_image "$dev"
+	img=$REPLY
+	sn_verify "$img" 1 "the image before any error"
+
+	# From now on every read of the original fails; writes still work.
+	sm_dm_table "$name" "0 $sectors flakey $loop 0 0 3600 1 error_reads"
+	"$TAGBLK" write "$dev" --gen 2 --offset 4M --len 1M >/dev/null ||
+		fail "a write to the original failed when its copy could not be read"
+	out=$("$BLKSNAP" snapshot_waitevent -i "$id" -t 10000 | grep -E '^(event|dev_id|err_code)=' | xargs)
+	expect_eq "the event of the failed copy" \
+		"event=corrupted dev_id=$(sn_devnum "$dev") err_code=5" "$out"
+	! "$TAGBLK" verify "$img" --gen 1 --len 64K >"$FT_DIR/img" 2>&1 ||
+		fail "the image of a corrupted snapshot still reads"
+	grep -q "Input/output error" "$FT_DIR/img" || fail "the image failed without EIO: $(tail -1 "$FT_DIR/img")"
+
+	sm_dm_table "$name" "0 $sectors linear $loop 0"
+	sn_verify "$dev" 2 "the written range of the original" --offset 4M --len 1M
+	sn_verify "$dev" 1 "the original before the written range" --len 4M
+	sn_verify "$dev" 1 "the original after the written range" --offset 5M
+	sn_destroy "$id"
+	sm_log_clean
+}
+
+# Storing a copy fails on its way to the disk (a block-device storage under
+# dm-flakey's error_writes; the storage is written through the page cache,
+# so the failure comes with write-back): the image never serves what the
+# disk holds instead, but fails with EIO; the snapshot is corrupted with
+# EIO, and the original holds exactly what was written to it.
+test_snapshot_more_storage_write_error_spares_the_original() {
+	sm_begin
+	local dev sloop sectors name store id img out
+	ft_loop 16M
+	dev=$REPLY
+	sn_fill "$dev" 1
+	ft_loop 32M
+	sloop=$REPLY
+	sectors=$(blockdev --getsz "$sloop")
+	name=blksnap-store-$$
+	sm_dm "$name" "0 $sectors linear $sloop 0"
+	store=$(readlink -f "/dev/mapper/$name")
+	ft_attach "$dev"
+	sm_param diff_storage_minimum 8192
+	sn_create "$store" 32M "$dev"
+	id=$REPLY
+	sn_take "$id"
+	sn_image "$dev"
+	img=$REPLY
+
+	# From now on every write to the storage's disk fails.
+	sm_dm_table "$name" "0 $sectors flakey $sloop 0 0 3600 1 error_writes"
+	"$TAGBLK" write "$dev" --gen 2 --offset 8M --len 1M >/dev/null ||
+		fail "a write to the original failed when its copy could not be stored"
+	# Write the copies back (and fail), then drop them from memory: a read
+	# of the image now reaches the storage's disk, which never got them.
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+	! "$TAGBLK" verify "$img" --gen 1 --offset 8M --len 1M >"$FT_DIR/img" 2>&1 ||
+		fail "the image read back copies that never reached the disk"
+	grep -q "Input/output error" "$FT_DIR/img" ||
+		fail "the image served wrong data instead of EIO: $(tail -2 "$FT_DIR/img")"
+	out=$("$BLKSNAP" snapshot_waitevent -i "$id" -t 10000 | grep -E '^(event|dev_id|err_code)=' | xargs)
+	expect_eq "the event of the failed store" \
+		"event=corrupted dev_id=$(sn_devnum "$dev") err_code=5" "$out"
+	expect_eq "snapshot_info of the member" "error_code=-5" \
+		"$("$BLKSNAP" snapshot_info -d "$dev" | head -1)"
+	sn_verify "$dev" 2 "the written range of the original" --offset 8M --len 1M
+	sn_verify "$dev" 1 "the original before the written range" --len 8M
+	sn_verify "$dev" 1 "the original after the written range" --offset 9M
+	sn_destroy "$id"
+	sm_log_clean
 }
