@@ -80,13 +80,6 @@ impl CbtMap {
         }
     }
 
-    /// Checks that a sector range lies within the device.
-    pub(crate) fn contains(&self, sector: u64, count: u64) -> bool {
-        sector
-            .checked_add(count)
-            .is_some_and(|end| end <= self.capacity)
-    }
-
     /// Marks a sector range changed in both copies (CBTDIRTY, image writes).
     pub(crate) fn mark_dirty(&mut self, sector: u64, count: u64) {
         if let Some(blocks) = cbt::sectors_to_blocks(sector, count, self.shift, self.block_count) {

@@ -434,12 +434,20 @@ impl DiffArea {
             match self.state(chunk) {
                 STORED => {
                     let place = self.place(chunk)? + (sector - chunk_start);
-                    let result = self.shared.load_into_bio(place, bio, offset, buf.len());
-                    // A stored copy that cannot be read back is lost.
-                    if let Err(e) = result {
-                        self.shared.corrupt(self.original.devs().0, e);
-                    }
-                    return result;
+                    let read = self.shared.load_into_bio(place, bio, offset, buf.len());
+                    // Checked after the read: a page whose write-back failed
+                    // leaves the page cache only after the failure was
+                    // recorded, so data read from the disk instead is caught.
+                    // A copy that did not reach the disk, or cannot be read
+                    // back from it, is lost: the snapshot is corrupted.
+                    // Other errors (memory) fail this read alone.
+                    let lost = match (self.shared.check_written(), read) {
+                        (Err(e), _) => e,
+                        (Ok(()), Err(e)) if e == EIO => e,
+                        (Ok(()), read) => return read,
+                    };
+                    self.shared.corrupt(self.original.devs().0, lost);
+                    return Err(lost);
                 }
                 FAILED => return Err(EIO),
                 _ => {

@@ -291,10 +291,12 @@ impl Shared {
         offset: usize,
         len: usize,
     ) -> Result {
-        self.storage.read_into_bio(place, bio, offset, len)?;
-        // Checked after the read: a page whose write-back failed leaves the
-        // page cache only after the failure was recorded, so data read from
-        // the disk instead is caught here.
+        self.storage.read_into_bio(place, bio, offset, len)
+    }
+
+    /// Fails with the error of a store that did not reach the disk (see
+    /// [`StorageFile::check_written`]).
+    pub(crate) fn check_written(&self) -> Result {
         self.storage.check_written()
     }
 

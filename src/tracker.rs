@@ -278,16 +278,31 @@ impl Tracker {
             let range: uapi::BlksnapSectors = reader.read()?;
             ranges.push(range, GFP_KERNEL)?;
         }
-        // Every range is checked before any is marked: all or nothing.
-        {
-            let map = self.core.cbt.lock();
-            if !ranges.iter().all(|r| map.contains(r.offset, r.count)) {
-                return Err(errno::erange());
-            }
+        // Every range is checked before any is marked: all or nothing. The
+        // map's lock is held with interrupts off, so the checks run outside
+        // it and the marking takes it for at most MAP_COPY_STEP blocks.
+        let info = self.core.cbt.lock().info();
+        let fits = |r: &uapi::BlksnapSectors| {
+            r.offset
+                .checked_add(r.count)
+                .is_some_and(|end| end <= info.capacity)
+        };
+        if !ranges.iter().all(fits) {
+            return Err(errno::erange());
         }
-        // One lock hold per range, so writers never wait for the whole list.
+        let step = (MAP_COPY_STEP as u64) << (info.shift - cbt::SECTOR_SHIFT);
         for r in ranges.iter() {
-            self.core.cbt.lock().mark_dirty(r.offset, r.count);
+            let (mut sector, end) = (r.offset, r.offset + r.count);
+            while sector < end {
+                let n = step.min(end - sector);
+                let mut map = self.core.cbt.lock();
+                // The device was resized meanwhile: a new generation began.
+                if map.capacity() != info.capacity {
+                    return Err(errno::erange());
+                }
+                map.mark_dirty(sector, n);
+                sector += n;
+            }
         }
         Ok(0)
     }

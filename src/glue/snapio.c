@@ -243,11 +243,16 @@ struct block_device *blksnap_storage_bdev(struct file *file)
 /*
  * The storage is written through the page cache, so a failed write-back
  * shows only later, in the error state of the file's mapping: sample it at
- * open, and check it since then.
+ * open, and check it since then. An error from before the open (a block
+ * device's mapping outlives its opens) is not this snapshot's: it is marked
+ * seen, so that only a later failure changes the state.
  */
 u32 blksnap_storage_wb_sample(struct file *file)
 {
-	return filemap_sample_wb_err(file->f_mapping);
+	errseq_t since = filemap_sample_wb_err(file->f_mapping);
+
+	errseq_check_and_advance(&file->f_mapping->wb_err, &since);
+	return since;
 }
 
 int blksnap_storage_wb_check(struct file *file, u32 since)

@@ -912,5 +912,22 @@ test_snapshot_more_storage_write_error_spares_the_original() {
 	sn_verify "$dev" 1 "the original before the written range" --len 8M
 	sn_verify "$dev" 1 "the original after the written range" --offset 9M
 	sn_destroy "$id"
+
+	# The storage device's mapping remembers that failure: a new snapshot
+	# on the same storage, now healthy, must not count it.
+	sm_dm_table "$name" "0 $sectors linear $sloop 0"
+	sn_create "$store" 32M "$dev"
+	id=$REPLY
+	sn_take "$id"
+	sn_image "$dev"
+	img=$REPLY
+	"$TAGBLK" write "$dev" --gen 3 --offset 12M --len 1M >/dev/null
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+	sn_verify "$img" 2 "the second image, where the first snapshot's write went" --offset 8M --len 1M
+	sn_verify "$img" 1 "the second image, where the new write went" --offset 12M --len 1M
+	expect_eq "snapshot_info of the second snapshot" "error_code=0" \
+		"$("$BLKSNAP" snapshot_info -d "$dev" | head -1)"
+	sn_destroy "$id"
 	sm_log_clean
 }
