@@ -13,7 +13,12 @@ source "$(dirname "$0")/lib.sh"
 
 kdir=$(kernel_dir)
 [ -f "$kdir/.complete" ] || die "no test kernel in $kdir: run make setup"
-VM_TIMEOUT=${VM_TIMEOUT:-900}
+# The debug kernel (DEBUG=1) runs the whole suite about twice as slowly.
+if [ -n "${DEBUG:-}" ]; then
+	VM_TIMEOUT=${VM_TIMEOUT:-2700}
+else
+	VM_TIMEOUT=${VM_TIMEOUT:-900}
+fi
 tcg_qemu="-cpu qemu64 -accel tcg,thread=single"
 # VM_ICOUNT=N (TCG only): the guest clock counts instructions, 2^N ns each,
 # instead of following the host's: timings in the guest then measure the
