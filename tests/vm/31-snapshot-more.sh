@@ -10,6 +10,7 @@
 
 SM_PARAMS=()
 SM_DMS=()
+SM_SECTORS=0
 SM_LOG0=0
 SM_Q_WHAT=()
 SM_Q_WANT=()
@@ -55,6 +56,14 @@ sm_dm() {
 	dmsetup create "$1" --table "$2"
 	SM_DMS+=("$1")
 	ft_wait 5 test -b "/dev/mapper/$1" || fail "/dev/mapper/$1 did not appear"
+}
+
+# sm_dm_linear NAME DEV: a device-mapper device mapping all of DEV ->
+# $REPLY (its /dev/dm-N node); its size in sectors -> $SM_SECTORS.
+sm_dm_linear() {
+	SM_SECTORS=$(blockdev --getsz "$2")
+	sm_dm "$1" "0 $SM_SECTORS linear $2 0"
+	REPLY=$(readlink -f "/dev/mapper/$1")
 }
 
 # sm_dm_table NAME TABLE: replaces the table of a live device-mapper device.
@@ -832,10 +841,10 @@ test_snapshot_more_copy_read_error_spares_the_original() {
 	ft_loop 16M
 	loop=$REPLY
 	sn_fill "$loop" 1
-	sectors=$(blockdev --getsz "$loop")
 	name=blksnap-test-$$
-	sm_dm "$name" "0 $sectors linear $loop 0"
-	dev=$(readlink -f "/dev/mapper/$name")
+	sm_dm_linear "$name" "$loop"
+	dev=$REPLY
+	sectors=$SM_SECTORS
 	ft_attach "$dev"
 	# Storage steps of 4 MiB: no no_space event comes before the one awaited.
 	sm_param diff_storage_minimum 8192
@@ -879,10 +888,10 @@ test_snapshot_more_storage_write_error_spares_the_original() {
 	sn_fill "$dev" 1
 	ft_loop 32M
 	sloop=$REPLY
-	sectors=$(blockdev --getsz "$sloop")
 	name=blksnap-store-$$
-	sm_dm "$name" "0 $sectors linear $sloop 0"
-	store=$(readlink -f "/dev/mapper/$name")
+	sm_dm_linear "$name" "$sloop"
+	store=$REPLY
+	sectors=$SM_SECTORS
 	ft_attach "$dev"
 	sm_param diff_storage_minimum 8192
 	sn_create "$store" 32M "$dev"
