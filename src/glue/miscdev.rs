@@ -5,8 +5,9 @@
 //! 6.12's kernel crate has no misc device abstraction, so this file provides
 //! the small part the control device needs: register a dynamic-minor device
 //! with a name and a mode, route `unlocked_ioctl` and `compat_ioctl` (the
-//! ioctls of 32-bit tasks) to an [`IoctlHandler`], and deregister on drop. The file operations carry the module as owner, so
-//! an open device node pins the module.
+//! ioctls of 32-bit tasks) to an [`IoctlHandler`], and deregister on drop.
+//! The file operations carry the module as owner, so an open device node
+//! pins the module.
 
 use core::marker::{PhantomData, PhantomPinned};
 use core::pin::Pin;
