@@ -290,7 +290,7 @@ impl Tracker {
         if !ranges.iter().all(fits) {
             return Err(errno::erange());
         }
-        let step = (MAP_COPY_STEP as u64) << (info.shift - cbt::SECTOR_SHIFT);
+        let step = (MAP_COPY_STEP as u64) << info.shift.saturating_sub(cbt::SECTOR_SHIFT);
         for r in ranges.iter() {
             let (mut sector, end) = (r.offset, r.offset + r.count);
             while sector < end {
