@@ -43,6 +43,8 @@ enum req_op blksnap_bio_op(struct bio *bio);
 sector_t blksnap_bio_sector(struct bio *bio);
 unsigned int blksnap_bio_sectors(struct bio *bio);
 sector_t blksnap_bdev_nr_sectors(struct block_device *bdev);
+sector_t blksnap_bdev_start_sect(struct block_device *bdev);
+struct block_device *blksnap_bdev_whole(struct block_device *bdev);
 bool blksnap_in_ia32_syscall(void);
 unsigned long blksnap_spin_lock_irqsave(spinlock_t *lock);
 void blksnap_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
@@ -99,7 +101,8 @@ const char *blksnap_disk_name(struct gendisk *disk);
  * Implemented in Rust (src/glue/entry.rs), called by the hooks. Hidden from
  * bindgen: Rust defines them, it must not also declare them.
  */
-bool blksnap_bdev_filtered(struct block_device *bdev);
+bool blksnap_bdev_filtered(struct block_device *bdev,
+			   struct block_device *whole);
 bool blksnap_filter_bio(struct bio *bio);
 long blksnap_blkfilter_ioctl(struct block_device *bdev, unsigned int cmd,
 			     unsigned long arg, bool compat);

@@ -14,6 +14,13 @@
 //! empty table costs one pointer load. Attaching, detaching and reaping
 //! replace the table as a whole under the registry lock.
 //!
+//! A filter attached to a whole disk sees the bios of the disk's partitions
+//! too, after the partition's own filter if it has one: every write to the
+//! disk's sectors, whichever node it was issued through. A filter that kept
+//! a bio hands it back to [`pass_on`], which offers it to the next filter
+//! in that order before sending it to the device. A filter attached to a
+//! partition sees only the bios of that partition.
+//!
 //! A filter's `submit_bio` runs in the submitter's context inside an RCU
 //! read-side critical section: it must not sleep. Once a filter has been
 //! removed from the table and a grace period has passed, no bio is inside
@@ -43,10 +50,12 @@ use crate::uapi;
 
 /// A filter attached to one block device.
 pub(crate) trait Filter: Send + Sync {
-    /// Sees a bio submitted to the device. Must not sleep. Returns the bio
-    /// to let it go on to the device; a filter that keeps it completes or
-    /// resubmits it itself.
-    fn submit_bio(&self, bio: OwnedBio) -> Option<OwnedBio>;
+    /// Sees a bio submitted to the device, or to one of its partitions if
+    /// it is a whole disk: the bio's sectors plus `offset` are sectors of
+    /// the filtered device. Must not sleep. Returns the bio to let it go on
+    /// to the device; a filter that keeps it completes it or gives it to
+    /// [`pass_on`] itself.
+    fn submit_bio(&self, bio: OwnedBio, offset: u64) -> Option<OwnedBio>;
 
     /// The device is going away: from now on the filter sees none of its
     /// bios. Must not sleep.
@@ -108,18 +117,49 @@ fn lookup<'a>(guard: &'a ReadGuard, bdev: BdevId) -> Option<&'a Arc<Attached>> {
     TABLE.get(guard)?.iter().find(|a| a.applies_to(bdev))
 }
 
-/// Returns true if bios of `bdev` go to a filter. Lock-free; never sleeps.
-pub(crate) fn is_filtered(bdev: BdevId) -> bool {
+/// Returns true if bios of `bdev` go to a filter: its own, or that of its
+/// whole disk `whole` if `bdev` is a partition. One pass over the table,
+/// lock-free; never sleeps.
+pub(crate) fn is_filtered(bdev: BdevId, whole: Option<BdevId>) -> bool {
     let guard = rcu::read_lock();
-    lookup(&guard, bdev).is_some()
+    TABLE.get(&guard).is_some_and(|t| {
+        t.iter()
+            .any(|a| a.applies_to(bdev) || whole.is_some_and(|w| a.applies_to(w)))
+    })
 }
 
-/// Offers `bio` to the filter of its device; returns it if it goes on.
+/// Offers `bio` to the filter of its device, then to that of its whole
+/// disk; returns it if it goes on.
 pub(crate) fn filter_bio(bio: OwnedBio) -> Option<OwnedBio> {
     let guard = rcu::read_lock();
-    match lookup(&guard, bio.bdev_id()) {
-        Some(attached) => attached.filter.submit_bio(bio),
-        None => Some(bio),
+    let bio = match lookup(&guard, bio.bdev_id()) {
+        Some(attached) => attached.filter.submit_bio(bio, 0)?,
+        None => bio,
+    };
+    offer_to_whole(&guard, bio)
+}
+
+/// Offers a bio of a partition to the filter of the whole disk, if any.
+fn offer_to_whole(guard: &ReadGuard, bio: OwnedBio) -> Option<OwnedBio> {
+    let Some(attached) = bio.whole_id().and_then(|w| lookup(guard, w)) else {
+        return Some(bio);
+    };
+    let offset = bio.offset_in(&attached.bdev);
+    attached.filter.submit_bio(bio, offset)
+}
+
+/// Sends on a bio that the filter of `by` kept: the filters after it see
+/// the bio first (the whole disk's filter, after a partition's). Must not
+/// sleep.
+pub(crate) fn pass_on(bio: OwnedBio, by: &BlockDevice) {
+    let bio = if bio.bdev_id() == by.id() {
+        let guard = rcu::read_lock();
+        offer_to_whole(&guard, bio)
+    } else {
+        Some(bio)
+    };
+    if let Some(bio) = bio {
+        bio.pass();
     }
 }
 

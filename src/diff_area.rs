@@ -38,6 +38,7 @@ use kernel::prelude::*;
 use kernel::sync::{Arc, Mutex};
 use kernel::workqueue::{Work, WorkItem};
 
+use crate::blkfilter;
 use crate::cbt_map::CbtMap;
 use crate::chunk::{self, ChunkParams};
 use crate::glue::block::{BdevRef, Bio, BioOp};
@@ -184,11 +185,13 @@ impl DiffArea {
         }
     }
 
-    /// Offers a write of the original device. Returns the bio if it may pass
-    /// at once; otherwise the area keeps it until its chunks are copied.
-    /// Runs under RCU: must not sleep.
-    pub(crate) fn on_write(self: &Arc<Self>, bio: OwnedBio) -> Option<OwnedBio> {
+    /// Offers a write of the original device, or of one of its partitions
+    /// (its sectors plus `offset` are those of the original). Returns the
+    /// bio if it may pass at once; otherwise the area keeps it until its
+    /// chunks are copied. Runs under RCU: must not sleep.
+    pub(crate) fn on_write(self: &Arc<Self>, bio: OwnedBio, offset: u64) -> Option<OwnedBio> {
         let (sector, count) = bio.sectors();
+        let sector = sector.saturating_add(offset);
         let Some(chunks) = chunk::sectors_to_chunks(sector, count, self.shift, self.chunk_count)
         else {
             return Some(bio);
@@ -370,8 +373,9 @@ impl DiffArea {
             let held = self.held.lock().pop();
             if let Some(bio) = held {
                 let (sector, count) = bio.sectors();
-                self.copy_chunks(sector, count);
-                bio.pass();
+                let offset = bio.offset_in(&self.original);
+                self.copy_chunks(sector.saturating_add(offset), count);
+                blkfilter::pass_on(bio, &self.original);
                 continue;
             }
             let write = self.image_writes.lock().pop();

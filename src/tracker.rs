@@ -4,10 +4,11 @@
 //!
 //! The tracker owns the device's change-block tracking map ([`CbtMap`]) and
 //! marks it for every bio that changes data, in the submitter's context and
-//! before the bio can complete. It answers the CBTINFO, CBTMAP and CBTDIRTY
-//! sub-commands of BLKFILTER_CTL. The map is reset with a new generation
-//! when the device's capacity changes; the check is made whenever user space
-//! asks for the map, so a resize is never missed.
+//! before the bio can complete; a whole disk's tracker also marks the
+//! writes issued through its partitions. It answers the CBTINFO, CBTMAP and
+//! CBTDIRTY sub-commands of BLKFILTER_CTL. The map is reset with a new
+//! generation when the device's capacity changes; the check is made whenever
+//! user space asks for the map, so a resize is never missed.
 //!
 //! It also counts the bios it sees in debugfs,
 //! `/sys/kernel/debug/blksnap/<major>:<minor>/` with the files `reads`,
@@ -122,7 +123,7 @@ fn attach(bdev: &BlockDevice, _opt: UserPtr, _optlen: u32) -> Result<Arc<dyn Fil
 }
 
 impl Filter for Tracker {
-    fn submit_bio(&self, bio: OwnedBio) -> Option<OwnedBio> {
+    fn submit_bio(&self, bio: OwnedBio, offset: u64) -> Option<OwnedBio> {
         let op = bio.op();
         let counter = match op {
             BioOp::Read => READS,
@@ -132,10 +133,13 @@ impl Filter for Tracker {
         self.counters.add(counter, 1);
         if op == BioOp::Write {
             let (sector, count) = bio.sectors();
-            self.core.cbt.lock().mark_write(sector, count);
+            self.core
+                .cbt
+                .lock()
+                .mark_write(sector.saturating_add(offset), count);
             let guard = rcu::read_lock();
             if let Some(area) = self.core.cow.get(&guard) {
-                return area.on_write(bio);
+                return area.on_write(bio, offset);
             }
         }
         Some(bio)

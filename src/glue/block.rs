@@ -88,6 +88,14 @@ impl BlockDevice {
         unsafe { bindings::blksnap_bdev_nr_sectors(self.as_ptr()) }
     }
 
+    /// Returns where the device starts on its disk, in sectors (0 for a
+    /// whole disk).
+    pub(crate) fn start_sect(&self) -> u64 {
+        // SAFETY: valid by the type invariant; a partition's start never
+        // changes (BLKPG can resize a partition but not move it).
+        unsafe { bindings::blksnap_bdev_start_sect(self.as_ptr()) }
+    }
+
     /// Returns true while the disk is live (not being removed).
     pub(crate) fn is_live(&self) -> bool {
         // SAFETY: valid by the type invariant; the disk outlives its devices.
@@ -232,6 +240,26 @@ impl Bio {
     pub(crate) fn bdev_id(&self) -> BdevId {
         // SAFETY: valid by the type invariant.
         BdevId::from_ptr(unsafe { (*self.as_ptr()).bi_bdev })
+    }
+
+    /// Returns the whole disk of the bio's block device if that is a
+    /// partition.
+    pub(crate) fn whole_id(&self) -> Option<BdevId> {
+        // SAFETY: valid by the type invariant; a bio's block device is
+        // valid while the bio is.
+        let whole = unsafe { bindings::blksnap_bdev_whole((*self.as_ptr()).bi_bdev) };
+        (!whole.is_null()).then(|| BdevId::from_ptr(whole))
+    }
+
+    /// Returns where the bio's block device starts on `dev`, in sectors:
+    /// 0 when `dev` is that device, the partition's start when `dev` is the
+    /// whole disk of the bio's partition. Add it to [`Bio::sectors`] to get
+    /// sectors of `dev`.
+    pub(crate) fn offset_in(&self, dev: &BlockDevice) -> u64 {
+        // SAFETY: valid by the type invariant; a bio's block device is
+        // valid while the bio is.
+        let start = unsafe { bindings::blksnap_bdev_start_sect((*self.as_ptr()).bi_bdev) };
+        start.saturating_sub(dev.start_sect())
     }
 
     /// Returns the sectors the bio covers, relative to its block device, as

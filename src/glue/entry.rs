@@ -17,11 +17,16 @@ use kernel::sync::ArcBorrow;
 use crate::blkfilter;
 use crate::diff_area::DiffArea;
 
-/// Called by the submit_bio_noacct hook for every bio not issued by this
-/// module: is its block device filtered? Must not sleep.
+/// Called by the submit_bio_noacct hook for every bio: is its block device
+/// filtered, or the whole disk `whole` of that partition (null for a whole
+/// disk)? Must not sleep.
 #[no_mangle]
-extern "C" fn blksnap_bdev_filtered(bdev: *mut bindings::block_device) -> bool {
-    blkfilter::is_filtered(BdevId::from_ptr(bdev))
+extern "C" fn blksnap_bdev_filtered(
+    bdev: *mut bindings::block_device,
+    whole: *mut bindings::block_device,
+) -> bool {
+    let whole = (!whole.is_null()).then(|| BdevId::from_ptr(whole));
+    blkfilter::is_filtered(BdevId::from_ptr(bdev), whole)
 }
 
 /// Offers a bio to its device's filter; false means "pass it on".

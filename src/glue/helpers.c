@@ -94,6 +94,18 @@ sector_t blksnap_bdev_nr_sectors(struct block_device *bdev)
 	return bdev_nr_sectors(bdev);
 }
 
+/* Where a partition starts on its disk; 0 for a whole disk. */
+sector_t notrace blksnap_bdev_start_sect(struct block_device *bdev)
+{
+	return bdev->bd_start_sect;
+}
+
+/* The whole disk of a partition; NULL for a whole disk itself. */
+struct block_device *notrace blksnap_bdev_whole(struct block_device *bdev)
+{
+	return bdev_is_partition(bdev) ? bdev_whole(bdev) : NULL;
+}
+
 /*
  * Whether the current task is a 32-bit x86 one, whose structures have the
  * i386 layouts. Other compat tasks (x32) lay them out as x86-64 does.

@@ -60,9 +60,15 @@ static void notrace submit_bio_hook(unsigned long ip, unsigned long parent_ip,
 				    struct ftrace_regs *fregs)
 {
 	struct bio *bio = (struct bio *)ftrace_regs_get_argument(fregs, 0);
+	struct block_device *bdev = bio->bi_bdev;
 
-	/* The one lookup an unfiltered device pays for, first. */
-	if (!blksnap_bdev_filtered(bio->bi_bdev))
+	/*
+	 * The one lookup an unfiltered device pays for, first. A bio of a
+	 * partition also goes to the filter of its whole disk, in that same
+	 * lookup.
+	 */
+	if (!blksnap_bdev_filtered(bdev, bdev_is_partition(bdev) ?
+				   bdev_whole(bdev) : NULL))
 		return;
 	if (within_module(parent_ip, THIS_MODULE))
 		return;

@@ -567,10 +567,12 @@ test_filter_partition_and_whole_disk_are_independent() {
 	ft_read "$disk" 40 32
 	ft_expect_ge "reads of $disk after reading it" $((d0 + 32)) "$(ft_counter "$ddir" reads)"
 	expect_eq "reads of $part after reading $disk outside it" "$p0" "$(ft_counter "$pdir" reads)"
+	# The disk's filter sees every bio of its sectors, those issued through
+	# the partition as well.
 	d0=$(ft_counter "$ddir" reads)
 	ft_read "$part" 4 32
 	ft_expect_ge "reads of $part after reading it" $((p0 + 32)) "$(ft_counter "$pdir" reads)"
-	expect_eq "reads of $disk after reading $part" "$d0" "$(ft_counter "$ddir" reads)"
+	ft_expect_ge "reads of $disk after reading $part" $((d0 + 32)) "$(ft_counter "$ddir" reads)"
 
 	# Detaching one leaves the other attached, in both orders.
 	ft_detach "$disk"

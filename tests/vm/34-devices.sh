@@ -1,0 +1,115 @@
+# Device layouts under a snapshot: a whole disk sees the writes issued
+# through its partitions (copy-on-write and change tracking, at the
+# partition's place on the disk), also when the partition has a filter of
+# its own. Uses the sm_* helpers of 31-snapshot-more.sh, the sn_* helpers of
+# 30-snapshot.sh, cbt_write_map of 20-cbt.sh and the ft_* helpers of
+# 10-filter.sh.
+# shellcheck shell=bash
+
+# --- Helpers (prefixed dv_) -------------------------------------------------
+
+# dv_disk: a 64 MiB loop disk whose bytes from 1 MiB on hold generation 1
+# (written to the backing file, so no filter sees it), with one 16 MiB
+# partition at MiB 1 (sector 2048) -> $REPLY (the disk; the partition is
+# ${REPLY}p1). The partition stays open until the test ends: a writer of the
+# whole disk closing it makes udev re-read the partition table, which the
+# kernel refuses while a partition is open (a re-read would recreate the
+# partition and drop its filter).
+dv_disk() {
+	local img fd
+	ft_image 64M
+	img=$REPLY
+	"$TAGBLK" write "$img" --gen 1 --offset 1M --order seq --jobs 2 >/dev/null
+	ft_write_mbr "$img" 2048 32768
+	ft_loop_file "$img" -P
+	ft_wait 5 test -b "${REPLY}p1" || fail "${REPLY}p1 did not appear after losetup -P"
+	exec {fd}<"${REPLY}p1"
+	SN_FDS+=("$fd")
+	ft_settle
+}
+
+# dv_blocks DEV FROM TO VALUE: "FROM=VALUE ... TO-1=VALUE " over the
+# tracking blocks of DEV's map that hold the bytes [FROM, TO) (in MiB).
+dv_blocks() {
+	local bs first last
+	bs=$("$BLKSNAP" cbtinfo -d "$1" | sed -n 's/^block_size=//p')
+	first=$(($2 * 1048576 / bs))
+	last=$(($3 * 1048576 / bs - 1))
+	seq "$first" "$last" | awk -v v="$4" '{ printf "%d=%d ", $1, v }'
+}
+
+# --- Tests ------------------------------------------------------------------
+
+# A whole disk in a snapshot, written through its partition after the take
+# (with many writers, so copies and held writes overlap): the image of the
+# disk is still the disk at the take, the original holds the new data, and
+# the disk's change tracking marks those blocks at their place on the disk.
+test_devices_disk_member_sees_partition_writes() {
+	sm_begin
+	local disk p1 store id img want
+	dv_disk
+	disk=$REPLY
+	p1=${REPLY}p1
+	ft_attach "$disk"
+	sn_tmpfs 96M
+	store=$REPLY
+	sn_create "$store" 64M "$disk"
+	id=$REPLY
+	sn_take "$id"
+	sn_image "$disk"
+	img=$REPLY
+	sn_verify "$img" 1 "the image of $disk before any write" --offset 1M
+
+	# Partition MiB 0..4 is disk MiB 1..5.
+	"$TAGBLK" write "$p1" --gen 2 --len 4M --jobs 4 >/dev/null
+	sn_verify "$p1" 2 "the written range of $p1" --len 4M
+	sn_verify "$img" 1 "the image of $disk after writes to $p1" --offset 1M
+	want=$(dv_blocks "$disk" 1 5 2)
+	expect_eq "blocks of $disk marked by writes to $p1" "$want" "$(cbt_write_map "$disk")"
+	expect_eq "snapshot_info of $disk" "error_code=0" "$("$BLKSNAP" snapshot_info -d "$disk" | head -1)"
+	sn_destroy "$id"
+	sm_log_clean
+}
+
+# A partition and its whole disk, both filtered and both in one snapshot:
+# each write to the partition reaches both filters (the partition's with
+# partition sectors, the disk's with disk sectors), whichever of them held
+# it back first; both images stay as at the take and both maps mark the
+# blocks.
+test_devices_partition_and_disk_filters_both_see_writes() {
+	sm_begin
+	local disk p1 store id dimg pimg
+	dv_disk
+	disk=$REPLY
+	p1=${REPLY}p1
+	# The partition's own tags: its blocks carry partition offsets.
+	"$TAGBLK" write "$p1" --gen 1 --order seq --jobs 2 >/dev/null
+	ft_attach "$p1"
+	ft_attach "$disk"
+	sn_tmpfs 128M
+	store=$REPLY
+	sn_create "$store" 96M "$p1" "$disk"
+	id=$REPLY
+	sn_take "$id"
+	sn_image "$p1"
+	pimg=$REPLY
+	sn_image "$disk"
+	dimg=$REPLY
+	# Direct reads: the image's page cache must not answer the second time.
+	dd if="$dimg" of="$FT_DIR/disk-at-take" bs=1M iflag=direct status=none
+
+	"$TAGBLK" write "$p1" --gen 2 --offset 8M --len 4M --jobs 4 >/dev/null
+	sn_verify "$p1" 2 "the written range of $p1" --offset 8M --len 4M
+	sn_verify "$pimg" 1 "the image of $p1 after writes to it"
+	dd if="$dimg" bs=1M iflag=direct status=none | cmp - "$FT_DIR/disk-at-take" >/dev/null ||
+		fail "the image of $disk changed after writes to $p1"
+	expect_eq "blocks of $p1 marked" "$(dv_blocks "$p1" 8 12 2)" "$(cbt_write_map "$p1")"
+	expect_eq "blocks of $disk marked" "$(dv_blocks "$disk" 9 13 2)" "$(cbt_write_map "$disk")"
+	sn_destroy "$id"
+	# Detaching the partition's filter leaves the disk's seeing its writes.
+	ft_detach "$p1"
+	"$TAGBLK" write "$p1" --gen 3 --offset 12M --len 1M >/dev/null
+	expect_eq "blocks of $disk marked with $p1 detached" "$(dv_blocks "$disk" 9 14 2)" \
+		"$(cbt_write_map "$disk")"
+	sm_log_clean
+}
