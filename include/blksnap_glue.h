@@ -107,6 +107,7 @@ bool blksnap_filter_bio(struct bio *bio);
 long blksnap_blkfilter_ioctl(struct block_device *bdev, unsigned int cmd,
 			     unsigned long arg, bool compat);
 void blksnap_disk_gone(struct gendisk *disk, struct block_device *part);
+void blksnap_disk_changed(struct gendisk *disk, struct block_device *part);
 void blksnap_reap_filters(void);
 void blksnap_image_submit_bio(void *owner, struct bio *bio);
 bool blksnap_image_read_valid(void *owner, struct bio *bio);

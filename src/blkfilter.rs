@@ -29,6 +29,8 @@
 //! Device removal is reported by hooks in atomic context: the filter is
 //! marked dead at once (so it never applies to a device that reuses the
 //! structure, as loop devices do) and removed from the table by a worker.
+//! A change of the medium under a device (another backing file, another
+//! capacity) is reported the same way; the filter is told and stays.
 //!
 //! Lock order: registry lock, then the disk's `open_mutex`. The file-system
 //! freeze of the device is taken under the registry lock only: 6.12 forbids
@@ -60,6 +62,11 @@ pub(crate) trait Filter: Send + Sync {
     /// The device is going away: from now on the filter sees none of its
     /// bios. Must not sleep.
     fn gone(&self) {}
+
+    /// The data of the device changed without a write: another medium,
+    /// another backing file, another capacity. The filter stays attached.
+    /// Must not sleep.
+    fn changed(&self) {}
 
     /// Whether the filter must stay: detach then fails with EBUSY.
     fn is_busy(&self) -> bool {
@@ -314,6 +321,18 @@ fn ctl(bdev: &BlockDevice, arg: uapi::BlkfilterCtl, abi: Abi) -> Result<isize> {
 /// `part`) dead, and schedules their removal. Never sleeps.
 pub(crate) fn disk_gone(disk: DiskId, part: Option<BdevId>) {
     mark_gone(|a| a.bdev.disk() == disk && part.map_or(true, |p| a.bdev.id() == p));
+}
+
+/// Tells the filters of a disk whose medium changed (or of one of its
+/// devices, `part`) that their data changed. Never sleeps.
+pub(crate) fn disk_changed(disk: DiskId, part: Option<BdevId>) {
+    let guard = rcu::read_lock();
+    for a in TABLE.get(&guard).into_iter().flatten() {
+        let hit = a.bdev.disk() == disk && part.map_or(true, |p| a.bdev.id() == p);
+        if hit && !a.dead.load(Ordering::Acquire) {
+            a.filter.changed();
+        }
+    }
 }
 
 /// Marks the filters of devices that are going away dead, tells each

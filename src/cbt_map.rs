@@ -88,6 +88,14 @@ impl CbtMap {
         }
     }
 
+    /// Starts a new generation with empty maps of the same size: the data
+    /// of the device changed without writes (another medium). Clears both
+    /// copies under the caller's lock, as a wrapping switch does.
+    pub(crate) fn restart(&mut self) {
+        self.state.reset(&mut self.write_map, &mut self.read_map);
+        self.generation = random::uuid();
+    }
+
     /// Switches the copies at a snapshot take; may start a new generation.
     pub(crate) fn switch(&mut self) {
         if let SwitchOutcome::NewGeneration =

@@ -8,7 +8,8 @@
 //! writes issued through its partitions. It answers the CBTINFO, CBTMAP and
 //! CBTDIRTY sub-commands of BLKFILTER_CTL. The map is reset with a new
 //! generation when the device's capacity changes; the check is made whenever
-//! user space asks for the map, so a resize is never missed.
+//! user space asks for the map, so a resize is never missed. A new medium
+//! under the device starts a new generation at once.
 //!
 //! It also counts the bios it sees in debugfs,
 //! `/sys/kernel/debug/blksnap/<major>:<minor>/` with the files `reads`,
@@ -147,6 +148,16 @@ impl Filter for Tracker {
 
     fn gone(&self) {
         self.core.gone.store(true, Ordering::Release);
+        let guard = rcu::read_lock();
+        if let Some(area) = self.core.cow.get(&guard) {
+            area.device_gone();
+        }
+    }
+
+    fn changed(&self) {
+        // No write marked what changed: user space must start over.
+        self.core.cbt.lock().restart();
+        // To the snapshot, another medium is as gone as a removed device.
         let guard = rcu::read_lock();
         if let Some(area) = self.core.cow.get(&guard) {
             area.device_gone();

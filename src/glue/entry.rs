@@ -76,6 +76,17 @@ extern "C" fn blksnap_disk_gone(disk: *mut bindings::gendisk, part: *mut binding
     blkfilter::disk_gone(DiskId::from_ptr(disk), part);
 }
 
+/// The medium under a disk (`part` null) or under one of its devices
+/// changed: its data changed without a write. Must not sleep.
+#[no_mangle]
+extern "C" fn blksnap_disk_changed(
+    disk: *mut bindings::gendisk,
+    part: *mut bindings::block_device,
+) {
+    let part = (!part.is_null()).then(|| BdevId::from_ptr(part));
+    blkfilter::disk_changed(DiskId::from_ptr(disk), part);
+}
+
 /// The deferred work scheduled by [`super::hooks::schedule_reap`].
 #[no_mangle]
 extern "C" fn blksnap_reap_filters() {

@@ -22,6 +22,12 @@
  *   is sure to happen: del_gendisk, a partition rescan (BLKRRPART) and the
  *   deletion of one partition (BLKPG), the last two past their EBUSY
  *   checks. drop_partition(), which follows, is inlined on those paths.
+ * - inc_diskseq and bdev_set_nr_sectors to another nonzero size (plain
+ *   observers): the data under the device changed without a write, so
+ *   its filter is told, and stays. A disk's sequence number goes up for
+ *   every new medium: disk_force_media_change() (loop LOOP_CHANGE_FD,
+ *   LOOP_CONFIGURE/SET_FD and clear, nbd, floppy) and a media change that
+ *   the disk-events machinery detects (removable SCSI disks, CD-ROMs).
  *
  * The callbacks run in ftrace context: they must not sleep and must not
  * call traced functions; everything here is notrace and the Rust functions
@@ -163,11 +169,28 @@ static void notrace set_nr_sectors_hook(unsigned long ip, unsigned long parent_i
 					struct ftrace_regs *fregs)
 {
 	struct block_device *bdev = (void *)ftrace_regs_get_argument(fregs, 0);
+	sector_t sectors = ftrace_regs_get_argument(fregs, 1);
 
 	/* Capacity 0: loop detach, zram reset, a disk marked dead. */
-	if (ftrace_regs_get_argument(fregs, 1))
+	if (!sectors) {
+		blksnap_disk_gone(bdev->bd_disk,
+				  bdev_is_partition(bdev) ? bdev : NULL);
 		return;
-	blksnap_disk_gone(bdev->bd_disk, bdev_is_partition(bdev) ? bdev : NULL);
+	}
+	/*
+	 * Another capacity (LOOP_SET_CAPACITY, a resized partition, a new
+	 * medium of another size): this device alone, not its partitions.
+	 */
+	if (sectors != bdev_nr_sectors(bdev))
+		blksnap_disk_changed(bdev->bd_disk, bdev);
+}
+
+static void notrace diskseq_hook(unsigned long ip, unsigned long parent_ip,
+				 struct ftrace_ops *ops, struct ftrace_regs *fregs)
+{
+	/* Another medium: the data of the disk and of its partitions. */
+	blksnap_disk_changed((struct gendisk *)ftrace_regs_get_argument(fregs, 0),
+			     NULL);
 }
 
 /*
@@ -191,6 +214,7 @@ static struct blksnap_hook {
 	{ "del_gendisk", { .func = del_gendisk_hook } },
 	{ "bdev_unhash", { .func = unhash_hook } },
 	{ "bdev_set_nr_sectors", { .func = set_nr_sectors_hook } },
+	{ "inc_diskseq", { .func = diskseq_hook } },
 	{ "blkdev_ioctl", { .func = blkdev_ioctl_hook, .flags = REDIRECT_FLAGS } },
 #ifdef CONFIG_COMPAT
 	{ "compat_blkdev_ioctl",

@@ -1,7 +1,9 @@
-# Device layouts under a snapshot: a whole disk sees the writes issued
-# through its partitions (copy-on-write and change tracking, at the
+# Device layouts and media under a snapshot: a whole disk sees the writes
+# issued through its partitions (copy-on-write and change tracking, at the
 # partition's place on the disk), also when the partition has a filter of
-# its own. Uses the sm_* helpers of 31-snapshot-more.sh, the sn_* helpers of
+# its own; a new medium under a member (LOOP_CHANGE_FD) or a new capacity
+# (losetup -c) corrupts the snapshot with an event instead of showing other
+# data. Uses the sm_* helpers of 31-snapshot-more.sh, the sn_* helpers of
 # 30-snapshot.sh, cbt_write_map of 20-cbt.sh and the ft_* helpers of
 # 10-filter.sh.
 # shellcheck shell=bash
@@ -36,6 +38,24 @@ dv_blocks() {
 	first=$(($2 * 1048576 / bs))
 	last=$(($3 * 1048576 / bs - 1))
 	seq "$first" "$last" | awk -v v="$4" '{ printf "%d=%d ", $1, v }'
+}
+
+# dv_event ID: the next event of snapshot ID within ten seconds, as
+# "event=... dev_id=... err_code=...".
+dv_event() {
+	"$BLKSNAP" snapshot_waitevent -i "$1" -t 10000 | grep -E '^(event|dev_id|err_code)=' | xargs
+}
+
+# dv_image_eio IMAGE WHAT: reading IMAGE fails with EIO (a corrupted
+# snapshot), never returns data.
+dv_image_eio() {
+	! "$TAGBLK" verify "$1" --gen 1 --len 1M >"$FT_DIR/eio" 2>&1 || fail "$2: the image still reads"
+	grep -q "Input/output error" "$FT_DIR/eio" || fail "$2: the image failed without EIO: $(tail -2 "$FT_DIR/eio")"
+}
+
+# dv_generation DEV: the generation_id of DEV's change tracking.
+dv_generation() {
+	"$BLKSNAP" cbtinfo -d "$1" | sed -n 's/^generation_id=//p'
 }
 
 # --- Tests ------------------------------------------------------------------
@@ -111,5 +131,84 @@ test_devices_partition_and_disk_filters_both_see_writes() {
 	"$TAGBLK" write "$p1" --gen 3 --offset 12M --len 1M >/dev/null
 	expect_eq "blocks of $disk marked with $p1 detached" "$(dv_blocks "$disk" 9 14 2)" \
 		"$(cbt_write_map "$disk")"
+	sm_log_clean
+}
+
+# LOOP_CHANGE_FD swaps the backing file of a read-only loop device (same
+# size) under a taken snapshot: the snapshot is corrupted with ENODEV and
+# one event, its image fails with EIO instead of showing the new file, and
+# the change tracking starts a new generation.
+test_devices_loop_change_fd_corrupts() {
+	sm_begin
+	local a b dev store id img devnum gen0
+	ft_image 32M
+	a=$REPLY
+	"$TAGBLK" write "$a" --gen 1 --order seq --jobs 2 >/dev/null
+	ft_image 32M
+	b=$REPLY
+	"$TAGBLK" write "$b" --gen 5 --order seq --jobs 2 >/dev/null
+	ft_loop_file "$a" -r
+	dev=$REPLY
+	devnum=$(sn_devnum "$dev")
+	ft_attach "$dev"
+	gen0=$(dv_generation "$dev")
+	sn_tmpfs 64M
+	store=$REPLY
+	# Storage steps of 8 MiB: no no_space event comes before the one awaited.
+	sm_param diff_storage_minimum 16384
+	sn_create "$store" 32M "$dev"
+	id=$REPLY
+	sn_take "$id"
+	sn_image "$dev"
+	img=$REPLY
+	sn_verify "$img" 1 "the image of $dev before LOOP_CHANGE_FD"
+
+	python3 -c '
+import fcntl, os, sys
+dev = os.open(sys.argv[1], os.O_RDONLY)
+new = os.open(sys.argv[2], os.O_RDONLY)
+fcntl.ioctl(dev, 0x4C06, new)  # LOOP_CHANGE_FD
+' "$dev" "$b"
+	sn_verify "$dev" 5 "$dev after LOOP_CHANGE_FD"
+	expect_eq "the event after LOOP_CHANGE_FD" "event=corrupted dev_id=$devnum err_code=19" \
+		"$(dv_event "$id")"
+	dv_image_eio "$img" "the image of $dev after LOOP_CHANGE_FD"
+	expect_eq "snapshot_info of $dev" "error_code=-19" "$("$BLKSNAP" snapshot_info -d "$dev" | head -1)"
+	[ "$(dv_generation "$dev")" != "$gen0" ] || fail "the CBT generation of $dev stayed after LOOP_CHANGE_FD"
+	sn_destroy "$id"
+	sm_log_clean
+}
+
+# The capacity of a member changes under a taken snapshot (its backing file
+# grew, then losetup -c): the snapshot is corrupted with ENODEV and one
+# event, and its image fails with EIO.
+test_devices_capacity_change_corrupts() {
+	sm_begin
+	local f dev store id img devnum
+	ft_image 32M
+	f=$REPLY
+	ft_loop_file "$f"
+	dev=$REPLY
+	devnum=$(sn_devnum "$dev")
+	sn_fill "$dev" 1
+	ft_attach "$dev"
+	sn_tmpfs 64M
+	store=$REPLY
+	# Storage steps of 8 MiB: no no_space event comes before the one awaited.
+	sm_param diff_storage_minimum 16384
+	sn_create "$store" 32M "$dev"
+	id=$REPLY
+	sn_take "$id"
+	sn_image "$dev"
+	img=$REPLY
+	sm_no_event "$id" "before the capacity changed"
+
+	truncate -s 48M "$f"
+	losetup -c "$dev"
+	expect_eq "size of $dev after losetup -c" $((48 << 20)) "$(blockdev --getsize64 "$dev")"
+	expect_eq "the event after the capacity changed" "event=corrupted dev_id=$devnum err_code=19" \
+		"$(dv_event "$id")"
+	dv_image_eio "$img" "the image of $dev after losetup -c"
+	sn_destroy "$id"
 	sm_log_clean
 }
