@@ -6,11 +6,12 @@
  * Three kinds of hooks, all found by function name with ftrace_set_filter:
  *
  * - submit_bio_noacct (IPMODIFY): when the bio's block device has a filter,
- *   execution is redirected to submit_bio_redirect(), which offers the bio
- *   to the filter and passes it on with submit_bio_noacct() unless the
- *   filter took it. That inner call comes from this module, and bios whose
- *   caller is inside this module are never redirected: the filter does not
- *   see its own bios, nor the ones it hands back.
+ *   or is a partition whose whole disk has one, execution is redirected to
+ *   submit_bio_redirect(), which offers the bio to the filters and passes
+ *   it on with submit_bio_noacct() unless a filter took it. That inner call
+ *   comes from this module, and bios whose caller is inside this module
+ *   are never redirected: the filters do not see their own bios, nor the
+ *   ones they hand back.
  * - blkdev_ioctl (IPMODIFY): only BLKFILTER_ATTACH, _DETACH and _CTL are
  *   redirected to blkdev_ioctl_redirect(); every other command runs the
  *   original function untouched. compat_blkdev_ioctl, the entry of 32-bit
