@@ -30,6 +30,8 @@ int blksnap_hooks_register(void);
 void blksnap_hooks_unregister(void);
 void blksnap_schedule_reap(void);
 void blksnap_flush_reap(void);
+void blksnap_sync_submitters(void);
+int blksnap_drain_queue(struct block_device *bdev, unsigned int timeout_ms);
 
 /* src/glue/helpers.c: inline functions and macros as functions. */
 void blksnap_registry_lock(void);
@@ -43,6 +45,7 @@ enum req_op blksnap_bio_op(struct bio *bio);
 sector_t blksnap_bio_sector(struct bio *bio);
 unsigned int blksnap_bio_sectors(struct bio *bio);
 sector_t blksnap_bdev_nr_sectors(struct block_device *bdev);
+bool blksnap_bdev_is_zoned(struct block_device *bdev);
 bool blksnap_in_ia32_syscall(void);
 unsigned long blksnap_spin_lock_irqsave(spinlock_t *lock);
 void blksnap_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
@@ -88,6 +91,7 @@ void blksnap_bio_list_add(struct bio_list *list, struct bio *bio);
 struct bio *blksnap_bio_list_pop(struct bio_list *list);
 struct gendisk *blksnap_image_add(struct block_device *original, void *owner,
 				  bool writable);
+void blksnap_image_publish(struct gendisk *disk, u64 sectors);
 void blksnap_image_remove(struct gendisk *disk);
 bool blksnap_image_remap_read(struct bio *bio, struct block_device *original,
 			      void *owner);

@@ -25,6 +25,12 @@
 //! sequence-lock check with the state as the sequence (see
 //! `logic/src/chunk.rs`); image reads never block copy-on-write.
 //!
+//! An area is published to the write path while the take is still waiting
+//! for the writes in flight; until [`DiffArea::start`] it only holds writes
+//! and copies nothing, so no copy reads a chunk that an earlier write may
+//! still change. Held writes are marked in the change map again when they
+//! are released: they land after the take's switch of the map.
+//!
 //! If a copy fails, the chunk is `Failed`, the snapshot is corrupted (its
 //! image reads fail from then on) and the write still goes on to the
 //! original: a broken snapshot never harms the original device.
@@ -42,7 +48,7 @@ use crate::cbt_map::CbtMap;
 use crate::chunk::{self, ChunkParams};
 use crate::glue::block::{BdevRef, Bio, BioOp};
 use crate::glue::irqlock::{new_irq_spinlock, IrqSpinLock};
-use crate::glue::snapio::{self, BioList, NoIo, OwnedBio};
+use crate::glue::snapio::{self, BioList, HeldWrites, NoIo, OwnedBio};
 use crate::params;
 use crate::snapshot::Shared;
 
@@ -77,10 +83,12 @@ pub(crate) struct DiffArea {
     writable: bool,
     /// Set at destroy: held writes pass without a copy, image reads fail.
     closing: AtomicBool,
+    /// Set once the take is complete: until then writes are only held.
+    started: AtomicBool,
     /// Image reads sent to the original as clones, not yet completed.
     remapped: AtomicUsize,
     #[pin]
-    held: IrqSpinLock<BioList>,
+    held: IrqSpinLock<HeldWrites>,
     #[pin]
     cow_work: Work<DiffArea, COW_WORK>,
     /// Writes to the image, done by the copy-on-write worker, which alone
@@ -145,8 +153,9 @@ impl DiffArea {
                 cbt,
                 writable: params::image_writable() != 0,
                 closing: AtomicBool::new(false),
+                started: AtomicBool::new(false),
                 remapped: AtomicUsize::new(0),
-                held <- new_irq_spinlock!(BioList::new(), "blksnap:held"),
+                held <- new_irq_spinlock!(HeldWrites::new(), "blksnap:held"),
                 cow_work <- new_work!("blksnap:cow"),
                 image_writes <- new_irq_spinlock!(BioList::new(), "blksnap:image_writes"),
                 reads <- new_irq_spinlock!(BioList::new(), "blksnap:reads"),
@@ -205,6 +214,11 @@ impl DiffArea {
         None
     }
 
+    /// The size of the original at the take, in sectors.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
     /// Whether the image disk should accept writes.
     pub(crate) fn is_writable(&self) -> bool {
         self.writable
@@ -223,7 +237,10 @@ impl DiffArea {
         }
         let bio = if bio.op() == BioOp::Read && self.reads_original(&bio) {
             self.remapped.fetch_add(1, Ordering::AcqRel);
-            match bio.remap_read(&self.original, (&**self as *const Self).cast()) {
+            // SAFETY: `self` stays valid until the outcome is reported: its
+            // image, which holds it, is removed only after `remapped` fell
+            // to zero (`wait_remapped`).
+            match unsafe { bio.remap_read(&self.original, (&**self as *const Self).cast()) } {
                 Ok(()) => return,
                 Err(bio) => {
                     self.remapped.fetch_sub(1, Ordering::AcqRel);
@@ -297,6 +314,13 @@ impl DiffArea {
         self.closing.store(true, Ordering::Release);
     }
 
+    /// Starts copy-on-write, once the take is complete: the writes held
+    /// since the area was published are copied for and released.
+    pub(crate) fn start(self: &Arc<Self>) {
+        self.started.store(true, Ordering::Release);
+        let _ = snapio::queue().enqueue::<Arc<Self>, COW_WORK>(self.clone());
+    }
+
     /// Copies the untouched chunks among those of `[sector, sector + count)`.
     ///
     /// Consecutive untouched chunks are copied together, as many as the
@@ -363,6 +387,9 @@ impl DiffArea {
     }
 
     fn run_cow(&self) {
+        if !self.started.load(Ordering::Acquire) {
+            return;
+        }
         let _noio = NoIo::enter();
         loop {
             // Popped in statements of their own: a guard in an `if let`
@@ -371,6 +398,10 @@ impl DiffArea {
             if let Some(bio) = held {
                 let (sector, count) = bio.sectors();
                 self.copy_chunks(sector, count);
+                // A write held during the take was marked in the change map
+                // before its switch; it lands after the take, so it belongs
+                // to the next backup too.
+                self.cbt.lock().mark_write(sector, count);
                 bio.pass();
                 continue;
             }

@@ -94,6 +94,11 @@ sector_t blksnap_bdev_nr_sectors(struct block_device *bdev)
 	return bdev_nr_sectors(bdev);
 }
 
+bool blksnap_bdev_is_zoned(struct block_device *bdev)
+{
+	return bdev_is_zoned(bdev);
+}
+
 /*
  * Whether the current task is a 32-bit x86 one, whose structures have the
  * i386 layouts. Other compat tasks (x32) lay them out as x86-64 does.

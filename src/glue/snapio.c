@@ -482,9 +482,12 @@ static const struct block_device_operations image_fops = {
 };
 
 /*
- * Creates and adds the image disk of original: same capacity and block
- * sizes, no partitions, read-only unless writable. Its bios go to
- * blksnap_image_submit_bio(owner, bio) until blksnap_image_remove().
+ * Creates and adds the image disk of original: same block sizes, no
+ * partitions, read-only unless writable. Its capacity is 0 until
+ * blksnap_image_publish(), so a take can add its disks (the step that may
+ * fail) before anything else changes, and nobody reads an image before the
+ * take is complete. Its bios go to blksnap_image_submit_bio(owner, bio)
+ * until blksnap_image_remove().
  */
 struct gendisk *blksnap_image_add(struct block_device *original, void *owner,
 				  bool writable)
@@ -506,7 +509,6 @@ struct gendisk *blksnap_image_add(struct block_device *original, void *owner,
 	disk->private_data = owner;
 	snprintf(disk->disk_name, DISK_NAME_LEN, "blksnap-image_%u:%u",
 		 MAJOR(original->bd_dev), MINOR(original->bd_dev));
-	set_capacity(disk, bdev_nr_sectors(original));
 	set_disk_ro(disk, !writable);
 	ret = add_disk(disk);
 	if (ret) {
@@ -514,6 +516,13 @@ struct gendisk *blksnap_image_add(struct block_device *original, void *owner,
 		return ERR_PTR(ret);
 	}
 	return disk;
+}
+
+/* Gives the image its capacity and tells user space (udev) it changed. */
+void blksnap_image_publish(struct gendisk *disk, u64 sectors)
+{
+	set_capacity(disk, sectors);
+	kobject_uevent(&disk_to_dev(disk)->kobj, KOBJ_CHANGE);
 }
 
 /*

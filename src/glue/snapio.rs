@@ -67,7 +67,17 @@ impl OwnedBio {
     /// the bio is then completed by the clone, or handed back through
     /// `blksnap_image_read_retry(owner, bio)` when `blksnap_image_read_valid`
     /// says no. Gives the bio back if memory is short.
-    pub(crate) fn remap_read(self, original: &BlockDevice, owner: *const ()) -> Result<(), Self> {
+    ///
+    /// # Safety
+    ///
+    /// `owner` is the diff area the outcome is reported to: it must stay
+    /// valid until `blksnap_image_read_done` or `_retry` was called for
+    /// this bio.
+    pub(crate) unsafe fn remap_read(
+        self,
+        original: &BlockDevice,
+        owner: *const (),
+    ) -> Result<(), Self> {
         let ptr = self.0.as_ptr();
         // SAFETY: the bio is owned and live, the original is live while
         // borrowed (its clone holds its own reference), and `owner` is kept
@@ -160,6 +170,34 @@ impl Drop for BioList {
     fn drop(&mut self) {
         while let Some(bio) = self.pop() {
             bio.end(Err(EIO));
+        }
+    }
+}
+
+/// Writes of an original device held until their chunks are copied.
+///
+/// Dropped, it passes the writes it still holds on to their device: a write
+/// of the original is never failed for the snapshot's sake.
+pub(crate) struct HeldWrites(BioList);
+
+impl HeldWrites {
+    pub(crate) const fn new() -> Self {
+        Self(BioList::new())
+    }
+
+    pub(crate) fn push(&mut self, bio: OwnedBio) {
+        self.0.push(bio);
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<OwnedBio> {
+        self.0.pop()
+    }
+}
+
+impl Drop for HeldWrites {
+    fn drop(&mut self) {
+        while let Some(bio) = self.0.pop() {
+            bio.pass();
         }
     }
 }
@@ -411,10 +449,19 @@ unsafe impl Send for ImageDisk {}
 unsafe impl Sync for ImageDisk {}
 
 impl ImageDisk {
-    /// Adds the image disk of `original`. Its bios are handed to
-    /// `blksnap_image_submit_bio(owner, bio)` until the disk is dropped, so
-    /// `owner` must stay valid that long.
-    pub(crate) fn add(original: &BlockDevice, owner: *const (), writable: bool) -> Result<Self> {
+    /// Adds the image disk of `original`, with a capacity of 0 until
+    /// [`ImageDisk::publish`].
+    ///
+    /// # Safety
+    ///
+    /// `owner` is the diff area the image's bios are handed to (by
+    /// `blksnap_image_submit_bio(owner, bio)`): it must stay valid until the
+    /// disk is dropped.
+    pub(crate) unsafe fn add(
+        original: &BlockDevice,
+        owner: *const (),
+        writable: bool,
+    ) -> Result<Self> {
         // SAFETY: the original is live while borrowed; `owner` is kept
         // valid by the caller.
         let disk =
@@ -428,6 +475,12 @@ impl ImageDisk {
         }
         // SAFETY: not null, checked above.
         Ok(Self(unsafe { NonNull::new_unchecked(disk) }))
+    }
+
+    /// Gives the image its capacity, `sectors`: from now on it can be read.
+    pub(crate) fn publish(&self, sectors: u64) {
+        // SAFETY: the disk was added by `add` and is not removed before drop.
+        unsafe { bindings::blksnap_image_publish(self.0.as_ptr(), sectors) };
     }
 
     /// The disk name, such as `blksnap-image_7:0`.
