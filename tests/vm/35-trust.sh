@@ -22,7 +22,7 @@ tr_gen_at() {
 }
 
 # A write that passed the filter before the take and completes after it
-# (here held 1.5 s by dm-delay under a direct-I/O loop device) must not
+# (here held 6 s by dm-delay under a direct-I/O loop device) must not
 # change the image once the take has returned: the take waits for the
 # writes in flight on its members. Without that wait the image first shows
 # the old block, then the new one.
@@ -33,9 +33,10 @@ test_trust_write_in_flight_at_take_does_not_change_the_image() {
 	base=$REPLY
 	sn_fill "$base" 1
 	sz=$(blockdev --getsz "$base")
-	sm_dm blksnap-trust-delay "0 $sz delay $base 0 0 $base 0 1500"
+	sm_dm blksnap-trust-delay "0 $sz delay $base 0 0 $base 0 6000"
 	ft_loop_file /dev/mapper/blksnap-trust-delay --direct-io=on
 	dev=$REPLY
+	expect_eq "direct I/O of $dev" 1 "$(cat "/sys/block/${dev#/dev/}/loop/dio")"
 	ft_attach "$dev"
 	sn_tmpfs 32M
 	sn_create "$REPLY" 16M "$dev"
@@ -61,46 +62,62 @@ test_trust_write_in_flight_at_take_does_not_change_the_image() {
 	sm_log_clean
 }
 
-# A member removed (losetup -d) while the take runs: the take fails with
-# ENODEV, or succeeds and the snapshot is corrupted with ENODEV; never a
-# taken snapshot that does not know its member is gone. The storage grows
-# by 128 MiB at the take, which widens the window between the take's first
-# check and the publication of copy-on-write.
+# A member removed (LOOP_CLR_FD, as losetup -d) while the take runs: the
+# take fails with ENODEV, or succeeds and the snapshot is corrupted with
+# ENODEV; never a taken snapshot that does not know its member is gone. The
+# take and the removal run in two threads of one process, the removal a
+# little later each round; the storage grows by 256 MiB at the take, which
+# widens the window between the take's first check and the publication of
+# copy-on-write.
 test_trust_take_racing_member_removal() {
 	sm_begin
-	sm_param diff_storage_minimum 262144
-	local store dev id pid rc err code round delays=(0 0.05 0.1 0.2 0.3 0.5) bad=0
-	sn_tmpfs 400M
+	sm_param diff_storage_minimum 524288
+	local store dev id out round delays=(0 0.01 0.02 0.05 0.1 0.2 0.4) bad=0
+	sn_tmpfs 600M
 	store=$REPLY
 	for round in "${!delays[@]}"; do
 		ft_loop 8M
 		dev=$REPLY
 		ft_attach "$dev"
 		mkdir "$store/$round"
-		id=$(sm_probe create "$store/$round" 262144)
+		id=$(sm_probe create "$store/$round" 524288)
 		sn_uuid_ok "$id" || fail "create printed '$id'"
 		SN_IDS+=("$id")
 		expect_eq "SNAPSHOTADD of $dev" "" "$(sm_probe add "$dev" "$id")"
-		sm_probe take "$id" >"$FT_DIR/take" 2>&1 &
-		pid=$!
-		sleep "${delays[round]}"
-		losetup -d "$dev"
-		rc=0
-		wait "$pid" || rc=$?
-		err=$(cat "$FT_DIR/take")
-		ft_wait 10 sm_unfiltered "$dev" || fail "the filter of $dev stayed after losetup -d"
-		if [ -z "$err" ]; then
-			code=$(sm_probe info "$dev" 2>/dev/null | cut -d' ' -f1)
+		out=$(python3 - "$id" "$dev" "${delays[round]}" <<'PY'
+import ctypes, errno, os, sys, threading, time, uuid
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
+TAKE, LOOP_CLR_FD = 0x40105603, 0x4C01
+ctl = os.open("/dev/blksnap-control", os.O_RDWR)
+loop = os.open(sys.argv[2], os.O_RDONLY)
+buf = ctypes.create_string_buffer(uuid.UUID(sys.argv[1]).bytes, 16)
+result = []
+def take():
+    rc = libc.ioctl(ctl, TAKE, ctypes.addressof(buf))
+    result.append("OK" if rc == 0 else errno.errorcode[ctypes.get_errno()])
+t = threading.Thread(target=take)
+t.start()
+time.sleep(float(sys.argv[3]))
+libc.ioctl(loop, LOOP_CLR_FD, None)
+os.close(loop)
+t.join()
+print(result[0])
+PY
+		)
+		ft_wait 10 sm_unfiltered "$dev" || fail "the filter of $dev stayed after its removal"
+		if [ "$out" = OK ]; then
 			# The filter is gone with the device: the error is read
-			# through the event instead.
+			# through the event.
 			if ! sn_wait_event "$id" corrupted 5 2>/dev/null; then
-				echo "round $round: take succeeded and no corrupted event came after $dev went away (info: $code)"
+				echo "round $round: take succeeded and no corrupted event came after $dev went away"
 				bad=1
 			fi
-		elif [ "$err" != ENODEV ]; then
-			echo "round $round: take answered '$err' (status $rc), not ENODEV"
+		elif [ "$out" != ENODEV ]; then
+			echo "round $round: take answered '$out', not ENODEV"
 			bad=1
 		fi
+		echo "round $round (removal after ${delays[round]} s): take $out"
 		sn_destroy "$id"
 	done
 	sm_log_clean
