@@ -237,9 +237,9 @@ impl DiffArea {
         }
         let bio = if bio.op() == BioOp::Read && self.reads_original(&bio) {
             self.remapped.fetch_add(1, Ordering::AcqRel);
-            // SAFETY: `self` stays valid until the outcome is reported: its
-            // image, which holds it, is removed only after `remapped` fell
-            // to zero (`wait_remapped`).
+            // SAFETY: `self` stays valid until the outcome is reported: the
+            // snapshot keeps its reference to the area until `remapped` fell
+            // to zero (`wait_remapped`, at destroy).
             match unsafe { bio.remap_read(&self.original, (&**self as *const Self).cast()) } {
                 Ok(()) => return,
                 Err(bio) => {

@@ -592,7 +592,7 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
         m.image = Some(image);
     }
     // A member that went away meanwhile did not see its area published:
-    // pairs with the fence of `TrackerCore::set_gone`.
+    // pairs with the fence in the tracker's `Filter::gone`.
     fence(Ordering::SeqCst);
     for m in snapshot.members.iter() {
         if let (true, Some(area)) = (m.tracker.is_gone(), &m.area) {
