@@ -24,6 +24,7 @@ extern unsigned int blksnap_param_chunk_maximum_shift;
 extern unsigned int blksnap_param_chunk_maximum_in_queue;
 extern unsigned int blksnap_param_diff_storage_minimum;
 extern unsigned int blksnap_param_image_writable;
+bool blksnap_memory_allows(u64 bytes);
 
 /* src/glue/hooks.c: the ftrace interposer. */
 int blksnap_hooks_register(void);

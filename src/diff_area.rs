@@ -112,11 +112,22 @@ kernel::impl_has_work! {
     impl HasWork<Self, READ_WORK> for DiffArea { self.read_work }
 }
 
+/// The largest single allocation of a diff area, a per-chunk table or a
+/// buffer: 1 GiB. `kvmalloc` refuses more than `INT_MAX` bytes with a
+/// warning; a larger need fails the take with `ENOMEM` before it is tried.
+const MAX_ALLOCATION: u64 = 1 << 30;
+
+/// The flags of the allocations at the take: a failure is the take's
+/// `ENOMEM`, not a warning in the kernel log.
+fn take_gfp() -> kernel::alloc::Flags {
+    GFP_KERNEL | __GFP_NOWARN
+}
+
 fn atomic_vec<T>(len: u64, new: impl Fn() -> T) -> Result<KVVec<T>> {
     let len = usize::try_from(len).map_err(|_| ENOMEM)?;
-    let mut v = KVVec::with_capacity(len, GFP_KERNEL)?;
+    let mut v = KVVec::with_capacity(len, take_gfp())?;
     for _ in 0..len {
-        v.push(new(), GFP_KERNEL)?;
+        v.push(new(), take_gfp())?;
     }
     Ok(v)
 }
@@ -138,9 +149,29 @@ impl DiffArea {
         let capacity = original.nr_sectors();
         let shift = chunk::chunk_shift(capacity, original.io_min(), &chunk_params());
         let chunk_count = chunk::chunk_count(capacity, shift);
-        let chunk_bytes = 1usize << shift;
-        // Copy-on-write reads runs of chunks: room for a large write's worth.
-        let cow_bytes = chunk_bytes.max(COW_RUN_BYTES);
+        // Image reads and writes go piece by piece within one chunk;
+        // copy-on-write reads runs of chunks, room for a large write's
+        // worth. Neither needs more than the device holds.
+        let read_bytes = chunk::chunk_buffer_bytes(capacity, shift);
+        let cow_bytes = chunk::run_buffer_bytes(capacity, shift, COW_RUN_BYTES as u64);
+        let sizes = [
+            chunk_count.saturating_mul(core::mem::size_of::<AtomicU8>() as u64),
+            chunk_count.saturating_mul(core::mem::size_of::<AtomicU64>() as u64),
+            cow_bytes,
+            read_bytes,
+        ];
+        let total = sizes.iter().fold(0u64, |sum, &b| sum.saturating_add(b));
+        if sizes.iter().any(|&b| b > MAX_ALLOCATION) || !params::memory_allows(total) {
+            pr_warn!(
+                "a take of {} sectors in chunks of 2^{} bytes needs {} MiB: refused\n",
+                capacity,
+                shift,
+                total >> 20
+            );
+            return Err(ENOMEM);
+        }
+        let read_bytes = usize::try_from(read_bytes).map_err(|_| ENOMEM)?;
+        let cow_bytes = usize::try_from(cow_bytes).map_err(|_| ENOMEM)?;
         Arc::pin_init(
             try_pin_init!(Self {
                 states: atomic_vec(chunk_count, || AtomicU8::new(UNTOUCHED))?,
@@ -160,8 +191,8 @@ impl DiffArea {
                 image_writes <- new_irq_spinlock!(BioList::new(), "blksnap:image_writes"),
                 reads <- new_irq_spinlock!(BioList::new(), "blksnap:reads"),
                 read_work <- new_work!("blksnap:image"),
-                cow_buf <- new_mutex!(KVVec::from_elem(0u8, cow_bytes, GFP_KERNEL)?),
-                read_buf <- new_mutex!(KVVec::from_elem(0u8, chunk_bytes, GFP_KERNEL)?),
+                cow_buf <- new_mutex!(KVVec::from_elem(0u8, cow_bytes, take_gfp())?),
+                read_buf <- new_mutex!(KVVec::from_elem(0u8, read_bytes, take_gfp())?),
             }),
             GFP_KERNEL,
         )
