@@ -9,8 +9,8 @@
 //! device lives in [`ctl`]; everything that touches C directly lives in
 //! [`glue`]; module parameters are read through [`params`]; the user-space
 //! interface is [`uapi`], the same file the user-space `blksnap-uapi` crate
-//! compiles. [`cbt`], [`chunk`], [`placement`] and [`storage`] are the pure logic
-//! shared with the host tests.
+//! compiles. [`cbt`], [`chunk`], [`placement`] and [`storage`] are the pure
+//! logic shared with the host tests.
 
 // The pin-initialisers of structures with many fields expand deeply.
 #![recursion_limit = "256"]

@@ -2,8 +2,9 @@
 /*
  * The I/O of snapshots, for the Rust side: synchronous reads and writes of
  * block devices that bypass the filter, kernel file I/O on the difference
- * storage, copying into bios, held-bio lists, and the bio-based gendisk of
- * a snapshot image.
+ * storage, where the storage and the members lie (read from sysfs),
+ * copying into bios, held-bio lists, and the bio-based gendisk of a
+ * snapshot image.
  *
  * Everything that may run on the copy-on-write path (bio and page
  * allocation) uses GFP_NOIO, and the workers that call it also run under

@@ -2,7 +2,8 @@
 
 //! Safe wrappers for the I/O of snapshots (`snapio.c`): bios the module
 //! owns, lists of held bios, synchronous block-device I/O that the filter
-//! does not see, the difference storage file, image disks, the work queue.
+//! does not see, the difference storage file, the footprints of storages
+//! and members (what lies below them), image disks, the work queue.
 
 use core::ptr::NonNull;
 
