@@ -34,7 +34,7 @@ sp_log_names() {
 test_placement_loop_backing_file_as_storage() {
 	sm_begin
 	ft_image 16M
-	local img=$REPLY loop id other store answers=0
+	local img=$REPLY loop id other store upper answers=0
 	ft_loop_file "$img"
 	loop=$REPLY
 	sn_fill "$loop" 1
@@ -75,6 +75,21 @@ test_placement_loop_backing_file_as_storage() {
 	sm_q "SNAPSHOT_COLLECT" "1 $other" collect count=4
 	sm_q_run
 	sn_destroy "$other"
+
+	# A loop device over a block device (which the loop driver does not
+	# open exclusively): that device cannot be its storage.
+	ft_loop_file "$loop"
+	upper=$REPLY
+	ft_attach "$upper"
+	sm_q "SNAPSHOT_CREATE with $loop, the backing device of $upper" "$SM_UUID" create "$loop" 0
+	sm_q_run
+	id=${SM_OUT[0]}
+	SN_IDS+=("$id")
+	sm_q "SNAPSHOTADD of $upper, whose backing device is the storage" EINVAL add "$upper" "$id"
+	sm_q "SNAPSHOT_DESTROY" "" destroy "$id"
+	sm_q_run
+	SN_IDS=()
+	sp_log_names "$upper" "SNAPSHOTADD of $upper"
 	sm_log_clean
 }
 
