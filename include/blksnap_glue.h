@@ -72,8 +72,28 @@ struct file *blksnap_storage_open(const char *path, void *holder);
 void blksnap_storage_close(struct file *file);
 bool blksnap_storage_is_bdev(struct file *file);
 u64 blksnap_storage_sectors(struct file *file);
-struct block_device *blksnap_storage_bdev(struct file *file);
 int blksnap_storage_grow(struct file *file, u64 old_sectors, u64 new_sectors);
+
+/*
+ * A place bytes are kept (logic/src/placement.rs): a block device, or a
+ * file named by its file system, inode number and generation.
+ */
+struct blksnap_place {
+	u64 ino;
+	/* The block device, or the file's file system (s_dev). */
+	u32 dev;
+	u32 generation;
+	/* For a file: the block device of its file system, 0 for none. */
+	u32 fs_bdev;
+	bool is_file;
+};
+
+struct vfsmount;
+struct vfsmount *blksnap_topology_open(void);
+void blksnap_topology_close(struct vfsmount *mnt);
+int blksnap_dev_below(struct vfsmount *mnt, u32 dev, struct blksnap_place *out,
+		      unsigned int max);
+void blksnap_storage_place(struct file *file, struct blksnap_place *out);
 u32 blksnap_storage_wb_sample(struct file *file);
 int blksnap_storage_wb_check(struct file *file, u32 since);
 int blksnap_storage_write(struct file *file, const void *buf, size_t len,

@@ -34,6 +34,7 @@ use crate::glue::random;
 use crate::glue::snapio::{self, ImageDisk, NoIo, OwnedBio, StorageFile, UserPath};
 use crate::glue::uaccess::{self, Abi};
 use crate::params;
+use crate::placement::{Footprint, Place};
 use crate::storage::StorageAccount;
 use crate::tracker::TrackerCore;
 use crate::uapi;
@@ -99,6 +100,8 @@ impl EventQueue {
 #[pin_data]
 pub(crate) struct Shared {
     storage: StorageFile,
+    /// Where the storage's bytes end up (see [`crate::placement`]).
+    footprint: KBox<Footprint>,
     /// Identifies the snapshot as the exclusive opener of a storage device;
     /// dropped after `storage`.
     _holder: KBox<u8>,
@@ -126,6 +129,7 @@ impl Shared {
     fn new(path: &UserPath, limit: u64) -> Result<Arc<Self>> {
         let holder = KBox::new(0u8, GFP_KERNEL)?;
         let storage = StorageFile::open(path, (&*holder as *const u8).cast())?;
+        let footprint = snapio::footprint(storage.place())?;
         let step = u64::from(params::diff_storage_minimum());
         let account = if storage.is_block_device() {
             StorageAccount::for_block_device(storage.sectors(), step)
@@ -135,6 +139,7 @@ impl Shared {
         Arc::pin_init(
             pin_init!(Self {
                 storage,
+                footprint,
                 _holder: holder,
                 error: AtomicI32::new(0),
                 account <- new_mutex!(account, "blksnap:storage"),
@@ -301,14 +306,34 @@ impl Shared {
         self.storage.check_written()
     }
 
-    /// Whether the storage lives on `bdev` or shares a disk with it in a
-    /// way that copy-on-write would write to the device it copies from.
-    fn is_on(&self, bdev: &BlockDevice) -> bool {
-        let Some((dev, whole)) = self.storage.devs() else {
-            return false;
+    /// Refuses `member` (EINVAL) if its bytes lie in this storage, or, for
+    /// a member of this storage's own snapshot (`own`), if what is written
+    /// to the storage ends up on the member: copy-on-write would then
+    /// overwrite the original with its copies, or wait for ever for writes
+    /// that it holds itself.
+    fn is_on(&self, member: &Footprint, own: bool) -> Result {
+        let dev = |place| match place {
+            Place::Device(dev) => (dev >> 20, dev & 0xfffff),
+            Place::File { .. } => (0, 0),
         };
-        let (mdev, mwhole) = bdev.devs();
-        dev == mdev || (whole == mwhole && (dev == whole || mdev == mwhole))
+        let (major, minor) = dev(member.place());
+        if member.rests_on(&self.footprint) {
+            pr_err!(
+                "device {}:{} keeps its data in the difference storage of a snapshot: refused\n",
+                major,
+                minor
+            );
+            return Err(EINVAL);
+        }
+        if own && self.footprint.rests_on(member) {
+            pr_err!(
+                "the difference storage is written through device {}:{}, a member of its own snapshot: refused\n",
+                major,
+                minor
+            );
+            return Err(EINVAL);
+        }
+        Ok(())
     }
 
     fn wait_event(&self, timeout_ms: u32) -> Result<Event> {
@@ -359,6 +384,8 @@ impl WorkItem<EVENT_WORK> for Shared {
 
 struct Member {
     bdev: BdevRef,
+    /// Where the device's bytes end up (see [`crate::placement`]).
+    footprint: KBox<Footprint>,
     tracker: Arc<TrackerCore>,
     area: Option<Arc<DiffArea>>,
     image: Option<ImageDisk>,
@@ -472,7 +499,20 @@ pub(crate) fn create(arg: UserPtr, abi: Abi) -> Result<isize> {
         arg + core::mem::offset_of!(uapi::BlksnapSnapshotCreate, id),
         &id,
     )?;
-    Locked::lock().parts().0.push(snapshot, GFP_KERNEL)?;
+    let mut locked = Locked::lock();
+    let (list, _) = locked.parts();
+    // Storages that overlap would overwrite each other's copies; a storage
+    // that holds a member's data would change it behind its snapshot.
+    for s in list.iter() {
+        if s.shared.footprint.overlaps(&snapshot.shared.footprint) {
+            pr_err!("the difference storage overlaps the storage of another snapshot: refused\n");
+            return Err(EBUSY);
+        }
+        for m in s.members.iter() {
+            snapshot.shared.is_on(&m.footprint, false)?;
+        }
+    }
+    list.push(snapshot, GFP_KERNEL)?;
     Ok(0)
 }
 
@@ -696,6 +736,8 @@ pub(crate) fn add(
     if bdev.is_unsupported() {
         return Err(EPERM);
     }
+    // Found before the lock: it reads sysfs and looks up paths.
+    let footprint = snapio::footprint(bdev.place())?;
     let mut locked = Locked::lock();
     let (list, lock) = locked.parts();
     // Detached since the filter was found: a detach is refused only once
@@ -713,16 +755,16 @@ pub(crate) fn add(
         }
     }
     let index = find(list, &req.id.b)?;
-    let snapshot = &mut list[index];
-    if snapshot.taken {
+    if list[index].taken {
         return Err(EBUSY);
     }
-    if snapshot.shared.is_on(bdev) {
-        return Err(EINVAL);
+    for (i, s) in list.iter().enumerate() {
+        s.shared.is_on(&footprint, i == index)?;
     }
-    snapshot.members.push(
+    list[index].members.push(
         Member {
             bdev: bdev.get_ref(),
+            footprint,
             tracker: tracker.clone(),
             area: None,
             image: None,
