@@ -82,10 +82,13 @@ st_inner_loop() {
 
 # st_racer LOG WHAT ARG...: runs racer with its output in LOG; prints the
 # summary lines; on a failure also the FAIL lines, and fails with WHAT.
+# With ST_LOG_DIR set, the log is also copied there (the KTAP output shows
+# the summary only when the test fails).
 st_racer() {
 	local log=$1 what=$2 rc=0
 	shift 2
 	"$RACER" "$@" >"$log" 2>&1 || rc=$?
+	[ -z "${ST_LOG_DIR:-}" ] || cp "$log" "$ST_LOG_DIR/${FUNCNAME[1]}.log"
 	grep -E '^(racer:|failures:)' "$log" || tail -n 3 "$log"
 	if [ "$rc" != 0 ]; then
 		grep -E '^FAIL' "$log" | head -n 30 || true
@@ -106,7 +109,8 @@ st_unload_and_reload() {
 
 # Eight rounds on two members (32 MiB each, two writers each), the storage
 # in turn a file on the ext4, a loop block device over a file on it, and a
-# directory on it (72 MiB limit); one reader per image; three detach and
+# directory on it (72 MiB limit); one reader per image (every other read
+# of the block written last); three detach and
 # attach attempts per member while taken; a detach racing the SNAPSHOTADD
 # of one member every round; a member detached and attached again after
 # every other round.
@@ -128,7 +132,7 @@ test_stress_snapshot_rounds_under_io() {
 	st_racer "$FT_DIR/racer.log" "the stress rounds went wrong" \
 		rounds --member "$a" --member "$b" \
 		--storage "$fs/store.diff" --storage "$sdev" --storage "$fs/stdir" --limit 72M \
-		--rounds 8 --seed 50 --writers 2 --readers 1 --pokes 3 --race-add --reattach \
+		--rounds 8 --seed 50 --writers 2 --readers 1 --follow --pokes 3 --race-add --reattach \
 		--reads-before-destroy 48 --writes-before-destroy 96
 	[ -z "$("$BLKSNAP" snapshot_collect | tr -d ' \n')" ] || fail "snapshots left after the rounds: $("$BLKSNAP" snapshot_collect)"
 	ft_detach "$a"

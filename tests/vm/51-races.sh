@@ -27,18 +27,23 @@ test_race_destroy_vs_image_reads() {
 	sm_log_clean
 }
 
-# Defect 3. Three hundred rounds: attach, create a snapshot, then
+# Defect 3. A hundred rounds: attach, create a snapshot, then
 # SNAPSHOTADD and BLKFILTER_DETACH of the device at once (one of them
 # delayed by a seeded spin); one must fail (EBUSY for the detach of a
-# device in a snapshot, ENOENT for the add to a detached device).
+# device in a snapshot, ENOENT for the add to a detached device). A
+# contender takes and destroys snapshots of a second device meanwhile, as
+# a second backup would: SNAPSHOTADD then waits for the snapshots' lock
+# after it found the filter, and the detach can come in between.
 test_race_detach_vs_snapshotadd() {
 	st_begin
 	ft_loop 16M
-	local dev=$REPLY store
-	sn_tmpfs 16M
+	local dev=$REPLY other store
+	ft_loop 16M
+	other=$REPLY
+	sn_tmpfs 48M
 	store=$REPLY
-	FT_ATTACHED+=("$dev")
+	FT_ATTACHED+=("$dev" "$other")
 	st_racer "$FT_DIR/racer.log" "SNAPSHOTADD and BLKFILTER_DETACH both succeeded in some round (defect 3)" \
-		add-detach "$dev" --storage "$store" --rounds 300 --seed 52
+		add-detach "$dev" --storage "$store" --rounds 100 --seed 52 --contend "$other"
 	sm_log_clean
 }

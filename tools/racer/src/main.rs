@@ -95,6 +95,10 @@ enum Command {
         /// The largest delay of one of the two, in spin-loop turns.
         #[arg(long, default_value_t = 20000)]
         spin: u64,
+        /// Meanwhile take and destroy snapshots of this device in a loop
+        /// (it holds the snapshots' lock that SNAPSHOTADD waits for).
+        #[arg(long)]
+        contend: Option<PathBuf>,
     },
     /// Reads an image at random places until told to stop or it goes away;
     /// every block read must be generation GEN. Prints `started` after the
@@ -187,12 +191,14 @@ fn run(cli: Cli) -> Result<bool, String> {
             rounds,
             seed,
             spin,
+            contend,
         } => add_detach::run(&add_detach::Plan {
             dev,
             storage,
             rounds,
             seed,
             spin,
+            contend,
         }),
         Command::Read {
             image,
