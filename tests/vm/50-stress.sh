@@ -96,6 +96,21 @@ st_racer() {
 	fi
 }
 
+# st_corrupted_event ID: the next corrupted event of snapshot ID within
+# ten seconds, other events (no_space) skipped -> $REPLY: its event,
+# dev_id and err_code lines joined with spaces, or what the last wait
+# answered.
+st_corrupted_event() {
+	local tries=10 out
+	REPLY=
+	while ((tries-- > 0)); do
+		out=$("$BLKSNAP" snapshot_waitevent -i "$1" -t 1000 | grep -E '^(result|event|dev_id|err_code)=' | xargs) || true
+		REPLY=$out
+		[[ $out == *event=corrupted* ]] && break
+	done
+	REPLY=${REPLY#result=ok }
+}
+
 # st_unload_and_reload: the filters of the members are gone; the module
 # unloads, and loads again for the tests that follow.
 st_unload_and_reload() {
@@ -155,7 +170,7 @@ test_stress_snapshot_rounds_under_io() {
 # storage is a loop block device over a file of the ext4.
 test_stress_member_loop_reset_under_snapshot() {
 	st_begin
-	local fs a b sdev id id2 ia ib pa pb pw devnum out rc cn0 cn1 bad=0
+	local fs a b sdev id id2 ia ib pw devnum out rc cn0 cn1 bad=0
 	st_ext4 320M
 	fs=$REPLY
 	st_inner_loop "$fs/a.img" 32M
@@ -178,14 +193,17 @@ test_stress_member_loop_reset_under_snapshot() {
 	ib=$REPLY
 	devnum=$(sn_devnum "$a")
 
-	"$RACER" read "$ia" --gen 1 --stop-file "$FT_DIR/stop" --seed 1 >"$FT_DIR/ra.log" 2>&1 &
-	pa=$!
-	SN_PIDS+=("$pa")
-	"$RACER" read "$ib" --gen 1 --stop-file "$FT_DIR/stop" --seed 2 >"$FT_DIR/rb.log" 2>&1 &
-	pb=$!
-	SN_PIDS+=("$pb")
-	ft_wait 60 grep -qx started "$FT_DIR/ra.log" || fail "the reader of $ia did not start: $(cat "$FT_DIR/ra.log")"
-	ft_wait 60 grep -qx started "$FT_DIR/rb.log" || fail "the reader of $ib did not start: $(cat "$FT_DIR/rb.log")"
+	# Two readers of the image of a, one of b's.
+	local pids=() imgs=("$ia" "$ia" "$ib") logs=(ra1 ra2 rb) i
+	for i in 0 1 2; do
+		"$RACER" read "${imgs[i]}" --gen 1 --stop-file "$FT_DIR/stop" --seed "$i" >"$FT_DIR/${logs[i]}.log" 2>&1 &
+		pids+=($!)
+		SN_PIDS+=($!)
+	done
+	for i in 0 1 2; do
+		ft_wait 60 grep -qx started "$FT_DIR/${logs[i]}.log" ||
+			fail "the reader of ${imgs[i]} did not start: $(cat "$FT_DIR/${logs[i]}.log")"
+	done
 	# Generation 2 over the first 8 MiB of a (done before the detach, so
 	# its backing file's content is known), and over all of b while a
 	# goes away and comes back.
@@ -195,17 +213,16 @@ test_stress_member_loop_reset_under_snapshot() {
 	SN_PIDS+=("$pw")
 
 	losetup -d "$a"
-	ft_wait 10 sm_unfiltered "$a" || fail "the filter of $a stayed after losetup -d"
-	out=$("$BLKSNAP" snapshot_waitevent -i "$id" -t 10000 | grep -E '^(event|dev_id|err_code)=' | xargs) || true
-	expect_eq "the event after the loop device of a member was detached" \
-		"event=corrupted dev_id=$devnum err_code=19" "$out"
+	ft_wait 10 sm_unfiltered "$a" || { echo "the filter of $a stayed after losetup -d"; bad=1; }
+	st_corrupted_event "$id"
+	expect_eq "the corrupted event after the loop device of a member was detached" \
+		"event=corrupted dev_id=$devnum err_code=19" "$REPLY" || bad=1
 	losetup "$a" "$fs/other.img"
 	sn_fill "$a" 5
 	# The readers go on over the device set up again for a while.
 	sleep 2
 	touch "$FT_DIR/stop"
-	local pids=("$pa" "$pb") imgs=("$ia" "$ib") logs=(ra rb) i
-	for i in 0 1; do
+	for i in 0 1 2; do
 		rc=0
 		wait "${pids[i]}" || rc=$?
 		echo "reader of ${imgs[i]}: $(grep -E '^reads=' "$FT_DIR/${logs[i]}.log")"

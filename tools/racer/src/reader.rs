@@ -34,6 +34,8 @@ pub enum Expect<'a> {
         window: Window,
         /// One entry per block.
         seen: &'a [AtomicU64],
+        /// The tick drawn before SNAPSHOT_DESTROY was called, 0 before.
+        destroy: &'a AtomicU64,
     },
     /// Generation `.0` everywhere.
     Gen(u64),
@@ -233,6 +235,7 @@ fn check(
             member,
             window,
             seen,
+            destroy,
         } => match member.history.judge(b, gen, window) {
             Verdict::Taken => {
                 let first = match seen[b as usize].compare_exchange(
@@ -257,8 +260,16 @@ fn check(
             }
             Verdict::AfterTake(w) => {
                 failures.fail("post-take", || {
+                    let d = destroy.load(Ordering::Relaxed);
+                    let when = if d == 0 {
+                        "no destroy begun".to_string()
+                    } else if w.start > d {
+                        format!("issued after the destroy began at tick {d}: defect 1")
+                    } else {
+                        format!("the destroy began at tick {d}")
+                    };
                     format!(
-                        "{what}: {} at offset {at} holds gen {gen}, written after the take (issued at tick {}, take at ticks {}..{})",
+                        "{what}: {} at offset {at} holds gen {gen}, written after the take (issued at tick {}, take at ticks {}..{}; {when})",
                         image.display(),
                         w.start,
                         window.start,

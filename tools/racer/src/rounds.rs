@@ -212,6 +212,7 @@ fn round(
         .map(|_| Counts::default())
         .collect();
     let stop_readers = AtomicBool::new(false);
+    let destroy = AtomicU64::new(0);
     let result = thread::scope(|s| {
         let _stop = StopOnDrop(&stop_readers);
         for (i, m) in members.iter().enumerate() {
@@ -220,6 +221,7 @@ fn round(
                     member: m,
                     window,
                     seen: &seen[i],
+                    destroy: &destroy,
                 };
                 let (image, c, stop) = (
                     &images[i],
