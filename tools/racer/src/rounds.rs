@@ -111,7 +111,12 @@ pub fn run(plan: &Plan) -> Result<bool, String> {
             round(plan, r, &ctl, &members, &devs, &ticks, &failures, &tally)
         });
         result?;
-        println!("round {r}: {}", tally.counts.summary());
+        println!(
+            "round {r}: {} add_first={} detach_first={}",
+            tally.counts.summary(),
+            tally.add_first.load(Ordering::Relaxed),
+            tally.detach_first.load(Ordering::Relaxed)
+        );
     }
     let mut bad = 0;
     for m in &members {
