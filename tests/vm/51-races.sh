@@ -12,7 +12,9 @@
 # last) and a writer writing a new generation into one block of each
 # chunk not yet copied in the round, then destroy after 8 reads and 8
 # writes while they go on. Any read that returns a block written after
-# the take (FAIL post-take) fails the test.
+# the take fails the test: FAIL post-take-destroy (a write issued after
+# the destroy began: defect 1), post-take-destroying (read during the
+# destroy) or post-take (before any destroy: seen on today's main too).
 test_race_destroy_vs_image_reads() {
 	st_begin
 	ft_loop 64M

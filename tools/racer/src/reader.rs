@@ -259,15 +259,23 @@ fn check(
                 false
             }
             Verdict::AfterTake(w) => {
-                failures.fail("post-take", || {
-                    let d = destroy.load(Ordering::Relaxed);
-                    let when = if d == 0 {
-                        "no destroy begun".to_string()
-                    } else if w.start > d {
-                        format!("issued after the destroy began at tick {d}: defect 1")
-                    } else {
-                        format!("the destroy began at tick {d}")
-                    };
+                // Which half of the round: before the destroy, or after it
+                // began (defect 1 of issue 11 when the write came after).
+                let d = destroy.load(Ordering::Relaxed);
+                let (kind, when) = if d == 0 {
+                    ("post-take", "no destroy begun".to_string())
+                } else if w.start > d {
+                    (
+                        "post-take-destroy",
+                        format!("issued after the destroy began at tick {d}: defect 1"),
+                    )
+                } else {
+                    (
+                        "post-take-destroying",
+                        format!("read after the destroy began at tick {d}"),
+                    )
+                };
+                failures.fail(kind, || {
                     format!(
                         "{what}: {} at offset {at} holds gen {gen}, written after the take (issued at tick {}, take at ticks {}..{}; {when})",
                         image.display(),
