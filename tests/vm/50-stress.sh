@@ -211,10 +211,10 @@ test_stress_member_loop_reset_under_snapshot() {
 			fail "the reader of ${imgs[i]} did not start: $(cat "$FT_DIR/${logs[i]}.log")"
 	done
 	# Generation 2 over the first 8 MiB of a (done before the detach, so
-	# its backing file's content is known), and over all of b while a
-	# goes away and comes back.
+	# its backing file's content is known), and over the first 16 MiB of b
+	# while a goes away and comes back.
 	"$TAGBLK" write "$a" --gen 2 --len 8M --jobs 2 --seed 3 >/dev/null
-	"$TAGBLK" write "$b" --gen 2 --jobs 2 --seed 4 >"$FT_DIR/wb.log" 2>&1 &
+	"$TAGBLK" write "$b" --gen 2 --len 16M --jobs 2 --seed 4 >"$FT_DIR/wb.log" 2>&1 &
 	pw=$!
 	SN_PIDS+=("$pw")
 
@@ -276,7 +276,8 @@ test_stress_member_loop_reset_under_snapshot() {
 	sn_verify "$fs/a.img" 2 "the old backing file of $a, written range" --len 8M
 	sn_verify "$fs/a.img" 1 "the old backing file of $a, the rest" --offset 8M
 	sn_verify "$a" 5 "$a set up again"
-	sn_verify "$b" 2 "$b"
+	sn_verify "$b" 2 "$b, written range" --len 16M
+	sn_verify "$b" 1 "$b, the rest" --offset 16M
 	ft_detach "$a"
 	ft_detach "$b"
 	for d in "$a" "$b" "$sdev"; do

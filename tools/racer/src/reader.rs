@@ -160,6 +160,8 @@ pub fn read_loop(
             Err(e) => match e.raw_os_error() {
                 Some(libc::EIO) => {
                     counts.eio.fetch_add(1, Ordering::Relaxed);
+                    // A corrupted image fails at once: do not spin.
+                    thread::sleep(Duration::from_millis(1));
                     continue;
                 }
                 Some(libc::ENXIO) | Some(libc::ENODEV) => {
