@@ -24,12 +24,15 @@ extern unsigned int blksnap_param_chunk_maximum_shift;
 extern unsigned int blksnap_param_chunk_maximum_in_queue;
 extern unsigned int blksnap_param_diff_storage_minimum;
 extern unsigned int blksnap_param_image_writable;
+bool blksnap_memory_allows(u64 bytes);
 
 /* src/glue/hooks.c: the ftrace interposer. */
 int blksnap_hooks_register(void);
 void blksnap_hooks_unregister(void);
 void blksnap_schedule_reap(void);
 void blksnap_flush_reap(void);
+void blksnap_sync_submitters(void);
+int blksnap_drain_queue(struct block_device *bdev, unsigned int timeout_ms);
 
 /* src/glue/helpers.c: inline functions and macros as functions. */
 void blksnap_registry_lock(void);
@@ -45,6 +48,7 @@ unsigned int blksnap_bio_sectors(struct bio *bio);
 sector_t blksnap_bdev_nr_sectors(struct block_device *bdev);
 sector_t blksnap_bdev_start_sect(struct block_device *bdev);
 struct block_device *blksnap_bdev_whole(struct block_device *bdev);
+bool blksnap_bdev_is_zoned(struct block_device *bdev);
 bool blksnap_in_ia32_syscall(void);
 unsigned long blksnap_spin_lock_irqsave(spinlock_t *lock);
 void blksnap_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
@@ -70,8 +74,28 @@ struct file *blksnap_storage_open(const char *path, void *holder);
 void blksnap_storage_close(struct file *file);
 bool blksnap_storage_is_bdev(struct file *file);
 u64 blksnap_storage_sectors(struct file *file);
-struct block_device *blksnap_storage_bdev(struct file *file);
 int blksnap_storage_grow(struct file *file, u64 old_sectors, u64 new_sectors);
+
+/*
+ * A place bytes are kept (logic/src/placement.rs): a block device, or a
+ * file named by its file system, inode number and generation.
+ */
+struct blksnap_place {
+	u64 ino;
+	/* The block device, or the file's file system (s_dev). */
+	u32 dev;
+	u32 generation;
+	/* For a file: the block device of its file system, 0 for none. */
+	u32 fs_bdev;
+	bool is_file;
+};
+
+struct vfsmount;
+struct vfsmount *blksnap_topology_open(void);
+void blksnap_topology_close(struct vfsmount *mnt);
+int blksnap_dev_below(struct vfsmount *mnt, u32 dev, struct blksnap_place *out,
+		      unsigned int max);
+void blksnap_storage_place(struct file *file, struct blksnap_place *out);
 u32 blksnap_storage_wb_sample(struct file *file);
 int blksnap_storage_wb_check(struct file *file, u32 since);
 int blksnap_storage_write(struct file *file, const void *buf, size_t len,
@@ -90,6 +114,7 @@ void blksnap_bio_list_add(struct bio_list *list, struct bio *bio);
 struct bio *blksnap_bio_list_pop(struct bio_list *list);
 struct gendisk *blksnap_image_add(struct block_device *original, void *owner,
 				  bool writable);
+void blksnap_image_publish(struct gendisk *disk, u64 sectors);
 void blksnap_image_remove(struct gendisk *disk);
 bool blksnap_image_remap_read(struct bio *bio, struct block_device *original,
 			      void *owner);

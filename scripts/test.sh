@@ -50,8 +50,8 @@ check "rustfmt (module)" rustfmt --check --edition 2021 src/blksnap_rs.rs
 check "module build: no warnings, kernel clippy" scripts/module.sh --check
 ksrc=$(readlink -f "$(kernel_dir)/source")
 check "checkpatch (C helpers)" "$ksrc/scripts/checkpatch.pl" --no-tree --strict -q -f src/glue/*.c include/blksnap_glue.h
-# The in-VM tests run target/debug/blksnap and target/debug/tagblk.
-check "user-space build (blksnap, tagblk)" cargo build --workspace --color never
+# The in-VM tests run target/debug/blksnap, tagblk and racer.
+check "user-space build (blksnap, tagblk, racer)" cargo build --workspace --color never
 
 if [ -z "$host_only" ]; then
 	msg "in-VM tests"

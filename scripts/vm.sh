@@ -17,7 +17,7 @@ kdir=$(kernel_dir)
 if [ -n "${DEBUG:-}" ]; then
 	VM_TIMEOUT=${VM_TIMEOUT:-2700}
 else
-	VM_TIMEOUT=${VM_TIMEOUT:-900}
+	VM_TIMEOUT=${VM_TIMEOUT:-1800}
 fi
 tcg_qemu="-cpu qemu64 -accel tcg,thread=single"
 # VM_ICOUNT=N (TCG only): the guest clock counts instructions, 2^N ns each,

@@ -9,8 +9,8 @@
 //! device lives in [`ctl`]; everything that touches C directly lives in
 //! [`glue`]; module parameters are read through [`params`]; the user-space
 //! interface is [`uapi`], the same file the user-space `blksnap-uapi` crate
-//! compiles. [`cbt`], [`chunk`] and [`storage`] are the pure logic shared
-//! with the host tests.
+//! compiles. [`cbt`], [`chunk`], [`placement`] and [`storage`] are the pure
+//! logic shared with the host tests.
 
 // The pin-initialisers of structures with many fields expand deeply.
 #![recursion_limit = "256"]
@@ -35,6 +35,9 @@ pub mod cbt;
 
 #[path = "../logic/src/chunk.rs"]
 pub mod chunk;
+
+#[path = "../logic/src/placement.rs"]
+pub mod placement;
 
 #[path = "../logic/src/storage.rs"]
 pub mod storage;

@@ -11,7 +11,8 @@
 //!
 //! The maps are allocated with kvmalloc, so a large map does not need
 //! physically contiguous memory: at the default parameters a map is at most
-//! 2 MiB per copy for a device of any size. The owner (the tracker) keeps a
+//! 2 MiB per copy for a device of up to 128 TiB, and 1 GiB at most with
+//! any parameters (larger needs fail with ENOMEM). The owner (the tracker) keeps a
 //! `CbtMap` under a spinlock; nothing here sleeps or allocates except `new`.
 
 use kernel::prelude::*;
@@ -19,6 +20,13 @@ use kernel::prelude::*;
 use crate::cbt::{self, CbtState, SwitchOutcome, TrackingParams};
 use crate::glue::random;
 use crate::params;
+
+/// The largest copy of a map, in bytes (one byte per block): 1 GiB, the
+/// most `tracking_block_maximum_count` allows. A device that needs more
+/// blocks (its block size held down by `tracking_block_maximum_shift`) gets
+/// `ENOMEM`, as does one whose two copies would take more than half of the
+/// memory available.
+const MAX_MAP_BYTES: u64 = 1 << 30;
 
 /// The change-block tracking state of one device.
 pub(crate) struct CbtMap {
@@ -56,11 +64,25 @@ impl CbtMap {
         };
         let shift = cbt::block_shift(capacity, &tracking);
         let block_count = cbt::block_count(capacity, shift);
+        // `block_count` saturates at `u32::MAX`, above the bound, so a map
+        // that would not cover the whole device is refused too.
+        let bytes = u64::from(block_count);
+        if bytes > MAX_MAP_BYTES || !params::memory_allows(bytes.saturating_mul(2)) {
+            pr_warn!(
+                "tracking {} sectors in blocks of 2^{} bytes needs 2 maps of {} MiB: refused\n",
+                capacity,
+                shift,
+                bytes >> 20
+            );
+            return Err(ENOMEM);
+        }
         let len = usize::try_from(block_count).map_err(|_| ENOMEM)?;
+        // A failure is the caller's ENOMEM, not a warning in the kernel log.
+        let gfp = GFP_KERNEL | __GFP_NOWARN;
         Ok(Self {
             state: CbtState::new(),
-            write_map: KVVec::from_elem(0, len, GFP_KERNEL)?,
-            read_map: KVVec::from_elem(0, len, GFP_KERNEL)?,
+            write_map: KVVec::from_elem(0, len, gfp)?,
+            read_map: KVVec::from_elem(0, len, gfp)?,
             generation: random::uuid(),
             capacity,
             shift,

@@ -4,7 +4,8 @@
 //!
 //! The misc device glue calls [`Control::ioctl`] for every ioctl; this file
 //! decodes the command, copies the argument in and out of user memory and
-//! dispatches. Unknown commands get `ENOTTY`. 32-bit tasks reach it too:
+//! dispatches. Unknown commands get `ENOTTY`; the commands that change
+//! state need CAP_SYS_ADMIN (`EPERM` without it). 32-bit tasks reach it too:
 //! only COLLECT has another layout (and number) for them.
 
 use kernel::c_str;
@@ -12,6 +13,7 @@ use kernel::prelude::*;
 use kernel::str::CStr;
 use kernel::uaccess::UserPtr;
 
+use crate::glue::hooks;
 use crate::glue::miscdev::IoctlHandler;
 use crate::glue::uaccess::{self, Abi};
 use crate::snapshot;
@@ -28,8 +30,21 @@ const BUILD: u16 = 1;
 /// The ioctl handler of the control device.
 pub(crate) struct Control;
 
+/// Commands that change the module's state: they need CAP_SYS_ADMIN, as
+/// the block-device filter ioctls do (the node's mode is only the first
+/// gate: a descriptor may be passed to a less privileged task).
+const ADMIN_COMMANDS: [u32; 4] = [
+    uapi::BLKSNAP_IOCTL_SNAPSHOT_CREATE,
+    uapi::BLKSNAP_IOCTL_SNAPSHOT_DESTROY,
+    uapi::BLKSNAP_IOCTL_SNAPSHOT_TAKE,
+    uapi::BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT,
+];
+
 impl IoctlHandler for Control {
     fn ioctl(cmd: u32, arg: UserPtr, abi: Abi) -> Result<isize> {
+        if ADMIN_COMMANDS.contains(&cmd) && !hooks::capable_sys_admin() {
+            return Err(EPERM);
+        }
         match cmd {
             uapi::BLKSNAP_IOCTL_VERSION => version(arg),
             uapi::BLKSNAP_IOCTL_SNAPSHOT_CREATE => snapshot::create(arg, abi),

@@ -25,6 +25,12 @@
 //! sequence-lock check with the state as the sequence (see
 //! `logic/src/chunk.rs`); image reads never block copy-on-write.
 //!
+//! An area is published to the write path while the take is still waiting
+//! for the writes in flight; until [`DiffArea::start`] it only holds writes
+//! and copies nothing, so no copy reads a chunk that an earlier write may
+//! still change. Held writes are marked in the change map again when they
+//! are released: they land after the take's switch of the map.
+//!
 //! If a copy fails, the chunk is `Failed`, the snapshot is corrupted (its
 //! image reads fail from then on) and the write still goes on to the
 //! original: a broken snapshot never harms the original device.
@@ -43,7 +49,7 @@ use crate::cbt_map::CbtMap;
 use crate::chunk::{self, ChunkParams};
 use crate::glue::block::{BdevRef, Bio, BioOp};
 use crate::glue::irqlock::{new_irq_spinlock, IrqSpinLock};
-use crate::glue::snapio::{self, BioList, NoIo, OwnedBio};
+use crate::glue::snapio::{self, BioList, HeldWrites, NoIo, OwnedBio};
 use crate::params;
 use crate::snapshot::Shared;
 
@@ -78,10 +84,12 @@ pub(crate) struct DiffArea {
     writable: bool,
     /// Set at destroy: held writes pass without a copy, image reads fail.
     closing: AtomicBool,
+    /// Set once the take is complete: until then writes are only held.
+    started: AtomicBool,
     /// Image reads sent to the original as clones, not yet completed.
     remapped: AtomicUsize,
     #[pin]
-    held: IrqSpinLock<BioList>,
+    held: IrqSpinLock<HeldWrites>,
     #[pin]
     cow_work: Work<DiffArea, COW_WORK>,
     /// Writes to the image, done by the copy-on-write worker, which alone
@@ -105,11 +113,22 @@ kernel::impl_has_work! {
     impl HasWork<Self, READ_WORK> for DiffArea { self.read_work }
 }
 
+/// The largest single allocation of a diff area, a per-chunk table or a
+/// buffer: 1 GiB. `kvmalloc` refuses more than `INT_MAX` bytes with a
+/// warning; a larger need fails the take with `ENOMEM` before it is tried.
+const MAX_ALLOCATION: u64 = 1 << 30;
+
+/// The flags of the allocations at the take: a failure is the take's
+/// `ENOMEM`, not a warning in the kernel log.
+fn take_gfp() -> kernel::alloc::Flags {
+    GFP_KERNEL | __GFP_NOWARN
+}
+
 fn atomic_vec<T>(len: u64, new: impl Fn() -> T) -> Result<KVVec<T>> {
     let len = usize::try_from(len).map_err(|_| ENOMEM)?;
-    let mut v = KVVec::with_capacity(len, GFP_KERNEL)?;
+    let mut v = KVVec::with_capacity(len, take_gfp())?;
     for _ in 0..len {
-        v.push(new(), GFP_KERNEL)?;
+        v.push(new(), take_gfp())?;
     }
     Ok(v)
 }
@@ -131,9 +150,29 @@ impl DiffArea {
         let capacity = original.nr_sectors();
         let shift = chunk::chunk_shift(capacity, original.io_min(), &chunk_params());
         let chunk_count = chunk::chunk_count(capacity, shift);
-        let chunk_bytes = 1usize << shift;
-        // Copy-on-write reads runs of chunks: room for a large write's worth.
-        let cow_bytes = chunk_bytes.max(COW_RUN_BYTES);
+        // Image reads and writes go piece by piece within one chunk;
+        // copy-on-write reads runs of chunks, room for a large write's
+        // worth. Neither needs more than the device holds.
+        let read_bytes = chunk::chunk_buffer_bytes(capacity, shift);
+        let cow_bytes = chunk::run_buffer_bytes(capacity, shift, COW_RUN_BYTES as u64);
+        let sizes = [
+            chunk_count.saturating_mul(core::mem::size_of::<AtomicU8>() as u64),
+            chunk_count.saturating_mul(core::mem::size_of::<AtomicU64>() as u64),
+            cow_bytes,
+            read_bytes,
+        ];
+        let total = sizes.iter().fold(0u64, |sum, &b| sum.saturating_add(b));
+        if sizes.iter().any(|&b| b > MAX_ALLOCATION) || !params::memory_allows(total) {
+            pr_warn!(
+                "a take of {} sectors in chunks of 2^{} bytes needs {} MiB: refused\n",
+                capacity,
+                shift,
+                total >> 20
+            );
+            return Err(ENOMEM);
+        }
+        let read_bytes = usize::try_from(read_bytes).map_err(|_| ENOMEM)?;
+        let cow_bytes = usize::try_from(cow_bytes).map_err(|_| ENOMEM)?;
         Arc::pin_init(
             try_pin_init!(Self {
                 states: atomic_vec(chunk_count, || AtomicU8::new(UNTOUCHED))?,
@@ -146,14 +185,15 @@ impl DiffArea {
                 cbt,
                 writable: params::image_writable() != 0,
                 closing: AtomicBool::new(false),
+                started: AtomicBool::new(false),
                 remapped: AtomicUsize::new(0),
-                held <- new_irq_spinlock!(BioList::new(), "blksnap:held"),
+                held <- new_irq_spinlock!(HeldWrites::new(), "blksnap:held"),
                 cow_work <- new_work!("blksnap:cow"),
                 image_writes <- new_irq_spinlock!(BioList::new(), "blksnap:image_writes"),
                 reads <- new_irq_spinlock!(BioList::new(), "blksnap:reads"),
                 read_work <- new_work!("blksnap:image"),
-                cow_buf <- new_mutex!(KVVec::from_elem(0u8, cow_bytes, GFP_KERNEL)?),
-                read_buf <- new_mutex!(KVVec::from_elem(0u8, chunk_bytes, GFP_KERNEL)?),
+                cow_buf <- new_mutex!(KVVec::from_elem(0u8, cow_bytes, take_gfp())?),
+                read_buf <- new_mutex!(KVVec::from_elem(0u8, read_bytes, take_gfp())?),
             }),
             GFP_KERNEL,
         )
@@ -208,6 +248,11 @@ impl DiffArea {
         None
     }
 
+    /// The size of the original at the take, in sectors.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
     /// Whether the image disk should accept writes.
     pub(crate) fn is_writable(&self) -> bool {
         self.writable
@@ -226,7 +271,10 @@ impl DiffArea {
         }
         let bio = if bio.op() == BioOp::Read && self.reads_original(&bio) {
             self.remapped.fetch_add(1, Ordering::AcqRel);
-            match bio.remap_read(&self.original, (&**self as *const Self).cast()) {
+            // SAFETY: `self` stays valid until the outcome is reported: the
+            // snapshot keeps its reference to the area until `remapped` fell
+            // to zero (`wait_remapped`, at destroy).
+            match unsafe { bio.remap_read(&self.original, (&**self as *const Self).cast()) } {
                 Ok(()) => return,
                 Err(bio) => {
                     self.remapped.fetch_sub(1, Ordering::AcqRel);
@@ -300,6 +348,13 @@ impl DiffArea {
         self.closing.store(true, Ordering::Release);
     }
 
+    /// Starts copy-on-write, once the take is complete: the writes held
+    /// since the area was published are copied for and released.
+    pub(crate) fn start(self: &Arc<Self>) {
+        self.started.store(true, Ordering::Release);
+        let _ = snapio::queue().enqueue::<Arc<Self>, COW_WORK>(self.clone());
+    }
+
     /// Copies the untouched chunks among those of `[sector, sector + count)`.
     ///
     /// Consecutive untouched chunks are copied together, as many as the
@@ -366,6 +421,9 @@ impl DiffArea {
     }
 
     fn run_cow(&self) {
+        if !self.started.load(Ordering::Acquire) {
+            return;
+        }
         let _noio = NoIo::enter();
         loop {
             // Popped in statements of their own: a guard in an `if let`
@@ -373,8 +431,13 @@ impl DiffArea {
             let held = self.held.lock().pop();
             if let Some(bio) = held {
                 let (sector, count) = bio.sectors();
-                let offset = bio.offset_in(&self.original);
-                self.copy_chunks(sector.saturating_add(offset), count);
+                let (sector, count) = bio.sectors();
+                let sector = sector.saturating_add(bio.offset_in(&self.original));
+                self.copy_chunks(sector, count);
+                // A write held during the take was marked in the change map
+                // before its switch; it lands after the take, so it belongs
+                // to the next backup too.
+                self.cbt.lock().mark_write(sector, count);
                 blkfilter::pass_on(bio, &self.original);
                 continue;
             }

@@ -16,6 +16,7 @@ pub(crate) mod errno;
 pub(crate) mod hooks;
 pub(crate) mod irqlock;
 pub(crate) mod miscdev;
+pub(crate) mod params;
 pub(crate) mod random;
 pub(crate) mod rcu;
 pub(crate) mod snapio;

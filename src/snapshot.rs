@@ -11,10 +11,11 @@
 //!
 //! What the copy-on-write workers of all members share, the storage, the
 //! error and the events, lives in [`Shared`], which event waiters hold on
-//! to without the lock.
+//! to without the lock. The module's lock order is written down in
+//! [`crate::blkfilter`].
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+use core::sync::atomic::{fence, AtomicI32, AtomicU32, Ordering};
 
 use kernel::new_condvar;
 use kernel::new_mutex;
@@ -28,11 +29,12 @@ use kernel::workqueue::{Work, WorkItem};
 use crate::diff_area::DiffArea;
 use crate::glue::block::{BdevRef, BlockDevice};
 use crate::glue::errno;
-use crate::glue::hooks::{ModuleRef, RegistryLock};
+use crate::glue::hooks::{self, ModuleRef, RegistryLock};
 use crate::glue::random;
 use crate::glue::snapio::{self, ImageDisk, NoIo, OwnedBio, StorageFile, UserPath};
 use crate::glue::uaccess::{self, Abi};
 use crate::params;
+use crate::placement::{Footprint, Place};
 use crate::storage::StorageAccount;
 use crate::tracker::TrackerCore;
 use crate::uapi;
@@ -98,6 +100,8 @@ impl EventQueue {
 #[pin_data]
 pub(crate) struct Shared {
     storage: StorageFile,
+    /// Where the storage's bytes end up (see [`crate::placement`]).
+    footprint: KBox<Footprint>,
     /// Identifies the snapshot as the exclusive opener of a storage device;
     /// dropped after `storage`.
     _holder: KBox<u8>,
@@ -125,6 +129,7 @@ impl Shared {
     fn new(path: &UserPath, limit: u64) -> Result<Arc<Self>> {
         let holder = KBox::new(0u8, GFP_KERNEL)?;
         let storage = StorageFile::open(path, (&*holder as *const u8).cast())?;
+        let footprint = snapio::footprint(storage.place())?;
         let step = u64::from(params::diff_storage_minimum());
         let account = if storage.is_block_device() {
             StorageAccount::for_block_device(storage.sectors(), step)
@@ -134,6 +139,7 @@ impl Shared {
         Arc::pin_init(
             pin_init!(Self {
                 storage,
+                footprint,
                 _holder: holder,
                 error: AtomicI32::new(0),
                 account <- new_mutex!(account, "blksnap:storage"),
@@ -300,14 +306,34 @@ impl Shared {
         self.storage.check_written()
     }
 
-    /// Whether the storage lives on `bdev` or shares a disk with it in a
-    /// way that copy-on-write would write to the device it copies from.
-    fn is_on(&self, bdev: &BlockDevice) -> bool {
-        let Some((dev, whole)) = self.storage.devs() else {
-            return false;
+    /// Refuses `member` (EINVAL) if its bytes lie in this storage, or, for
+    /// a member of this storage's own snapshot (`own`), if what is written
+    /// to the storage ends up on the member: copy-on-write would then
+    /// overwrite the original with its copies, or wait for ever for writes
+    /// that it holds itself.
+    fn is_on(&self, member: &Footprint, own: bool) -> Result {
+        let dev = |place| match place {
+            Place::Device(dev) => (dev >> 20, dev & 0xfffff),
+            Place::File { .. } => (0, 0),
         };
-        let (mdev, mwhole) = bdev.devs();
-        dev == mdev || (whole == mwhole && (dev == whole || mdev == mwhole))
+        let (major, minor) = dev(member.place());
+        if member.rests_on(&self.footprint) {
+            pr_err!(
+                "device {}:{} keeps its data in the difference storage of a snapshot: refused\n",
+                major,
+                minor
+            );
+            return Err(EINVAL);
+        }
+        if own && self.footprint.rests_on(member) {
+            pr_err!(
+                "the difference storage is written through device {}:{}, a member of its own snapshot: refused\n",
+                major,
+                minor
+            );
+            return Err(EINVAL);
+        }
+        Ok(())
     }
 
     fn wait_event(&self, timeout_ms: u32) -> Result<Event> {
@@ -358,6 +384,8 @@ impl WorkItem<EVENT_WORK> for Shared {
 
 struct Member {
     bdev: BdevRef,
+    /// Where the device's bytes end up (see [`crate::placement`]).
+    footprint: KBox<Footprint>,
     tracker: Arc<TrackerCore>,
     area: Option<Arc<DiffArea>>,
     image: Option<ImageDisk>,
@@ -372,20 +400,29 @@ struct Snapshot {
 }
 
 impl Snapshot {
-    /// Stops copy-on-write and removes the images. Writes held at that
-    /// moment still go on to their devices.
+    /// Stops copy-on-write and removes the images, under the registry lock.
+    /// Writes held at that moment still go on to their devices.
+    ///
+    /// Every area is closed before any is unpublished: from the moment a
+    /// write can reach the original without a copy, image reads fail.
     fn stop(&mut self, lock: &RegistryLock) {
+        for area in self.members.iter().filter_map(|m| m.area.as_ref()) {
+            area.close();
+        }
         for m in self.members.iter_mut() {
             drop(m.tracker.cow.replace(None, lock));
-            if let Some(area) = &m.area {
-                area.close();
-            }
             drop(m.image.take());
-            if let Some(area) = &m.area {
-                area.wait_remapped();
-            }
         }
-        // Every held write is passed on and every image bio ended.
+    }
+
+    /// Waits, after [`Snapshot::stop`] and without the registry lock, until
+    /// no image read is still out on an original and the work queued for
+    /// the areas has run: every held write is passed on, every image bio
+    /// ended.
+    fn release(&mut self) {
+        for area in self.members.iter().filter_map(|m| m.area.as_ref()) {
+            area.wait_remapped();
+        }
         snapio::flush_queue();
         for m in self.members.iter_mut() {
             m.area = None;
@@ -462,32 +499,60 @@ pub(crate) fn create(arg: UserPtr, abi: Abi) -> Result<isize> {
         arg + core::mem::offset_of!(uapi::BlksnapSnapshotCreate, id),
         &id,
     )?;
-    Locked::lock().parts().0.push(snapshot, GFP_KERNEL)?;
+    let mut locked = Locked::lock();
+    let (list, _) = locked.parts();
+    // Storages that overlap would overwrite each other's copies; a storage
+    // that holds a member's data would change it behind its snapshot.
+    for s in list.iter() {
+        if s.shared.footprint.overlaps(&snapshot.shared.footprint) {
+            pr_err!("the difference storage overlaps the storage of another snapshot: refused\n");
+            return Err(EBUSY);
+        }
+        for m in s.members.iter() {
+            snapshot.shared.is_on(&m.footprint, false)?;
+        }
+    }
+    list.push(snapshot, GFP_KERNEL)?;
     Ok(0)
 }
 
 pub(crate) fn destroy(arg: UserPtr) -> Result<isize> {
     let id: uapi::BlksnapUuid = uaccess::read(arg)?;
-    let mut locked = Locked::lock();
-    let (list, lock) = locked.parts();
-    let index = find(list, &id.b)?;
-    let mut snapshot = take_out(list, index)?;
-    snapshot.stop(lock);
+    let mut snapshot = {
+        let mut locked = Locked::lock();
+        let (list, lock) = locked.parts();
+        let index = find(list, &id.b)?;
+        let mut snapshot = take_out(list, index)?;
+        snapshot.stop(lock);
+        snapshot
+    };
+    // The waits for other work are not made under the registry lock, so
+    // they hold up no other snapshot's ioctls.
+    snapshot.release();
     for m in snapshot.members.iter() {
         m.tracker.leave_snapshot();
     }
     snapshot.shared.close_events();
-    drop(locked);
     drop(snapshot);
     Ok(0)
 }
 
 pub(crate) fn take(arg: UserPtr) -> Result<isize> {
     let id: uapi::BlksnapUuid = uaccess::read(arg)?;
+    // The first growth of the storage (a `fallocate`) is made before, and
+    // without the registry lock, so that the first copies need not wait.
+    let shared = {
+        let mut locked = Locked::lock();
+        let (list, _) = locked.parts();
+        let index = find(list, &id.b)?;
+        list[index].shared.clone()
+    };
+    shared.grow();
+    drop(shared);
     let mut locked = Locked::lock();
     let (list, lock) = locked.parts();
     let index = find(list, &id.b)?;
-    let snapshot = &mut list[index];
+    let snapshot = &list[index];
     if snapshot.taken {
         return Err(errno::ealready());
     }
@@ -495,65 +560,134 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
     if snapshot.members.is_empty() || snapshot.members.iter().any(|m| m.tracker.is_gone()) {
         return Err(ENODEV);
     }
-    // Everything that allocates is done before the devices are frozen,
-    // the first growth of the storage too.
-    snapshot.shared.grow();
-    let mut areas = KVec::with_capacity(snapshot.members.len(), GFP_KERNEL)?;
+    // The image of a member's device is still there from another snapshot
+    // (the device was set up again since): its name is taken.
+    let has_image = |dev: u32| {
+        list.iter()
+            .flat_map(|s| s.members.iter())
+            .any(|m| m.image.is_some() && m.bdev.devs().0 == dev)
+    };
+    if snapshot.members.iter().any(|m| has_image(m.bdev.devs().0)) {
+        return Err(EBUSY);
+    }
+    let snapshot = &mut list[index];
+    // Everything that allocates or may fail is done before the devices are
+    // frozen; a take that fails changes nothing.
+    let n = snapshot.members.len();
+    let mut areas = KVec::with_capacity(n, GFP_KERNEL)?;
+    let mut published = KVec::with_capacity(n, GFP_KERNEL)?;
     for m in snapshot.members.iter() {
         let area = DiffArea::new(
             m.bdev.get_ref(),
             snapshot.shared.clone(),
             m.tracker.cbt.clone(),
         )?;
-        areas.push(KBox::new(area, GFP_KERNEL)?, GFP_KERNEL)?;
+        published.push(KBox::new(area.clone(), GFP_KERNEL)?, GFP_KERNEL)?;
+        areas.push(area, GFP_KERNEL)?;
+    }
+    // Declared after `areas`, so dropped before them on an error.
+    let mut images = KVec::with_capacity(n, GFP_KERNEL)?;
+    for (m, area) in snapshot.members.iter().zip(areas.iter()) {
+        // SAFETY: the area outlives its image: both are kept by the member
+        // (or by this function), and the image is always dropped first.
+        let image = unsafe {
+            ImageDisk::add(
+                &m.bdev,
+                (&**area as *const DiffArea).cast(),
+                area.is_writable(),
+            )
+        };
+        images.push(image?, GFP_KERNEL)?;
     }
     {
-        let mut frozen = KVec::with_capacity(snapshot.members.len(), GFP_KERNEL)?;
+        let mut frozen = KVec::with_capacity(n, GFP_KERNEL)?;
         for m in snapshot.members.iter() {
             frozen.push(m.bdev.freeze()?, GFP_KERNEL)?;
         }
-        // The coherent moment: no file system writes on any member.
-        for (m, published) in snapshot.members.iter().zip(areas) {
+        // No file system writes on any member now. From here on every
+        // write is held by the area, which copies nothing before `start`.
+        for (m, area) in snapshot.members.iter().zip(published) {
+            drop(m.tracker.cow.replace(Some(area), lock));
+        }
+        // Writes that passed before must be on the devices before the
+        // first copy is read and before the change maps switch.
+        if let Err(e) = drain_writes(&snapshot.members) {
+            for (m, area) in snapshot.members.iter().zip(areas.iter()) {
+                area.close();
+                drop(m.tracker.cow.replace(None, lock));
+                // Closed, it passes every held write without a copy.
+                area.start();
+            }
+            return Err(e);
+        }
+        // The coherent moment.
+        for m in snapshot.members.iter() {
             m.tracker.cbt.lock().switch();
-            drop(m.tracker.cow.replace(Some(published), lock));
         }
     }
     snapshot.taken = true;
-    for m in snapshot.members.iter_mut() {
-        let Some(area) = m.tracker.current_area(lock) else {
-            continue;
-        };
-        let image = ImageDisk::add(
-            &m.bdev,
-            (&*area as *const DiffArea).cast(),
-            area.is_writable(),
-        );
+    for ((m, area), image) in snapshot.members.iter_mut().zip(areas).zip(images) {
+        area.start();
         m.area = Some(area);
-        match image {
-            Ok(image) => m.image = Some(image),
-            Err(e) => {
-                pr_err!("cannot create a snapshot image: {:?}\n", e);
-                snapshot.stop(lock);
-                snapshot.taken = false;
-                return Err(e);
-            }
+        m.image = Some(image);
+    }
+    // A member that went away meanwhile did not see its area published:
+    // pairs with the fence in the tracker's `Filter::gone`.
+    fence(Ordering::SeqCst);
+    for m in snapshot.members.iter() {
+        if let (true, Some(area)) = (m.tracker.is_gone(), &m.area) {
+            area.device_gone();
+        }
+    }
+    for m in snapshot.members.iter() {
+        if let (Some(image), Some(area)) = (&m.image, &m.area) {
+            image.publish(area.capacity());
         }
     }
     Ok(0)
 }
 
+/// How long a take waits for the writes in flight on one member.
+const DRAIN_TIMEOUT_MS: u32 = 60_000;
+
+/// Waits for the members' writes that passed the filter before their areas
+/// were published: out of `submit_bio_noacct` first, then completed.
+fn drain_writes(members: &[Member]) -> Result {
+    hooks::sync_submitters();
+    for m in members {
+        m.bdev.drain_queue(DRAIN_TIMEOUT_MS).inspect_err(|_| {
+            let (major, minor) = m.bdev.dev();
+            pr_err!("take: writes in flight on {major}:{minor} did not complete\n");
+        })?;
+    }
+    Ok(())
+}
+
 /// COLLECT: `arg` is the user's structure, which starts with the count on
 /// every layout; `count` and `ids` were read from it.
 pub(crate) fn collect(arg: UserPtr, count: u32, ids: UserPtr) -> Result<isize> {
-    let mut locked = Locked::lock();
-    let (list, _) = locked.parts();
-    let total = u32::try_from(list.len()).map_err(|_| EINVAL)?;
-    if ids != 0 {
-        let n = (count as usize).min(list.len());
-        let size = core::mem::size_of::<uapi::BlksnapUuid>();
-        let mut writer = UserSlice::new(ids, n * size).writer();
+    // Copied out under the lock, written to user memory (which may fault
+    // and sleep for long) without it.
+    let (total, found) = {
+        let mut locked = Locked::lock();
+        let (list, _) = locked.parts();
+        let total = u32::try_from(list.len()).map_err(|_| EINVAL)?;
+        let n = if ids != 0 {
+            (count as usize).min(list.len())
+        } else {
+            0
+        };
+        let mut found = KVec::with_capacity(n, GFP_KERNEL)?;
         for s in list.iter().take(n) {
-            writer.write(&uapi::BlksnapUuid { b: s.id })?;
+            found.push(uapi::BlksnapUuid { b: s.id }, GFP_KERNEL)?;
+        }
+        (total, found)
+    };
+    if ids != 0 {
+        let size = core::mem::size_of::<uapi::BlksnapUuid>();
+        let mut writer = UserSlice::new(ids, found.len() * size).writer();
+        for id in found.iter() {
+            writer.write(id)?;
         }
     }
     uaccess::write(arg, &total)?;
@@ -590,14 +724,27 @@ pub(crate) fn wait_event(arg: UserPtr) -> Result<isize> {
     Ok(0)
 }
 
-/// SNAPSHOTADD on the device of `tracker`.
-pub(crate) fn add(tracker: &Arc<TrackerCore>, bdev: &BlockDevice, opt: UserPtr) -> Result<isize> {
+/// SNAPSHOTADD on the device of `tracker`; `attached` tells, under the
+/// registry lock, whether the tracker is still the device's filter.
+pub(crate) fn add(
+    tracker: &Arc<TrackerCore>,
+    bdev: &BlockDevice,
+    opt: UserPtr,
+    attached: impl FnOnce(&RegistryLock) -> bool,
+) -> Result<isize> {
     let req: uapi::BlksnapSnapshotadd = uaccess::read(opt)?;
     if bdev.is_unsupported() {
         return Err(EPERM);
     }
+    // Found before the lock: it reads sysfs and looks up paths.
+    let footprint = snapio::footprint(bdev.place())?;
     let mut locked = Locked::lock();
-    let (list, _) = locked.parts();
+    let (list, lock) = locked.parts();
+    // Detached since the filter was found: a detach is refused only once
+    // the tracker is in a snapshot, which it is not yet.
+    if !attached(lock) {
+        return Err(ENOENT);
+    }
     for s in list.iter() {
         if s.members.iter().any(|m| Arc::ptr_eq(&m.tracker, tracker)) {
             return Err(if s.id == req.id.b {
@@ -608,16 +755,16 @@ pub(crate) fn add(tracker: &Arc<TrackerCore>, bdev: &BlockDevice, opt: UserPtr) 
         }
     }
     let index = find(list, &req.id.b)?;
-    let snapshot = &mut list[index];
-    if snapshot.taken {
+    if list[index].taken {
         return Err(EBUSY);
     }
-    if snapshot.shared.is_on(bdev) {
-        return Err(EINVAL);
+    for (i, s) in list.iter().enumerate() {
+        s.shared.is_on(&footprint, i == index)?;
     }
-    snapshot.members.push(
+    list[index].members.push(
         Member {
             bdev: bdev.get_ref(),
+            footprint,
             tracker: tracker.clone(),
             area: None,
             image: None,

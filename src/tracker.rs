@@ -21,7 +21,7 @@
 //! Locking: the map is under a per-device spinlock, held only for marking
 //! or copying a bounded piece of it; user memory is never touched under it.
 
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{fence, AtomicBool, Ordering};
 
 use kernel::c_str;
 use kernel::fmt;
@@ -30,14 +30,13 @@ use kernel::str::CString;
 use kernel::sync::Arc;
 use kernel::uaccess::{UserPtr, UserSlice};
 
-use crate::blkfilter::{Filter, FilterType};
+use crate::blkfilter::{self, Filter, FilterType};
 use crate::cbt;
 use crate::cbt_map::CbtMap;
 use crate::diff_area::DiffArea;
 use crate::glue::block::{BioOp, BlockDevice};
 use crate::glue::debugfs::{Counters, Dump};
 use crate::glue::errno;
-use crate::glue::hooks::RegistryLock;
 use crate::glue::irqlock::{new_irq_spinlock, IrqSpinLock};
 use crate::glue::rcu::{self, RcuBox};
 use crate::glue::snapio::OwnedBio;
@@ -79,16 +78,11 @@ impl TrackerCore {
 
     /// Whether the device went away (see [`Filter::gone`]).
     pub(crate) fn is_gone(&self) -> bool {
-        self.gone.load(Ordering::Acquire)
+        self.gone.load(Ordering::SeqCst)
     }
 
     pub(crate) fn leave_snapshot(&self) {
         self.in_snapshot.store(false, Ordering::Release);
-    }
-
-    /// The published diff area, read under the registry lock.
-    pub(crate) fn current_area(&self, lock: &RegistryLock) -> Option<Arc<DiffArea>> {
-        self.cow.get_locked(lock).cloned()
     }
 }
 
@@ -105,6 +99,11 @@ impl Dump for IrqSpinLock<CbtMap> {
 }
 
 fn attach(bdev: &BlockDevice, _opt: UserPtr, _optlen: u32) -> Result<Arc<dyn Filter>> {
+    // Zone appends choose their sector at completion: neither the change
+    // map nor copy-on-write could know which chunk they change.
+    if bdev.is_zoned() {
+        return Err(errno::eopnotsupp());
+    }
     let (major, minor) = bdev.dev();
     let dir = CString::try_from_fmt(fmt!("{major}:{minor}"))?;
     let mut counters = Counters::new(&dir, [c_str!("reads"), c_str!("writes"), c_str!("others")])?;
@@ -147,7 +146,10 @@ impl Filter for Tracker {
     }
 
     fn gone(&self) {
-        self.core.gone.store(true, Ordering::Release);
+        self.core.gone.store(true, Ordering::SeqCst);
+        // Pairs with the fence of a take after it published the area: either
+        // the area is seen here, or the take sees the device gone.
+        fence(Ordering::SeqCst);
         let guard = rcu::read_lock();
         if let Some(area) = self.core.cow.get(&guard) {
             area.device_gone();
@@ -185,7 +187,12 @@ impl Filter for Tracker {
             // Snapshots come with the snapshot code.
             Cmd::Snapshotadd => {
                 check_optlen::<uapi::BlksnapSnapshotadd>(optlen)?;
-                snapshot::add(&self.core, bdev, opt)
+                // The filter was found without the registry lock: the add
+                // checks under it that the tracker is still attached.
+                let this = (self as *const Self).cast::<()>();
+                snapshot::add(&self.core, bdev, opt, |lock| {
+                    blkfilter::is_attached(lock, bdev, this)
+                })
             }
             Cmd::Snapshotinfo => {
                 check_optlen::<uapi::BlksnapSnapshotinfo>(optlen)?;

@@ -22,9 +22,11 @@
 //! [`chunk_count`] gives the number of chunks (the last one may be partial),
 //! [`sectors_to_chunks`] turns the sector range of a bio into the range of
 //! chunks it touches, and [`chunk_sectors`] gives the sectors of one chunk,
-//! which is what the copy-on-write read and the store cover. A chunk is never
-//! smaller than a sector: the geometry functions take any `shift` and treat
-//! one below [`SECTOR_SHIFT`] as [`SECTOR_SHIFT`].
+//! which is what the copy-on-write read and the store cover;
+//! [`chunk_buffer_bytes`] and [`run_buffer_bytes`] size the buffers those go
+//! through, never larger than the device. A chunk is never smaller than a
+//! sector: the geometry functions take any `shift` and treat one below
+//! [`SECTOR_SHIFT`] as [`SECTOR_SHIFT`].
 //!
 //! # The state of a chunk
 //!
@@ -119,9 +121,10 @@ pub const SECTOR_SHIFT: u32 = 9;
 /// The smallest chunk shift [`chunk_shift`] returns: one sector.
 pub const MIN_CHUNK_SHIFT: u32 = SECTOR_SHIFT;
 
-/// The largest chunk shift [`chunk_shift`] returns, so the size of a chunk
-/// in bytes fits an `i32` and a chunk buffer can be addressed on any machine.
-pub const MAX_CHUNK_SHIFT: u32 = 31;
+/// The largest chunk shift [`chunk_shift`] returns: 1 GiB, the largest power
+/// of two a kernel `kvmalloc` can hold (at most `INT_MAX` bytes), so a chunk
+/// buffer can always be allocated, or refused, without a warning.
+pub const MAX_CHUNK_SHIFT: u32 = 30;
 
 /// The module parameters that size the copy-on-write chunks (uapi.md §4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -268,6 +271,38 @@ pub fn chunk_sectors(chunk: u64, shift: u32, capacity_sectors: u64) -> Option<(u
     // A chunk of 2^64 sectors or more is larger than any device.
     let size = 1u64.checked_shl(per_chunk).unwrap_or(u64::MAX);
     Some((start, size.min(left)))
+}
+
+/// Returns the size in bytes of a buffer for the pieces of one chunk.
+///
+/// That is the chunk size, but no more than the device: no piece of a chunk
+/// lies past the device's end, so a chunk larger than the device (a large
+/// `chunk_minimum_shift` on a small device) needs only the device's size.
+/// Any `shift` is accepted, as in [`chunk_count`]; the result saturates at
+/// `u64::MAX`.
+pub fn chunk_buffer_bytes(capacity_sectors: u64, shift: u32) -> u64 {
+    chunk_bytes(shift).min(device_bytes(capacity_sectors))
+}
+
+/// Returns the size in bytes of a buffer for a run of consecutive chunks
+/// copied together: `run_bytes`, but at least one chunk, and no more than
+/// the device, which no run can exceed. Any `shift` is accepted, as in
+/// [`chunk_count`]; the result saturates at `u64::MAX`.
+pub fn run_buffer_bytes(capacity_sectors: u64, shift: u32, run_bytes: u64) -> u64 {
+    chunk_bytes(shift)
+        .max(run_bytes)
+        .min(device_bytes(capacity_sectors))
+}
+
+/// Returns the size of a chunk in bytes, at least a sector; saturates.
+fn chunk_bytes(shift: u32) -> u64 {
+    1u64.checked_shl(shift.max(SECTOR_SHIFT))
+        .unwrap_or(u64::MAX)
+}
+
+/// Returns the size of a device in bytes; saturates.
+fn device_bytes(capacity_sectors: u64) -> u64 {
+    capacity_sectors.saturating_mul(1 << SECTOR_SHIFT)
 }
 
 /// Where one chunk stands in copy-on-write; see the module documentation.

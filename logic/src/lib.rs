@@ -9,4 +9,5 @@
 
 pub mod cbt;
 pub mod chunk;
+pub mod placement;
 pub mod storage;

@@ -39,15 +39,19 @@
 //! The limit is reached when the space is low (as above) and the storage
 //! cannot grow any more: the capacity is at the limit, the storage is a block
 //! device, or the file system refused to grow the file. Then one `no_space`
-//! event is due, carrying the total number of sectors asked for;
+//! event is due, carrying the size the storage was last asked to have (its
+//! `requested_nr_sect`, as in the upstream proposal): the limit once the
+//! file grew to it, the size of the growth the file system refused, or the
+//! capacity of a block device or of a file that was never asked to grow.
+//! It is not the space used so far.
 //! [`StorageAccount::no_space_event`] hands out its data the first time only.
 //! A failed allocation is also the caller's cue to mark the snapshot
 //! corrupted, which is a separate event.
 //!
 //! # Invariants
 //!
-//! `used <= capacity <= limit <= MAX_STORAGE_SECTORS` at all times, and the
-//! growth step is at least one sector. A file already larger than the limit
+//! `used <= capacity <= requested <= limit <= MAX_STORAGE_SECTORS` at all
+//! times, and the growth step is at least one sector. A file already larger than the limit
 //! raises the limit to its size, so it is used whole and never grown.
 
 /// The largest capacity or limit, in sectors, of a difference storage.
@@ -66,8 +70,8 @@ pub struct NoSpace;
 ///
 /// # Invariants
 ///
-/// `used <= capacity <= limit <= MAX_STORAGE_SECTORS` and `step >= 1`; a
-/// storage that is not `growable` has no growth in flight.
+/// `used <= capacity <= requested <= limit <= MAX_STORAGE_SECTORS` and
+/// `step >= 1`; a storage that is not `growable` has no growth in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StorageAccount {
     /// Sectors the storage has, allocated or not.
@@ -78,7 +82,8 @@ pub struct StorageAccount {
     limit: u64,
     /// Growth step, also twice the low-space threshold.
     step: u64,
-    /// Sectors asked for by all allocations, failed ones included.
+    /// The size the storage was last asked to have: its capacity, or the
+    /// size of the last growth started, whether it succeeded or not.
     requested: u64,
     /// Whether the storage may still grow (a file the file system grew so far).
     growable: bool,
@@ -99,14 +104,15 @@ impl StorageAccount {
     /// one sector; sizes above [`MAX_STORAGE_SECTORS`] are clipped to it.
     pub fn for_file(capacity_sectors: u64, limit_sectors: u64, step_sectors: u64) -> Self {
         let capacity = capacity_sectors.min(MAX_STORAGE_SECTORS);
-        // INVARIANT: `capacity <= limit <= MAX_STORAGE_SECTORS`, `step >= 1`.
+        // INVARIANT: `capacity == requested <= limit <= MAX_STORAGE_SECTORS`,
+        // `step >= 1`.
         Self {
             capacity,
             used: 0,
             // Not `clamp(capacity, ..)`, whose check of its bounds could panic.
             limit: limit_sectors.min(MAX_STORAGE_SECTORS).max(capacity),
             step: step_sectors.max(1),
-            requested: 0,
+            requested: capacity,
             growable: true,
             growing: false,
             short: false,
@@ -120,14 +126,14 @@ impl StorageAccount {
     /// which the `no_space` event is due; a step of 0 counts as one sector.
     pub fn for_block_device(capacity_sectors: u64, step_sectors: u64) -> Self {
         let capacity = capacity_sectors.min(MAX_STORAGE_SECTORS);
-        // INVARIANT: `capacity == limit <= MAX_STORAGE_SECTORS`, `step >= 1`,
-        // not growable and no growth in flight.
+        // INVARIANT: `capacity == requested == limit <= MAX_STORAGE_SECTORS`,
+        // `step >= 1`, not growable and no growth in flight.
         Self {
             capacity,
             used: 0,
             limit: capacity,
             step: step_sectors.max(1),
-            requested: 0,
+            requested: capacity,
             growable: false,
             growing: false,
             short: false,
@@ -161,10 +167,12 @@ impl StorageAccount {
         self.step
     }
 
-    /// Returns the sectors asked for by all allocations, failed ones included.
+    /// Returns the size, in sectors, the storage was last asked to have.
     ///
-    /// This is the `requested_nr_sect` of the `no_space` event; it saturates at
-    /// `u64::MAX`.
+    /// That is the capacity until a growth is started, then the size the
+    /// growth asked for, kept when the growth fails; never less than the
+    /// capacity nor more than the limit. This is the `requested_nr_sect` of
+    /// the `no_space` event.
     pub fn requested_sectors(&self) -> u64 {
         self.requested
     }
@@ -183,8 +191,7 @@ impl StorageAccount {
     ///
     /// The space follows the previous allocation. Fails with [`NoSpace`] when
     /// the free space is smaller, which also makes the space low (see
-    /// [`StorageAccount::start_growth`]). Every call counts in
-    /// [`StorageAccount::requested_sectors`]. An allocation of 0 sectors
+    /// [`StorageAccount::start_growth`]). An allocation of 0 sectors
     /// succeeds and hands out nothing.
     ///
     /// # Errors
@@ -192,7 +199,6 @@ impl StorageAccount {
     /// [`NoSpace`] when fewer than `sectors` sectors are free; nothing is
     /// handed out then.
     pub fn allocate(&mut self, sectors: u64) -> Result<u64, NoSpace> {
-        self.requested = self.requested.saturating_add(sectors);
         match self
             .used
             .checked_add(sectors)
@@ -233,15 +239,17 @@ impl StorageAccount {
     }
 
     /// Returns [`StorageAccount::needs_growth`] and, if it is `Some`, records
-    /// that a growth to that size is in flight.
+    /// that a growth to that size is in flight and that this size is now
+    /// the one requested ([`StorageAccount::requested_sectors`]).
     ///
     /// Until [`StorageAccount::grown`] or [`StorageAccount::growth_failed`]
     /// is called, no other growth is started.
     #[must_use = "a growth recorded as started must be done and reported"]
     pub fn start_growth(&mut self) -> Option<u64> {
         let size = self.needs_growth()?;
-        // INVARIANT: only reached when growable.
+        // INVARIANT: only reached when growable; `capacity < size <= limit`.
         self.growing = true;
+        self.requested = size;
         Some(size)
     }
 
@@ -254,8 +262,11 @@ impl StorageAccount {
     pub fn grown(&mut self, new_capacity: u64) {
         let capacity = new_capacity.min(self.limit);
         if capacity > self.capacity {
-            // INVARIANT: `used <= old capacity < capacity <= limit`.
+            // INVARIANT: `used <= old capacity < capacity <= limit`, and
+            // `capacity <= requested <= limit` (a file grown beyond the size
+            // asked for counts as asked to have its new size).
             self.capacity = capacity;
+            self.requested = self.requested.max(capacity);
             self.growing = false;
             self.short = false;
         } else {
@@ -280,7 +291,8 @@ impl StorageAccount {
     /// Returns the data of the `no_space` event the first time it is due.
     ///
     /// The event is due when [`StorageAccount::limit_reached`] is true; its
-    /// data is [`StorageAccount::requested_sectors`]. Returns `None` before
+    /// data is [`StorageAccount::requested_sectors`], the size the storage
+    /// was last asked to have. Returns `None` before
     /// and after that first time, so the caller queues the event once.
     #[must_use = "the event is handed out only once"]
     pub fn no_space_event(&mut self) -> Option<u64> {

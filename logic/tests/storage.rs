@@ -15,7 +15,8 @@ fn new_file_starts_empty_at_its_size() {
     assert_eq!(s.free_sectors(), 1000);
     assert_eq!(s.limit_sectors(), 10 * STEP);
     assert_eq!(s.step_sectors(), STEP);
-    assert_eq!(s.requested_sectors(), 0);
+    // Asked for nothing beyond its size yet.
+    assert_eq!(s.requested_sectors(), 1000);
     assert!(s.is_growable());
     assert!(!s.is_growing());
 }
@@ -58,7 +59,8 @@ fn allocations_follow_each_other() {
     assert_eq!(s.allocate(1), Ok(40));
     assert_eq!(s.used_sectors(), 41);
     assert_eq!(s.free_sectors(), 59);
-    assert_eq!(s.requested_sectors(), 41);
+    // Allocations do not change the size asked for.
+    assert_eq!(s.requested_sectors(), 100);
 }
 
 #[test]
@@ -70,8 +72,8 @@ fn allocation_fills_exactly_then_fails() {
     assert_eq!(s.allocate(40), Ok(60));
     assert_eq!(s.free_sectors(), 0);
     assert_eq!(s.allocate(1), Err(NoSpace));
-    // Failed requests count as asked for.
-    assert_eq!(s.requested_sectors(), 60 + 41 + 40 + 1);
+    // Failed allocations do not either.
+    assert_eq!(s.requested_sectors(), 100);
 }
 
 #[test]
@@ -91,8 +93,7 @@ fn allocation_does_not_wrap() {
     assert_eq!(s.allocate(u64::MAX), Err(NoSpace));
     assert_eq!(s.allocate(u64::MAX - 4), Err(NoSpace));
     assert_eq!(s.used_sectors(), 5);
-    // The request counter saturates.
-    assert_eq!(s.requested_sectors(), u64::MAX);
+    assert_eq!(s.requested_sectors(), MAX_STORAGE_SECTORS);
     assert_eq!(s.allocate(MAX_STORAGE_SECTORS - 5), Ok(5));
     assert_eq!(s.free_sectors(), 0);
 }
@@ -246,22 +247,67 @@ fn no_space_event_is_due_once() {
     assert_eq!(s.no_space_event(), None);
     assert_eq!(s.allocate(90), Ok(0));
     assert!(s.limit_reached());
-    assert_eq!(s.no_space_event(), Some(90));
+    // A block device is never asked to grow: its size is what it has.
+    assert_eq!(s.no_space_event(), Some(100));
     assert_eq!(s.no_space_event(), None);
     assert_eq!(s.allocate(20), Err(NoSpace));
     assert!(s.limit_reached());
     assert_eq!(s.no_space_event(), None);
-    assert_eq!(s.requested_sectors(), 110);
+    assert_eq!(s.requested_sectors(), 100);
 }
 
 #[test]
-fn no_space_event_carries_the_failed_request() {
+fn no_space_event_carries_the_size_not_the_space_used() {
     let mut s = StorageAccount::for_file(100, 100, 2);
     assert_eq!(s.allocate(80), Ok(0));
     assert!(!s.limit_reached());
     assert_eq!(s.allocate(30), Err(NoSpace));
     assert!(s.limit_reached());
-    assert_eq!(s.no_space_event(), Some(110));
+    assert_eq!(s.no_space_event(), Some(100));
+}
+
+#[test]
+fn no_space_event_carries_the_size_of_the_refused_growth() {
+    let mut s = StorageAccount::for_file(100, 1000, 100);
+    assert_eq!(s.allocate(60), Ok(0));
+    assert_eq!(s.start_growth(), Some(200));
+    assert_eq!(s.requested_sectors(), 200);
+    s.growth_failed();
+    assert_eq!(s.capacity_sectors(), 100);
+    assert!(s.limit_reached());
+    assert_eq!(s.no_space_event(), Some(200));
+}
+
+#[test]
+fn no_space_event_at_the_limit_reports_the_limit() {
+    // The case of the issue: an empty storage file limited to 512 MiB with
+    // the default step of 1 GiB grows once, to the limit; copies of 256 KiB
+    // then fill it. The event says the storage was asked for 1,048,576
+    // sectors, whatever the copies used when it came (917,504 or so).
+    const LIMIT: u64 = 1_048_576;
+    let mut s = StorageAccount::for_file(0, LIMIT, STEP);
+    assert_eq!(s.start_growth(), Some(LIMIT));
+    s.grown(LIMIT);
+    let mut event = None;
+    while s.allocate(512).is_ok() {
+        if let Some(data) = s.no_space_event() {
+            event.get_or_insert((data, s.used_sectors()));
+        }
+    }
+    let (data, used) = event.unwrap();
+    assert_eq!(data, LIMIT);
+    assert!(used < LIMIT);
+    assert_eq!(s.requested_sectors(), LIMIT);
+}
+
+#[test]
+fn file_grown_beyond_the_request_counts_as_asked_for_its_size() {
+    let mut s = StorageAccount::for_file(100, 1000, 100);
+    assert_eq!(s.allocate(60), Ok(0));
+    assert_eq!(s.start_growth(), Some(200));
+    s.grown(256);
+    assert_eq!(s.capacity_sectors(), 256);
+    assert_eq!(s.requested_sectors(), 256);
 }
 
 #[test]

@@ -52,7 +52,8 @@ fn check_invariants(s: &StorageAccount) -> Result<(), TestCaseError> {
     prop_assert!(s.limit_sectors() <= MAX_STORAGE_SECTORS);
     prop_assert!(s.step_sectors() >= 1);
     prop_assert_eq!(s.free_sectors(), s.capacity_sectors() - s.used_sectors());
-    prop_assert!(s.requested_sectors() >= s.used_sectors());
+    prop_assert!(s.requested_sectors() >= s.capacity_sectors());
+    prop_assert!(s.requested_sectors() <= s.limit_sectors());
     if s.is_growing() {
         prop_assert_eq!(s.needs_growth(), None);
     }
@@ -71,7 +72,8 @@ proptest! {
         let growable_at_start = s.is_growable();
         let limit = s.limit_sectors();
         let mut handed_out: Vec<(u64, u64)> = Vec::new();
-        let mut requested = 0u64;
+        // The size the storage was last asked to have.
+        let mut requested = s.capacity_sectors();
         let mut in_flight: Option<u64> = None;
         let mut no_space_events = 0;
         check_invariants(&s)?;
@@ -79,7 +81,6 @@ proptest! {
             let before = s;
             match op {
                 Op::Allocate(n) => {
-                    requested = requested.saturating_add(n);
                     match s.allocate(n) {
                         Ok(start) => {
                             // Right after the previous one, inside the capacity.
@@ -112,6 +113,7 @@ proptest! {
                         );
                         prop_assert!(s.is_growing());
                         in_flight = Some(size);
+                        requested = size;
                     } else {
                         prop_assert_eq!(s, before);
                     }
@@ -123,6 +125,7 @@ proptest! {
                         prop_assert!(!s.is_growing());
                         let expected = reported.min(limit).max(before.capacity_sectors());
                         prop_assert_eq!(s.capacity_sectors(), expected);
+                        requested = requested.max(expected);
                         if expected == before.capacity_sectors() {
                             prop_assert!(!s.is_growable());
                         }

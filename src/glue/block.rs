@@ -96,6 +96,12 @@ impl BlockDevice {
         unsafe { bindings::blksnap_bdev_start_sect(self.as_ptr()) }
     }
 
+    /// Returns true for a zoned device (sequential-write zones).
+    pub(crate) fn is_zoned(&self) -> bool {
+        // SAFETY: valid by the type invariant.
+        unsafe { bindings::blksnap_bdev_is_zoned(self.as_ptr()) }
+    }
+
     /// Returns true while the disk is live (not being removed).
     pub(crate) fn is_live(&self) -> bool {
         // SAFETY: valid by the type invariant; the disk outlives its devices.

@@ -20,3 +20,8 @@ pub(crate) fn enodata() -> Error {
 pub(crate) fn erange() -> Error {
     Error::from_errno(-(bindings::ERANGE as i32))
 }
+
+/// `EOPNOTSUPP`: the device has a feature the module cannot handle.
+pub(crate) fn eopnotsupp() -> Error {
+    Error::from_errno(-(bindings::EOPNOTSUPP as i32))
+}

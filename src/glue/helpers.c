@@ -106,6 +106,11 @@ struct block_device *notrace blksnap_bdev_whole(struct block_device *bdev)
 	return bdev_is_partition(bdev) ? bdev_whole(bdev) : NULL;
 }
 
+bool blksnap_bdev_is_zoned(struct block_device *bdev)
+{
+	return bdev_is_zoned(bdev);
+}
+
 /*
  * Whether the current task is a 32-bit x86 one, whose structures have the
  * i386 layouts. Other compat tasks (x32) lay them out as x86-64 does.

@@ -34,6 +34,12 @@
  * call traced functions; everything here is notrace and the Rust functions
  * they call are not traced (Rust objects carry no fentry in 6.12).
  *
+ * Every redirected bio is offered to its filter and passed on inside a read
+ * section of submit_srcu, so a snapshot take can wait for the writes that
+ * the filter let pass before copy-on-write began: first until they have
+ * left submit_bio_noacct (blksnap_sync_submitters), then until the driver
+ * has completed them (blksnap_drain_queue).
+ *
  * A redirected call may still be running in module text after its hook is
  * unregistered, so each redirect is counted in hooks_inflight and
  * blksnap_hooks_unregister() waits for the count to drain and then for a
@@ -41,23 +47,29 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/blk-mq.h>
 #include <linux/blkdev.h>
 #include <linux/compat.h>
 #include <linux/delay.h>
 #include <linux/ftrace.h>
 #include <linux/module.h>
 #include <linux/rcupdate.h>
+#include <linux/srcu.h>
 #include <linux/workqueue.h>
 
 #include "blksnap_glue.h"
 #include "uapi/linux/blk-filter.h"
 
 static atomic_t hooks_inflight = ATOMIC_INIT(0);
+static struct srcu_struct submit_srcu;
 
 static void notrace submit_bio_redirect(struct bio *bio)
 {
+	int idx = srcu_read_lock(&submit_srcu);
+
 	if (!blksnap_filter_bio(bio))
 		submit_bio_noacct(bio);
+	srcu_read_unlock(&submit_srcu, idx);
 	/* Not a tail call, so the inner submit_bio_noacct sees our address. */
 	atomic_dec(&hooks_inflight);
 }
@@ -263,12 +275,45 @@ void blksnap_hooks_unregister(void)
 	/* A task preempted between the count and its return is still here. */
 	synchronize_rcu_tasks();
 #endif
+	cleanup_srcu_struct(&submit_srcu);
+}
+
+/*
+ * Waits until every bio that entered a filter before the call has left
+ * submit_bio_noacct: it is then queued to its driver (or completed). A bio
+ * submitted from within another driver's submit_bio is only put on that
+ * task's list by submit_bio_noacct and reaches the driver later; stacked
+ * devices are not covered.
+ */
+void blksnap_sync_submitters(void)
+{
+	synchronize_srcu(&submit_srcu);
+}
+
+/*
+ * Waits, at most timeout_ms, until every request the driver of bdev holds
+ * has completed: a queue freeze waits for all of them, and new bios wait
+ * for the unfreeze. A bio-based driver releases the queue when its
+ * submit_bio returns, so there this waits only for bios being submitted.
+ */
+int blksnap_drain_queue(struct block_device *bdev, unsigned int timeout_ms)
+{
+	struct request_queue *q = bdev_get_queue(bdev);
+	int left;
+
+	blk_freeze_queue_start(q);
+	left = blk_mq_freeze_queue_wait_timeout(q, msecs_to_jiffies(timeout_ms));
+	blk_mq_unfreeze_queue(q);
+	return left > 0 ? 0 : -ETIMEDOUT;
 }
 
 int blksnap_hooks_register(void)
 {
 	int i, ret;
 
+	ret = init_srcu_struct(&submit_srcu);
+	if (ret)
+		return ret;
 	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
 		ret = hook_register(&hooks[i]);
 		if (ret) {

@@ -9,6 +9,7 @@ use kernel::error::to_result;
 use kernel::prelude::*;
 
 use super::bindings;
+use super::block::BlockDevice;
 
 /// The installed hooks; removed on drop.
 pub(crate) struct Hooks(());
@@ -87,4 +88,22 @@ impl Drop for RegistryLock {
 pub(crate) fn capable_sys_admin() -> bool {
     // SAFETY: always allowed in process context.
     unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as _) }
+}
+
+/// Waits until every bio that entered a filter before the call has left
+/// `submit_bio_noacct`, queued to its driver or completed. Sleeps.
+pub(crate) fn sync_submitters() {
+    // SAFETY: process context; the hooks' SRCU domain lives as long as the
+    // module's filter layer, which every caller (a snapshot) is part of.
+    unsafe { bindings::blksnap_sync_submitters() };
+}
+
+impl BlockDevice {
+    /// Waits, at most `timeout_ms`, until the requests the device's driver
+    /// holds have completed; `ETIMEDOUT` if they did not. Sleeps.
+    pub(crate) fn drain_queue(&self, timeout_ms: u32) -> Result {
+        // SAFETY: the device is live while borrowed, and so is its queue;
+        // the freeze started here is always ended before the call returns.
+        to_result(unsafe { bindings::blksnap_drain_queue(self.as_ptr(), timeout_ms) })
+    }
 }

@@ -8,6 +8,7 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::prelude::*;
 
 use super::bindings;
+use super::hooks::RegistryLock;
 
 /// An RCU read-side critical section, left on drop.
 ///
@@ -70,18 +71,19 @@ impl<T: Send + Sync> RcuBox<T> {
 
     /// Returns the current value to a writer.
     ///
-    /// The caller must hold the lock that serializes writers, and passes a
-    /// borrow of it as `_writer`, so the value cannot be freed meanwhile.
-    pub(crate) fn get_locked<'a, L>(&'a self, _writer: &'a L) -> Option<&'a T> {
+    /// Writers are serialized by the registry lock; the caller shows its
+    /// guard as `_writer`, so the value cannot be freed meanwhile.
+    pub(crate) fn get_locked<'a>(&'a self, _writer: &'a RegistryLock) -> Option<&'a T> {
         let ptr = self.ptr.load(Ordering::Acquire);
         // SAFETY: only writers free values, and they are serialized by the
-        // lock borrowed for `'a`.
+        // registry lock, whose guard is borrowed for `'a`.
         unsafe { ptr.as_ref() }
     }
 
     /// Publishes `new` and returns the previous value once no reader can
-    /// see it any more. Sleeps. Writers must be serialized by the caller.
-    pub(crate) fn replace<L>(&self, new: Option<KBox<T>>, _writer: &L) -> Option<KBox<T>> {
+    /// see it any more. Sleeps. Writers are serialized by the registry
+    /// lock, whose guard the caller shows as `_writer`.
+    pub(crate) fn replace(&self, new: Option<KBox<T>>, _writer: &RegistryLock) -> Option<KBox<T>> {
         let new = new.map_or(core::ptr::null_mut(), KBox::into_raw);
         // INVARIANT: `new` comes from `KBox::into_raw`; the old value is
         // freed only after the grace period below.

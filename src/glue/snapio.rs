@@ -2,7 +2,8 @@
 
 //! Safe wrappers for the I/O of snapshots (`snapio.c`): bios the module
 //! owns, lists of held bios, synchronous block-device I/O that the filter
-//! does not see, the difference storage file, image disks, the work queue.
+//! does not see, the difference storage file, the footprints of storages
+//! and members (what lies below them), image disks, the work queue.
 
 use core::ptr::NonNull;
 
@@ -14,6 +15,7 @@ use kernel::workqueue::Queue;
 
 use super::bindings;
 use super::block::{Bio, BlockDevice};
+use crate::placement::{Footprint, Place, Topology, WalkError};
 
 /// A bio the module owns: taken over from the filter or from an image.
 ///
@@ -67,7 +69,17 @@ impl OwnedBio {
     /// the bio is then completed by the clone, or handed back through
     /// `blksnap_image_read_retry(owner, bio)` when `blksnap_image_read_valid`
     /// says no. Gives the bio back if memory is short.
-    pub(crate) fn remap_read(self, original: &BlockDevice, owner: *const ()) -> Result<(), Self> {
+    ///
+    /// # Safety
+    ///
+    /// `owner` is the diff area the outcome is reported to: it must stay
+    /// valid until `blksnap_image_read_done` or `_retry` was called for
+    /// this bio.
+    pub(crate) unsafe fn remap_read(
+        self,
+        original: &BlockDevice,
+        owner: *const (),
+    ) -> Result<(), Self> {
         let ptr = self.0.as_ptr();
         // SAFETY: the bio is owned and live, the original is live while
         // borrowed (its clone holds its own reference), and `owner` is kept
@@ -160,6 +172,34 @@ impl Drop for BioList {
     fn drop(&mut self) {
         while let Some(bio) = self.pop() {
             bio.end(Err(EIO));
+        }
+    }
+}
+
+/// Writes of an original device held until their chunks are copied.
+///
+/// Dropped, it passes the writes it still holds on to their device: a write
+/// of the original is never failed for the snapshot's sake.
+pub(crate) struct HeldWrites(BioList);
+
+impl HeldWrites {
+    pub(crate) const fn new() -> Self {
+        Self(BioList::new())
+    }
+
+    pub(crate) fn push(&mut self, bio: OwnedBio) {
+        self.0.push(bio);
+    }
+
+    pub(crate) fn pop(&mut self) -> Option<OwnedBio> {
+        self.0.pop()
+    }
+}
+
+impl Drop for HeldWrites {
+    fn drop(&mut self) {
+        while let Some(bio) = self.0.pop() {
+            bio.pass();
         }
     }
 }
@@ -354,14 +394,12 @@ impl StorageFile {
         unsafe { bindings::blksnap_storage_sectors(self.as_ptr()) }
     }
 
-    /// The device number and whole-disk device number of the block device
-    /// holding the storage, if it is on one.
-    pub(crate) fn devs(&self) -> Option<(u32, u32)> {
-        // SAFETY: the file is open while `self` lives.
-        let bdev = unsafe { bindings::blksnap_storage_bdev(self.as_ptr()) };
-        // SAFETY: the device of an open file (or of its superblock) lives
-        // as long as the file.
-        (!bdev.is_null()).then(|| unsafe { BlockDevice::from_raw(bdev) }.devs())
+    /// The place of the storage: its block device, or its file.
+    pub(crate) fn place(&self) -> Place {
+        let mut raw = bindings::blksnap_place::default();
+        // SAFETY: the file is open while `self` lives; `raw` is writable.
+        unsafe { bindings::blksnap_storage_place(self.as_ptr(), &mut raw) };
+        place_from_raw(&raw)
     }
 
     /// Grows the file from `old` to `new` sectors with fallocate.
@@ -401,6 +439,89 @@ impl Drop for StorageFile {
     }
 }
 
+fn place_from_raw(raw: &bindings::blksnap_place) -> Place {
+    if raw.is_file {
+        Place::File {
+            fs: raw.dev,
+            ino: raw.ino,
+            generation: raw.generation,
+            device: raw.fs_bdev,
+        }
+    } else {
+        Place::Device(raw.dev)
+    }
+}
+
+/// What lies below block devices, as sysfs tells it: a private mount of
+/// sysfs, unmounted on drop.
+struct Sysfs(NonNull<bindings::vfsmount>);
+
+impl Sysfs {
+    fn open() -> Result<Self> {
+        // SAFETY: process context; the mount is released by drop.
+        let mnt = unsafe { bindings::blksnap_topology_open() };
+        // SAFETY: plain pointer inspection.
+        if unsafe { bindings::blksnap_is_err(mnt.cast()) } {
+            // SAFETY: as above.
+            return Err(Error::from_errno(unsafe {
+                bindings::blksnap_ptr_err(mnt.cast())
+            }));
+        }
+        // SAFETY: not null, checked above.
+        Ok(Self(unsafe { NonNull::new_unchecked(mnt) }))
+    }
+}
+
+impl Drop for Sysfs {
+    fn drop(&mut self) {
+        // SAFETY: mounted by `open`, unmounted once.
+        unsafe { bindings::blksnap_topology_close(self.0.as_ptr()) };
+    }
+}
+
+impl Topology for Sysfs {
+    type Error = Error;
+
+    fn below(&mut self, dev: u32, out: &mut [Place]) -> Result<usize, WalkError<Error>> {
+        let mut raw = KVec::from_elem(bindings::blksnap_place::default(), out.len(), GFP_KERNEL)
+            .map_err(|_| WalkError::Lookup(ENOMEM))?;
+        let max = u32::try_from(raw.len()).unwrap_or(u32::MAX);
+        // SAFETY: the mount lives while `self` does; `raw` holds `max`
+        // writable places.
+        let n = unsafe { bindings::blksnap_dev_below(self.0.as_ptr(), dev, raw.as_mut_ptr(), max) };
+        if n == E2BIG.to_errno() {
+            return Err(WalkError::TooLarge);
+        }
+        let n = usize::try_from(n).map_err(|_| WalkError::Lookup(Error::from_errno(n)))?;
+        for (place, raw) in out.iter_mut().zip(raw.iter()).take(n) {
+            *place = place_from_raw(raw);
+        }
+        Ok(n.min(out.len()))
+    }
+}
+
+/// Finds the footprint of `place` (see [`crate::placement`]): EINVAL when
+/// the stack of devices below it is too large to check.
+pub(crate) fn footprint(place: Place) -> Result<KBox<Footprint>> {
+    let mut footprint = KBox::new(Footprint::new(place), GFP_KERNEL)?;
+    let mut sysfs = Sysfs::open()?;
+    match footprint.walk(&mut sysfs) {
+        Ok(()) => Ok(footprint),
+        Err(WalkError::TooLarge) => {
+            pr_err!("too many devices below the storage or a member to check where they lie\n");
+            Err(EINVAL)
+        }
+        Err(WalkError::Lookup(e)) => Err(e),
+    }
+}
+
+impl BlockDevice {
+    /// The place of the device.
+    pub(crate) fn place(&self) -> Place {
+        Place::Device(self.devs().0)
+    }
+}
+
 /// The gendisk of a snapshot image. Dropping it removes the disk, even if
 /// it is open or mounted.
 pub(crate) struct ImageDisk(NonNull<bindings::gendisk>);
@@ -411,10 +532,19 @@ unsafe impl Send for ImageDisk {}
 unsafe impl Sync for ImageDisk {}
 
 impl ImageDisk {
-    /// Adds the image disk of `original`. Its bios are handed to
-    /// `blksnap_image_submit_bio(owner, bio)` until the disk is dropped, so
-    /// `owner` must stay valid that long.
-    pub(crate) fn add(original: &BlockDevice, owner: *const (), writable: bool) -> Result<Self> {
+    /// Adds the image disk of `original`, with a capacity of 0 until
+    /// [`ImageDisk::publish`].
+    ///
+    /// # Safety
+    ///
+    /// `owner` is the diff area the image's bios are handed to (by
+    /// `blksnap_image_submit_bio(owner, bio)`): it must stay valid until the
+    /// disk is dropped.
+    pub(crate) unsafe fn add(
+        original: &BlockDevice,
+        owner: *const (),
+        writable: bool,
+    ) -> Result<Self> {
         // SAFETY: the original is live while borrowed; `owner` is kept
         // valid by the caller.
         let disk =
@@ -428,6 +558,12 @@ impl ImageDisk {
         }
         // SAFETY: not null, checked above.
         Ok(Self(unsafe { NonNull::new_unchecked(disk) }))
+    }
+
+    /// Gives the image its capacity, `sectors`: from now on it can be read.
+    pub(crate) fn publish(&self, sectors: u64) {
+        // SAFETY: the disk was added by `add` and is not removed before drop.
+        unsafe { bindings::blksnap_image_publish(self.0.as_ptr(), sectors) };
     }
 
     /// The disk name, such as `blksnap-image_7:0`.

@@ -535,14 +535,15 @@ test_snapshot_more_storage_file_grows_in_steps() {
 	"$TAGBLK" write "$dev" --gen 2 --offset 8M --len 1M --order seq >/dev/null
 	sm_no_event "$id" "with 3 MiB of the storage free"
 	# 10 MiB used: half a step free and no room to grow: no_space, with the
-	# 20480 sectors asked for so far.
+	# size the storage was asked to grow to, the 24576-sector (12 MiB) limit
+	# (not the 20480 sectors used so far).
 	"$TAGBLK" write "$dev" --gen 2 --offset 9M --len 1M --order seq >/dev/null
 	sn_wait_event "$id" no_space 10 || {
 		cat "$FT_DIR/events" 2>/dev/null
 		fail "no no_space event within 10 s of reaching the limit"
 	}
-	grep -qx 'requested_nr_sect=20480' "$FT_DIR/events" ||
-		fail "the no_space event does not ask for 20480 sectors: $(cat "$FT_DIR/events")"
+	grep -qx 'requested_nr_sect=24576' "$FT_DIR/events" ||
+		fail "the no_space event does not report the 24576 sectors asked for: $(cat "$FT_DIR/events")"
 	# Only one no_space event; the snapshot goes on within the space left.
 	"$TAGBLK" write "$dev" --gen 2 --offset 10M --len 1M --order seq >/dev/null
 	sm_no_event "$id" "after the no_space event"

@@ -288,7 +288,7 @@ static void cmd_version(void)
 {
 	struct blksnap_version v;
 
-	do_ioctl(control(), BLKSNAP_IOCTL_VERSION, &v);
+	do_ioctl(control(), IOCTL_BLKSNAP_VERSION, &v);
 	out_u64(v.major);
 	out(1, ".");
 	out_u64(v.minor);
@@ -328,7 +328,7 @@ static void cmd_cbtinfo(const char *dev, unsigned int optlen)
 	unsigned int i;
 
 	memset(&u, 0xa5, sizeof(u));
-	ctl(dev, blkfilter_ctl_blksnap_cbtinfo, &u.info, optlen);
+	ctl(dev, BLKFILTER_CTL_BLKSNAP_CBTINFO, &u.info, optlen);
 	for (i = sizeof(u.info); i < sizeof(u.bytes); i++) {
 		if (u.bytes[i] != 0xa5) {
 			out(2, "compat32: CBTINFO wrote past its structure\n");
@@ -355,7 +355,7 @@ static void cmd_readcbtmap(const char *dev, const char *file)
 	struct blksnap_cbtmap arg;
 	int fd;
 
-	ctl(dev, blkfilter_ctl_blksnap_cbtinfo, &info, sizeof(info));
+	ctl(dev, BLKFILTER_CTL_BLKSNAP_CBTINFO, &info, sizeof(info));
 	if (info.block_count > sizeof(map)) {
 		out(2, "compat32: map too large for this test tool\n");
 		quit(2);
@@ -363,7 +363,7 @@ static void cmd_readcbtmap(const char *dev, const char *file)
 	arg.offset = 0;
 	arg.length = info.block_count;
 	arg.buffer = (__u64)(unsigned long)map;
-	ctl(dev, blkfilter_ctl_blksnap_cbtmap, &arg, sizeof(arg));
+	ctl(dev, BLKFILTER_CTL_BLKSNAP_CBTMAP, &arg, sizeof(arg));
 	fd = open_path(file, O_WRONLY | O_CREAT | O_TRUNC);
 	if (syscall3(NR_WRITE, fd, (long)map, info.block_count) != (long)info.block_count)
 		quit(1);
@@ -388,7 +388,7 @@ static void cmd_markdirtyblock(const char *dev, int n, char **ranges)
 	}
 	arg.count = n;
 	arg.dirty_sectors = (__u64)(unsigned long)sectors;
-	ctl(dev, blkfilter_ctl_blksnap_cbtdirty, &arg, sizeof(arg));
+	ctl(dev, BLKFILTER_CTL_BLKSNAP_CBTDIRTY, &arg, sizeof(arg));
 }
 
 static void cmd_snapshot_create(const char *file, const char *limit)
@@ -397,7 +397,7 @@ static void cmd_snapshot_create(const char *file, const char *limit)
 
 	arg.diff_storage_limit_sect = parse_number(limit);
 	arg.diff_storage_filename = (__u64)(unsigned long)file;
-	do_ioctl(control(), BLKSNAP_IOCTL_SNAPSHOT_CREATE, &arg);
+	do_ioctl(control(), IOCTL_BLKSNAP_SNAPSHOT_CREATE, &arg);
 	out_uuid(arg.id.b);
 	out(1, "\n");
 }
@@ -407,7 +407,7 @@ static void cmd_snapshot_add(const char *id, const char *dev)
 	struct blksnap_snapshotadd arg;
 
 	arg.id = parse_uuid(id);
-	ctl(dev, blkfilter_ctl_blksnap_snapshotadd, &arg, sizeof(arg));
+	ctl(dev, BLKFILTER_CTL_BLKSNAP_SNAPSHOTADD, &arg, sizeof(arg));
 }
 
 static void cmd_snapshot_uuid(unsigned int cmd, const char *id)
@@ -425,7 +425,7 @@ static void cmd_snapshot_collect(void)
 
 	arg.count = 256;
 	arg.ids = (__u64)(unsigned long)ids;
-	do_ioctl(control(), BLKSNAP_IOCTL_SNAPSHOT_COLLECT, &arg);
+	do_ioctl(control(), IOCTL_BLKSNAP_SNAPSHOT_COLLECT, &arg);
 	for (i = 0; i < arg.count; i++) {
 		out_uuid(ids[i].b);
 		out(1, "\n");
@@ -436,7 +436,7 @@ static void cmd_snapshot_info(const char *dev)
 {
 	struct blksnap_snapshotinfo arg;
 
-	ctl(dev, blkfilter_ctl_blksnap_snapshotinfo, &arg, sizeof(arg));
+	ctl(dev, BLKFILTER_CTL_BLKSNAP_SNAPSHOTINFO, &arg, sizeof(arg));
 	arg.image[IMAGE_DISK_NAME_LEN - 1] = 0;
 	out(1, "error_code=");
 	out_s32(arg.error_code);
@@ -454,7 +454,7 @@ static void cmd_snapshot_waitevent(const char *id, const char *timeout)
 
 	arg.id = parse_uuid(id);
 	arg.timeout_ms = (__u32)parse_number(timeout);
-	do_ioctl(control(), BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT, &arg);
+	do_ioctl(control(), IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT, &arg);
 	out(1, "result=ok\ntime=");
 	out_u64((unsigned long long)arg.time_label);
 	if (arg.code == blksnap_event_code_corrupted) {
@@ -508,9 +508,9 @@ static int main(int argc, char **argv)
 	else if (str_eq(cmd, "snapshot_add") && argc == 4)
 		cmd_snapshot_add(argv[2], argv[3]);
 	else if (str_eq(cmd, "snapshot_take") && argc == 3)
-		cmd_snapshot_uuid(BLKSNAP_IOCTL_SNAPSHOT_TAKE, argv[2]);
+		cmd_snapshot_uuid(IOCTL_BLKSNAP_SNAPSHOT_TAKE, argv[2]);
 	else if (str_eq(cmd, "snapshot_destroy") && argc == 3)
-		cmd_snapshot_uuid(BLKSNAP_IOCTL_SNAPSHOT_DESTROY, argv[2]);
+		cmd_snapshot_uuid(IOCTL_BLKSNAP_SNAPSHOT_DESTROY, argv[2]);
 	else if (str_eq(cmd, "snapshot_collect") && argc == 2)
 		cmd_snapshot_collect();
 	else if (str_eq(cmd, "snapshot_info") && argc == 3)

@@ -362,6 +362,10 @@ pub struct BlksnapEventNoSpace {
     pub requested_nr_sect: u64,
 }
 
+// The requests of the control device. The C header calls them
+// `IOCTL_BLKSNAP_*`, as the upstream proposal does, and its `BLKSNAP_IOCTL_*`
+// are their bare command numbers (0 to 5).
+
 /// Report the interface version.
 pub const BLKSNAP_IOCTL_VERSION: u32 = ior::<BlksnapVersion>(BLKSNAP_IOCTL_TYPE, 0);
 /// Create a snapshot.

@@ -56,22 +56,22 @@ const IOCTLS: &[(&str, u32)] = &[
     ("BLKFILTER_ATTACH", BLKFILTER_ATTACH),
     ("BLKFILTER_DETACH", BLKFILTER_DETACH),
     ("BLKFILTER_CTL", BLKFILTER_CTL),
-    ("BLKSNAP_IOCTL_VERSION", BLKSNAP_IOCTL_VERSION),
+    ("IOCTL_BLKSNAP_VERSION", BLKSNAP_IOCTL_VERSION),
     (
-        "BLKSNAP_IOCTL_SNAPSHOT_CREATE",
+        "IOCTL_BLKSNAP_SNAPSHOT_CREATE",
         BLKSNAP_IOCTL_SNAPSHOT_CREATE,
     ),
     (
-        "BLKSNAP_IOCTL_SNAPSHOT_DESTROY",
+        "IOCTL_BLKSNAP_SNAPSHOT_DESTROY",
         BLKSNAP_IOCTL_SNAPSHOT_DESTROY,
     ),
-    ("BLKSNAP_IOCTL_SNAPSHOT_TAKE", BLKSNAP_IOCTL_SNAPSHOT_TAKE),
+    ("IOCTL_BLKSNAP_SNAPSHOT_TAKE", BLKSNAP_IOCTL_SNAPSHOT_TAKE),
     (
-        "BLKSNAP_IOCTL_SNAPSHOT_COLLECT",
+        "IOCTL_BLKSNAP_SNAPSHOT_COLLECT",
         BLKSNAP_IOCTL_SNAPSHOT_COLLECT,
     ),
     (
-        "BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT",
+        "IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT",
         BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT,
     ),
 ];
@@ -80,23 +80,23 @@ const CONSTANTS: &[(&str, u64)] = &[
     ("BLKFILTER_NAME_LENGTH", BLKFILTER_NAME_LENGTH as u64),
     ("IMAGE_DISK_NAME_LEN", IMAGE_DISK_NAME_LEN as u64),
     (
-        "blkfilter_ctl_blksnap_cbtinfo",
+        "BLKFILTER_CTL_BLKSNAP_CBTINFO",
         BlkfilterCtlBlksnap::Cbtinfo as u64,
     ),
     (
-        "blkfilter_ctl_blksnap_cbtmap",
+        "BLKFILTER_CTL_BLKSNAP_CBTMAP",
         BlkfilterCtlBlksnap::Cbtmap as u64,
     ),
     (
-        "blkfilter_ctl_blksnap_cbtdirty",
+        "BLKFILTER_CTL_BLKSNAP_CBTDIRTY",
         BlkfilterCtlBlksnap::Cbtdirty as u64,
     ),
     (
-        "blkfilter_ctl_blksnap_snapshotadd",
+        "BLKFILTER_CTL_BLKSNAP_SNAPSHOTADD",
         BlkfilterCtlBlksnap::Snapshotadd as u64,
     ),
     (
-        "blkfilter_ctl_blksnap_snapshotinfo",
+        "BLKFILTER_CTL_BLKSNAP_SNAPSHOTINFO",
         BlkfilterCtlBlksnap::Snapshotinfo as u64,
     ),
     (
@@ -225,7 +225,7 @@ fn i386_report() -> (Vec<(usize, Vec<usize>)>, Vec<u32>) {
         .iter()
         .map(|&(name, value)| match name {
             "BLKFILTER_ATTACH" => BLKFILTER_ATTACH_COMPAT,
-            "BLKSNAP_IOCTL_SNAPSHOT_COLLECT" => BLKSNAP_IOCTL_SNAPSHOT_COLLECT_COMPAT,
+            "IOCTL_BLKSNAP_SNAPSHOT_COLLECT" => BLKSNAP_IOCTL_SNAPSHOT_COLLECT_COMPAT,
             _ => value,
         })
         .collect();

@@ -2,8 +2,8 @@
 /*
  * blksnap: block-device snapshots and change-block tracking.
  *
- * The control device /dev/blksnap-control takes the BLKSNAP_IOCTL_*
- * commands; the per-device commands are BLKFILTER_CTL sub-commands of the
+ * The control device /dev/blksnap-control takes the IOCTL_BLKSNAP_*
+ * requests; the per-device commands are BLKFILTER_CTL sub-commands of the
  * "blksnap" filter (see linux/blk-filter.h).
  */
 #ifndef _UAPI_LINUX_BLKSNAP_H
@@ -18,18 +18,18 @@
 
 /**
  * enum blkfilter_ctl_blksnap - BLKFILTER_CTL sub-commands of "blksnap"
- * @blkfilter_ctl_blksnap_cbtinfo: read struct blksnap_cbtinfo
- * @blkfilter_ctl_blksnap_cbtmap: read a slice of the CBT map
- * @blkfilter_ctl_blksnap_cbtdirty: mark sector ranges as changed
- * @blkfilter_ctl_blksnap_snapshotadd: add the device to a snapshot
- * @blkfilter_ctl_blksnap_snapshotinfo: read struct blksnap_snapshotinfo
+ * @BLKFILTER_CTL_BLKSNAP_CBTINFO: read struct blksnap_cbtinfo
+ * @BLKFILTER_CTL_BLKSNAP_CBTMAP: read a slice of the CBT map
+ * @BLKFILTER_CTL_BLKSNAP_CBTDIRTY: mark sector ranges as changed
+ * @BLKFILTER_CTL_BLKSNAP_SNAPSHOTADD: add the device to a snapshot
+ * @BLKFILTER_CTL_BLKSNAP_SNAPSHOTINFO: read struct blksnap_snapshotinfo
  */
 enum blkfilter_ctl_blksnap {
-	blkfilter_ctl_blksnap_cbtinfo,
-	blkfilter_ctl_blksnap_cbtmap,
-	blkfilter_ctl_blksnap_cbtdirty,
-	blkfilter_ctl_blksnap_snapshotadd,
-	blkfilter_ctl_blksnap_snapshotinfo,
+	BLKFILTER_CTL_BLKSNAP_CBTINFO = 0,
+	BLKFILTER_CTL_BLKSNAP_CBTMAP = 1,
+	BLKFILTER_CTL_BLKSNAP_CBTDIRTY = 2,
+	BLKFILTER_CTL_BLKSNAP_SNAPSHOTADD = 3,
+	BLKFILTER_CTL_BLKSNAP_SNAPSHOTINFO = 4,
 };
 
 /**
@@ -109,19 +109,29 @@ struct blksnap_snapshotinfo {
 };
 
 /**
- * enum blksnap_ioctl - control device command numbers
+ * enum blksnap_ioctl - command numbers of the control device's ioctls
+ * @BLKSNAP_IOCTL_VERSION: number of IOCTL_BLKSNAP_VERSION
+ * @BLKSNAP_IOCTL_SNAPSHOT_CREATE: number of IOCTL_BLKSNAP_SNAPSHOT_CREATE
+ * @BLKSNAP_IOCTL_SNAPSHOT_DESTROY: number of IOCTL_BLKSNAP_SNAPSHOT_DESTROY
+ * @BLKSNAP_IOCTL_SNAPSHOT_TAKE: number of IOCTL_BLKSNAP_SNAPSHOT_TAKE
+ * @BLKSNAP_IOCTL_SNAPSHOT_COLLECT: number of IOCTL_BLKSNAP_SNAPSHOT_COLLECT
+ * @BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT: number of
+ *	IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT
+ *
+ * The requests themselves, to pass to ioctl(2), are the IOCTL_BLKSNAP_*
+ * macros below.
  */
 enum blksnap_ioctl {
-	blksnap_ioctl_version,
-	blksnap_ioctl_snapshot_create,
-	blksnap_ioctl_snapshot_destroy,
-	blksnap_ioctl_snapshot_take,
-	blksnap_ioctl_snapshot_collect,
-	blksnap_ioctl_snapshot_wait_event,
+	BLKSNAP_IOCTL_VERSION = 0,
+	BLKSNAP_IOCTL_SNAPSHOT_CREATE = 1,
+	BLKSNAP_IOCTL_SNAPSHOT_DESTROY = 2,
+	BLKSNAP_IOCTL_SNAPSHOT_TAKE = 3,
+	BLKSNAP_IOCTL_SNAPSHOT_COLLECT = 4,
+	BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT = 5,
 };
 
 /**
- * struct blksnap_version - output of BLKSNAP_IOCTL_VERSION
+ * struct blksnap_version - output of IOCTL_BLKSNAP_VERSION
  * @major: interface major level
  * @minor: interface minor level
  * @revision: revision of the implementation
@@ -134,11 +144,11 @@ struct blksnap_version {
 	__u16 build;
 };
 
-#define BLKSNAP_IOCTL_VERSION \
-	_IOR(BLKSNAP, blksnap_ioctl_version, struct blksnap_version)
+#define IOCTL_BLKSNAP_VERSION \
+	_IOR(BLKSNAP, BLKSNAP_IOCTL_VERSION, struct blksnap_version)
 
 /**
- * struct blksnap_snapshot_create - argument of BLKSNAP_IOCTL_SNAPSHOT_CREATE
+ * struct blksnap_snapshot_create - argument of IOCTL_BLKSNAP_SNAPSHOT_CREATE
  * @diff_storage_limit_sect: most sectors the difference storage may grow to
  * @diff_storage_filename: user pointer to the NUL-terminated storage path
  * @id: output, the identifier of the new snapshot
@@ -149,15 +159,15 @@ struct blksnap_snapshot_create {
 	struct blksnap_uuid id;
 };
 
-#define BLKSNAP_IOCTL_SNAPSHOT_CREATE \
-	_IOWR(BLKSNAP, blksnap_ioctl_snapshot_create, struct blksnap_snapshot_create)
-#define BLKSNAP_IOCTL_SNAPSHOT_DESTROY \
-	_IOW(BLKSNAP, blksnap_ioctl_snapshot_destroy, struct blksnap_uuid)
-#define BLKSNAP_IOCTL_SNAPSHOT_TAKE \
-	_IOW(BLKSNAP, blksnap_ioctl_snapshot_take, struct blksnap_uuid)
+#define IOCTL_BLKSNAP_SNAPSHOT_CREATE \
+	_IOWR(BLKSNAP, BLKSNAP_IOCTL_SNAPSHOT_CREATE, struct blksnap_snapshot_create)
+#define IOCTL_BLKSNAP_SNAPSHOT_DESTROY \
+	_IOW(BLKSNAP, BLKSNAP_IOCTL_SNAPSHOT_DESTROY, struct blksnap_uuid)
+#define IOCTL_BLKSNAP_SNAPSHOT_TAKE \
+	_IOW(BLKSNAP, BLKSNAP_IOCTL_SNAPSHOT_TAKE, struct blksnap_uuid)
 
 /**
- * struct blksnap_snapshot_collect - argument of BLKSNAP_IOCTL_SNAPSHOT_COLLECT
+ * struct blksnap_snapshot_collect - argument of IOCTL_BLKSNAP_SNAPSHOT_COLLECT
  * @count: in, room in @ids; out, number of snapshots
  * @ids: user pointer to an array of struct blksnap_uuid, or 0 for the count
  */
@@ -166,8 +176,8 @@ struct blksnap_snapshot_collect {
 	__u64 ids;
 };
 
-#define BLKSNAP_IOCTL_SNAPSHOT_COLLECT \
-	_IOR(BLKSNAP, blksnap_ioctl_snapshot_collect, struct blksnap_snapshot_collect)
+#define IOCTL_BLKSNAP_SNAPSHOT_COLLECT \
+	_IOR(BLKSNAP, BLKSNAP_IOCTL_SNAPSHOT_COLLECT, struct blksnap_snapshot_collect)
 
 /**
  * enum blksnap_event_codes - codes of snapshot events
@@ -180,7 +190,7 @@ enum blksnap_event_codes {
 };
 
 /**
- * struct blksnap_snapshot_event - argument of BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT
+ * struct blksnap_snapshot_event - argument of IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT
  * @id: the snapshot whose events to wait for
  * @timeout_ms: how long to wait, in milliseconds
  * @code: output, one of enum blksnap_event_codes
@@ -195,8 +205,8 @@ struct blksnap_snapshot_event {
 	__u8 data[4096 - 32];
 };
 
-#define BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT \
-	_IOR(BLKSNAP, blksnap_ioctl_snapshot_wait_event, struct blksnap_snapshot_event)
+#define IOCTL_BLKSNAP_SNAPSHOT_WAIT_EVENT \
+	_IOR(BLKSNAP, BLKSNAP_IOCTL_SNAPSHOT_WAIT_EVENT, struct blksnap_snapshot_event)
 
 /**
  * struct blksnap_event_corrupted - payload of the corrupted event
