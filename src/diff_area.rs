@@ -431,7 +431,6 @@ impl DiffArea {
             let held = self.held.lock().pop();
             if let Some(bio) = held {
                 let (sector, count) = bio.sectors();
-                let (sector, count) = bio.sectors();
                 let sector = sector.saturating_add(bio.offset_in(&self.original));
                 self.copy_chunks(sector, count);
                 // A write held during the take was marked in the change map
