@@ -5,6 +5,15 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
+# Objects built against another kernel (the other flavor, or another KDIR)
+# look up to date to kbuild: clean them first.
+stamp=$BLKSNAP_ROOT/.module-kdir
+kdir=${KDIR:-$(kernel_dir)}
+if [ "$(cat "$stamp" 2>/dev/null)" != "$kdir" ]; then
+	module_make clean >/dev/null 2>&1 || true
+	echo "$kdir" >"$stamp"
+fi
+
 if [ "${1:-}" = --check ]; then
 	log=$(mktemp)
 	trap 'rm -f "$log"' EXIT
