@@ -624,10 +624,14 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
         for m in snapshot.members.iter() {
             m.tracker.cbt.lock().switch();
         }
+        // Started before the thaw: a file system may write while it thaws
+        // (ext4 its superblock) and wait for that write.
+        for area in areas.iter() {
+            area.start();
+        }
     }
     snapshot.taken = true;
     for ((m, area), image) in snapshot.members.iter_mut().zip(areas).zip(images) {
-        area.start();
         m.area = Some(area);
         m.image = Some(image);
     }
