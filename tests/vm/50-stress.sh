@@ -67,6 +67,18 @@ st_cleanup() {
 	sm_cleanup
 }
 
+# st_finish A B STORAGE: detaches the members A and B, removes the loop
+# devices A, B and STORAGE, unloads and reloads the module, and checks the
+# kernel log.
+st_finish() {
+	ft_detach "$1"
+	ft_detach "$2"
+	losetup -d "$1" "$2" "$3"
+	ST_INNER=()
+	st_unload_and_reload
+	sm_log_clean
+}
+
 # st_ext4 SIZE: an ext4 file system on a loop disk of SIZE (a sparse file
 # of the scratch directory), mounted -> $REPLY (its mount point).
 st_ext4() {
@@ -156,14 +168,7 @@ test_stress_snapshot_rounds_under_io() {
 		--rounds 8 --seed 50 --writers 2 --readers 1 --follow --pokes 3 --race-add --reattach \
 		--reads-before-destroy 48 --writes-before-destroy 96
 	[ -z "$("$BLKSNAP" snapshot_collect | tr -d ' \n')" ] || fail "snapshots left after the rounds: $("$BLKSNAP" snapshot_collect)"
-	ft_detach "$a"
-	ft_detach "$b"
-	for d in "$a" "$b" "$sdev"; do
-		losetup -d "$d"
-	done
-	ST_INNER=()
-	st_unload_and_reload
-	sm_log_clean
+	st_finish "$a" "$b" "$sdev"
 }
 
 # A member's loop device is detached (losetup -d) under a taken snapshot
@@ -298,13 +303,6 @@ test_stress_member_loop_reset_under_snapshot() {
 	sn_verify "$a" 5 "$a set up again"
 	sn_verify "$b" 2 "$b, written range" --len 16M
 	sn_verify "$b" 1 "$b, the rest" --offset 16M
-	ft_detach "$a"
-	ft_detach "$b"
-	for d in "$a" "$b" "$sdev"; do
-		losetup -d "$d"
-	done
-	ST_INNER=()
-	st_unload_and_reload
-	sm_log_clean
+	st_finish "$a" "$b" "$sdev"
 	[ "$bad" = 0 ] || fail "the member reset under a snapshot went wrong (above)"
 }
