@@ -12,6 +12,7 @@
 #include <linux/blkdev.h>
 #include <linux/debugfs.h>
 #include <linux/fs.h>
+#include <linux/mempool.h>
 #include <linux/miscdevice.h>
 
 /* Module parameters (uapi.md section 4), defined in src/glue/params.c. */
@@ -57,6 +58,7 @@ void blksnap_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
 int blksnap_wq_create(void);
 void blksnap_wq_destroy(void);
 struct workqueue_struct *blksnap_wq(void);
+struct workqueue_struct *blksnap_store_wq(void);
 void blksnap_wq_flush(void);
 unsigned int blksnap_noio_save(void);
 void blksnap_noio_restore(unsigned int flags);
@@ -98,8 +100,6 @@ int blksnap_dev_below(struct vfsmount *mnt, u32 dev, struct blksnap_place *out,
 void blksnap_storage_place(struct file *file, struct blksnap_place *out);
 u32 blksnap_storage_wb_sample(struct file *file);
 int blksnap_storage_wb_check(struct file *file, u32 since);
-int blksnap_storage_write(struct file *file, const void *buf, size_t len,
-			  u64 sector);
 int blksnap_storage_read_bio(struct file *file, u64 sector, struct bio *bio,
 			     size_t offset, size_t len);
 void blksnap_bio_copy_to(struct bio *bio, size_t offset, const void *buf,
@@ -111,15 +111,49 @@ void blksnap_bio_resubmit(struct bio *bio);
 bool blksnap_bio_nowait(struct bio *bio);
 void blksnap_bio_wouldblock(struct bio *bio);
 void blksnap_bio_list_add(struct bio_list *list, struct bio *bio);
+void blksnap_bio_list_add_head(struct bio_list *list, struct bio *bio);
 struct bio *blksnap_bio_list_pop(struct bio_list *list);
 struct gendisk *blksnap_image_add(struct block_device *original, void *owner,
-				  bool writable);
+				  bool writable, unsigned int chunk_sectors);
 void blksnap_image_publish(struct gendisk *disk, u64 sectors);
 void blksnap_image_remove(struct gendisk *disk);
 bool blksnap_image_remap_read(struct bio *bio, struct block_device *original,
 			      void *owner);
 void blksnap_msleep(unsigned int ms);
 const char *blksnap_disk_name(struct gendisk *disk);
+bool blksnap_image_remap_storage(struct bio *bio, struct file *storage,
+				 u64 sector, void *owner);
+
+/* src/glue/cowio.c: the I/O of copy-on-write and the table of chunks. */
+struct blksnap_buf;
+struct xarray;
+/* Told of the end of a chunk buffer's I/O, maybe in interrupt context. */
+typedef void (*blksnap_io_end_t)(void *owner, const void *cookie, u64 index,
+				 int error);
+int blksnap_cowio_init(void);
+void blksnap_cowio_exit(void);
+mempool_t *blksnap_pool_create(unsigned int pages);
+void blksnap_pool_destroy(mempool_t *pool);
+struct blksnap_buf *blksnap_buf_alloc(mempool_t *pool, size_t bytes);
+void blksnap_buf_free(struct blksnap_buf *buf);
+void blksnap_buf_to_bio(struct blksnap_buf *buf, size_t buf_off,
+			struct bio *bio, size_t bio_off, size_t len);
+void blksnap_buf_from_bio(struct blksnap_buf *buf, size_t buf_off,
+			  struct bio *bio, size_t bio_off, size_t len);
+void blksnap_buf_read_original(struct blksnap_buf *buf,
+			       struct block_device *bdev, u64 sector,
+			       size_t bytes, blksnap_io_end_t end, void *owner,
+			       const void *cookie, u64 index);
+void blksnap_buf_store(struct blksnap_buf *buf, struct file *storage,
+		       u64 sector, size_t bytes, blksnap_io_end_t end,
+		       void *owner, const void *cookie, u64 index);
+int blksnap_buf_storage_rw(struct blksnap_buf *buf, struct file *storage,
+			   u64 sector, size_t bytes, bool write);
+struct xarray *blksnap_xa_create(void);
+void *blksnap_xa_load(struct xarray *xa, u64 index);
+int blksnap_xa_insert(struct xarray *xa, u64 index, void *entry);
+void *blksnap_xa_take_next(struct xarray *xa, u64 *index);
+void blksnap_xa_destroy(struct xarray *xa);
 
 #ifndef __BINDGEN__
 /*

@@ -67,6 +67,7 @@ use crate::glue::block::{BdevId, BdevRef, BlockDevice, DiskId};
 use crate::glue::errno;
 use crate::glue::hooks::{self, Hooks, ModuleRef, RegistryLock};
 use crate::glue::rcu::{self, RcuBox, ReadGuard};
+use crate::glue::slot::Slot;
 use crate::glue::snapio::OwnedBio;
 use crate::glue::uaccess::{self, Abi};
 use crate::uapi;
@@ -114,8 +115,9 @@ pub(crate) struct FilterType {
     pub(crate) attach: fn(&BlockDevice, UserPtr, u32) -> Result<Arc<dyn Filter>>,
 }
 
-/// The filter types this module provides.
-static FILTER_TYPES: [&FilterType; 1] = [&crate::tracker::FILTER_TYPE];
+/// The filter type this module provides, given by the layer above at
+/// load ([`Layer::start`]).
+static FILTER_TYPE: Slot<FilterType> = Slot::new();
 
 /// Most bytes of options a filter may be given at attach.
 const MAX_ATTACH_OPTLEN: u32 = 4096;
@@ -269,7 +271,7 @@ fn reap_locked(lock: &RegistryLock) -> Result {
 
 fn attach(bdev: &BlockDevice, arg: uapi::BlkfilterAttach, abi: Abi) -> Result<isize> {
     let name = parse_name(&arg.name)?;
-    let kind = *FILTER_TYPES.iter().find(|t| t.name == name).ok_or(ENOENT)?;
+    let kind = FILTER_TYPE.get().filter(|t| t.name == name).ok_or(ENOENT)?;
     if arg.optlen > MAX_ATTACH_OPTLEN {
         return Err(EINVAL);
     }
@@ -395,8 +397,10 @@ pub(crate) struct Layer {
 }
 
 impl Layer {
-    /// Installs the hooks; from now on bios and filter ioctls arrive here.
-    pub(crate) fn start() -> Result<Self> {
+    /// Installs the hooks; from now on bios and filter ioctls arrive here,
+    /// and BLKFILTER_ATTACH attaches filters of type `kind`.
+    pub(crate) fn start(kind: &'static FilterType) -> Result<Self> {
+        FILTER_TYPE.set(kind);
         Ok(Self {
             hooks: Some(Hooks::install()?),
         })

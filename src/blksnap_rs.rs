@@ -2,15 +2,21 @@
 
 //! blksnap: block-device snapshots and change-block tracking.
 //!
-//! The crate root only wires the parts together. The block-device filter
-//! layer is [`blkfilter`]; the "blksnap" filter, the change tracker, is
-//! [`tracker`] with its maps in [`cbt_map`]; snapshots are [`snapshot`] and
-//! the copy-on-write and image I/O of each member [`diff_area`]. The control
-//! device lives in [`ctl`]; everything that touches C directly lives in
-//! [`glue`]; module parameters are read through [`params`]; the user-space
-//! interface is [`uapi`], the same file the user-space `blksnap-uapi` crate
-//! compiles. [`cbt`], [`chunk`], [`placement`] and [`storage`] are the pure
-//! logic shared with the host tests.
+//! The crate root only wires the parts together. The layers, from the
+//! bottom: everything that touches C directly lives in [`glue`]; the
+//! block-device filter layer is [`blkfilter`]; the "blksnap" filter, the
+//! change tracker, is [`tracker`] with its maps in [`cbt_map`]; the
+//! copy-on-write of each member of a taken snapshot is [`diff_area`], its
+//! storage [`diff_storage`] and its events [`event_queue`]; snapshots are
+//! [`snapshot`] with their images in [`snapimage`]; the control device is
+//! [`ctl`]. Each layer names only those below it; where a lower one must
+//! reach a higher one, it is handed a trait object
+//! ([`tracker::CopyOnWrite`]) or a table of functions at load
+//! ([`tracker::SnapshotCtl`], [`blkfilter::FilterType`]). Module parameters
+//! are read through [`params`]; the user-space interface is [`uapi`], the
+//! same file the user-space `blksnap-uapi` crate compiles. [`cbt`],
+//! [`chunk`], [`placement`] and [`storage`] are the pure logic shared with
+//! the host tests.
 
 // The pin-initialisers of structures with many fields expand deeply.
 #![recursion_limit = "256"]
@@ -22,8 +28,11 @@ mod blkfilter;
 mod cbt_map;
 mod ctl;
 mod diff_area;
+mod diff_storage;
+mod event_queue;
 mod glue;
 mod params;
+mod snapimage;
 mod snapshot;
 mod tracker;
 
@@ -63,7 +72,8 @@ impl kernel::Module for Blksnap {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let debugfs = glue::debugfs::Root::create(c_str!("blksnap"), module);
         let queue = glue::snapio::WorkQueue::create()?;
-        let filters = blkfilter::Layer::start()?;
+        tracker::set_snapshot_ctl(&snapshot::CTL);
+        let filters = blkfilter::Layer::start(&tracker::FILTER_TYPE)?;
         let control = glue::miscdev::Registration::register(ctl::NAME, 0o600, module)?;
         pr_info!(
             "blksnap interface {}.{} loaded\n",

@@ -3,40 +3,50 @@
 //! The diff area of one member device of a taken snapshot: copy-on-write of
 //! its chunks and the reads of its image.
 //!
-//! Every chunk has a state byte and, once stored, its place in the
-//! difference storage. Only the device's copy-on-write worker changes the
-//! states, in this order: `Untouched` → `Reading` → `Stored` (or `Failed`).
-//! The worker runs one item at a time per device (a work item never runs
-//! concurrently with itself), so each chunk is copied at most once with no
-//! lock around the copy.
+//! Each chunk moves through the states of `logic/src/chunk.rs`, whose
+//! [`chunk::on_event`] decides, under the chunk's lock, every step here:
+//! `Untouched` → `Reading` → `InMemory` → `Storing` → `Stored` (or
+//! `Failed`). A chunk that was never touched has no entry in the sparse
+//! chunk table; an entry is made, in `Reading`, when the first write
+//! reaches the chunk, so the memory of an area follows the chunks touched.
 //!
-//! The write path ([`DiffArea::on_write`], under RCU, must not sleep) lets a
-//! write pass at once when every chunk it touches is `Stored` or `Failed`,
-//! and otherwise holds it on the worker's list. The worker copies the
-//! untouched chunks of the held write (read from the original, write to the
-//! storage, then the state becomes `Stored`) and only then passes the write
-//! on: no write reaches a chunk of the original before its copy is safe.
+//! The write path ([`CopyOnWrite::on_write`], under RCU, must not sleep) lets
+//! a write pass at once when the copy of every chunk it touches is in
+//! memory or stored (or lost); otherwise it is queued for the area's
+//! copy-on-write worker. The worker starts the asynchronous reads of the
+//! original for the untouched chunks of the write and holds the write on
+//! the first chunk that is still being read. When a read completes, the
+//! chunk is `InMemory`: the writes held on it go back to the worker, which
+//! passes each on once all its chunks are in memory, and the chunk goes to
+//! the store queue. The store worker (on a queue of its own) allocates the
+//! chunk's place in the difference storage and writes the buffer there,
+//! below the page cache; when that completes the chunk is `Stored` and its
+//! buffer freed. At most `chunk_maximum_in_queue` chunks of an area are in
+//! memory (being read, waiting or being stored): when the bound is reached
+//! the worker leaves the writes queued until a store completes.
+//! Original writes are never failed for the snapshot's sake.
 //!
-//! An image read of a chunk that is not stored is read from the original
-//! and trusted only if the chunk is still `Untouched` or `Reading` after the
-//! read completed: a write is released only after its chunks became
-//! `Stored`, so in those states no write has reached the chunk since the
-//! take. Otherwise the piece is read again, now from the storage. This is a
-//! sequence-lock check with the state as the sequence (see
-//! `logic/src/chunk.rs`); image reads never block copy-on-write.
+//! An image read of a chunk without an entry is sent to the original as a
+//! clone and trusted only if, once it completed, the chunk still has no
+//! entry or is still `Reading`: a write is released only once its chunks
+//! are in memory, so in those states none has reached the chunk since the
+//! take. Otherwise the read is served again, from the copy. Image reads of
+//! a stored chunk go to the storage (as clones when it is a block device),
+//! those of a chunk in memory are copied from its buffer, those of a chunk
+//! being read wait on it.
 //!
 //! An area is published to the write path while the take is still waiting
-//! for the writes in flight; until [`DiffArea::start`] it only holds writes
-//! and copies nothing, so no copy reads a chunk that an earlier write may
-//! still change. Held writes are marked in the change map again when they
-//! are released: they land after the take's switch of the map.
+//! for the writes in flight; until [`DiffArea::start`] it only queues
+//! writes and copies nothing, so no copy reads a chunk that an earlier
+//! write may still change. Queued writes are marked in the change map
+//! again when they are passed on: they land after the take's switch of the
+//! map.
 //!
 //! If a copy fails, the chunk is `Failed`, the snapshot is corrupted (its
 //! image reads fail from then on) and the write still goes on to the
 //! original: a broken snapshot never harms the original device.
 
-use core::ops::Range;
-use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use kernel::new_mutex;
 use kernel::new_work;
@@ -46,25 +56,113 @@ use kernel::workqueue::{Work, WorkItem};
 
 use crate::blkfilter;
 use crate::cbt_map::CbtMap;
-use crate::chunk::{self, ChunkParams};
-use crate::glue::block::{BdevRef, Bio, BioOp};
+use crate::chunk::{self, Action, ChunkParams, ChunkState, Event};
+use crate::diff_storage::DiffStorage;
+use crate::event_queue::Events;
+use crate::glue::block::{BdevRef, Bio, BioOp, BlockDevice};
+use crate::glue::cowio::{ChunkBuf, ChunkIo, ChunkMap, PagePool};
 use crate::glue::irqlock::{new_irq_spinlock, IrqSpinLock};
-use crate::glue::snapio::{self, BioList, HeldWrites, NoIo, OwnedBio};
+use crate::glue::snapio::{self, BioList, HeldWrites, NoIo, OwnedBio, StorageFile};
 use crate::params;
-use crate::snapshot::Shared;
+use crate::tracker::CopyOnWrite;
 
 const SECTOR_SHIFT: u32 = chunk::SECTOR_SHIFT;
 
-const UNTOUCHED: u8 = 0;
-const READING: u8 = 1;
-const STORED: u8 = 2;
-const FAILED: u8 = 3;
-
-/// The size of the copy-on-write buffer, at least one chunk.
-const COW_RUN_BYTES: usize = 2 << 20;
+/// Storage is handed out in whole pages, the unit of chunk buffers, so
+/// every stored copy is aligned for direct I/O.
+const PAGE_SECTORS: u64 = 8;
 
 const COW_WORK: u64 = 0;
 const READ_WORK: u64 = 1;
+const STORE_WORK: u64 = 2;
+
+/// One touched chunk.
+#[pin_data]
+struct Chunk {
+    #[pin]
+    inner: IrqSpinLock<ChunkInner>,
+}
+
+struct ChunkInner {
+    state: ChunkState,
+    /// The copy while it is read, in memory or being stored.
+    buf: Option<Arc<ChunkBuf>>,
+    /// The first storage sector of the copy, once its store began.
+    place: u64,
+    /// Writes waiting for the chunk's read; passed on if dropped.
+    writes: HeldWrites,
+    /// Image reads waiting for the chunk's read.
+    reads: BioList,
+}
+
+impl Chunk {
+    /// The state and what to do for `event`; the caller holds the lock.
+    fn step(inner: &mut ChunkInner, event: Event) -> Option<Action> {
+        let (next, action) = chunk::on_event(inner.state, event).ok()?;
+        inner.state = next;
+        Some(action)
+    }
+}
+
+/// The chunks waiting for the store worker, first in first out: a ring of
+/// chunk numbers allocated at the take, which never allocates again.
+struct StoreQueue {
+    slots: KVec<u64>,
+    head: usize,
+    len: usize,
+}
+
+impl StoreQueue {
+    fn new(capacity: usize) -> Result<Self> {
+        Ok(Self {
+            slots: KVec::from_elem(0, capacity.max(1), take_gfp())?,
+            head: 0,
+            len: 0,
+        })
+    }
+
+    /// Adds a chunk; false if the queue is full.
+    fn push(&mut self, index: u64) -> bool {
+        let capacity = self.slots.len();
+        if self.len >= capacity {
+            return false;
+        }
+        let tail = (self.head + self.len) % capacity;
+        if let Some(slot) = self.slots.get_mut(tail) {
+            *slot = index;
+            self.len += 1;
+        }
+        true
+    }
+
+    fn pop(&mut self) -> Option<u64> {
+        if self.len == 0 {
+            return None;
+        }
+        let index = *self.slots.get(self.head)?;
+        self.head = (self.head + 1) % self.slots.len();
+        self.len -= 1;
+        Some(index)
+    }
+}
+
+/// What the image worker did with a piece of an image read.
+enum Piece {
+    Done(OwnedBio),
+    Failed(OwnedBio, Error),
+    /// Held on a chunk being read.
+    Held,
+}
+
+/// What the copy-on-write worker did with a write.
+enum Dispatch {
+    /// Every chunk is in memory or stored: the write may go on.
+    Pass(OwnedBio),
+    /// Held on a chunk being read; it comes back when the read completes.
+    Held,
+    /// Too many chunks in memory: the write waits for a store to complete.
+    Wait(OwnedBio),
+}
 
 /// Copy-on-write state of one member device while its snapshot is taken.
 #[pin_data]
@@ -73,64 +171,69 @@ pub(crate) struct DiffArea {
     capacity: u64,
     shift: u32,
     chunk_count: u64,
-    states: KVVec<AtomicU8>,
-    /// The first storage sector of each stored chunk.
-    places: KVVec<AtomicU64>,
-    shared: Arc<Shared>,
+    chunks: ChunkMap<Chunk>,
+    /// Pages for chunk buffers, one chunk's worth in reserve.
+    pool: Arc<PagePool>,
+    storage: Arc<DiffStorage>,
+    events: Arc<Events>,
     /// The device's change tracking, which writes to the image mark.
     cbt: Arc<IrqSpinLock<CbtMap>>,
     /// Whether the image accepts writes (the `image_writable` parameter at
     /// the take).
     writable: bool,
-    /// Set at destroy: held writes pass without a copy, image reads fail.
+    /// Set at destroy: queued writes pass without a copy, image reads fail.
     closing: AtomicBool,
-    /// Set once the take is complete: until then writes are only held.
+    /// Set once the take is complete: until then writes are only queued.
     started: AtomicBool,
-    /// Image reads sent to the original as clones, not yet completed.
+    /// Image reads sent to the original or the storage as clones, not yet
+    /// completed.
     remapped: AtomicUsize,
+    /// Chunks being read, waiting to be stored or being stored.
+    in_memory: AtomicUsize,
+    /// The bound on `in_memory` (`chunk_maximum_in_queue` at the take).
+    max_in_memory: usize,
+    /// Writes for the copy-on-write worker.
     #[pin]
-    held: IrqSpinLock<HeldWrites>,
+    pending: IrqSpinLock<HeldWrites>,
     #[pin]
     cow_work: Work<DiffArea, COW_WORK>,
-    /// Writes to the image, done by the copy-on-write worker, which alone
-    /// changes chunk states.
+    /// Writes to the image, done by the copy-on-write worker.
     #[pin]
     image_writes: IrqSpinLock<BioList>,
     #[pin]
     reads: IrqSpinLock<BioList>,
     #[pin]
     read_work: Work<DiffArea, READ_WORK>,
-    /// The copy-on-write worker's buffer, a whole number of chunks.
+    /// Chunks in memory waiting for the store worker; never longer than
+    /// `max_in_memory`, its capacity.
     #[pin]
-    cow_buf: Mutex<KVVec<u8>>,
-    /// The image worker's buffer.
+    store_queue: IrqSpinLock<StoreQueue>,
+    #[pin]
+    store_work: Work<DiffArea, STORE_WORK>,
+    /// The image worker's buffer for reads of the original.
     #[pin]
     read_buf: Mutex<KVVec<u8>>,
+    /// One chunk's buffer for the image worker: stored chunks read through
+    /// it when a direct read into the bio is not possible, and image writes.
+    #[pin]
+    scratch: Mutex<Arc<ChunkBuf>>,
 }
 
 kernel::impl_has_work! {
     impl HasWork<Self, COW_WORK> for DiffArea { self.cow_work }
     impl HasWork<Self, READ_WORK> for DiffArea { self.read_work }
+    impl HasWork<Self, STORE_WORK> for DiffArea { self.store_work }
 }
 
-/// The largest single allocation of a diff area, a per-chunk table or a
-/// buffer: 1 GiB. `kvmalloc` refuses more than `INT_MAX` bytes with a
-/// warning; a larger need fails the take with `ENOMEM` before it is tried.
+/// The largest single allocation of a diff area: 1 GiB. `kvmalloc` refuses
+/// more than `INT_MAX` bytes with a warning; a larger need fails the take
+/// with `ENOMEM` before it is tried.
 const MAX_ALLOCATION: u64 = 1 << 30;
 
 /// The flags of the allocations at the take: a failure is the take's
 /// `ENOMEM`, not a warning in the kernel log.
 fn take_gfp() -> kernel::alloc::Flags {
     GFP_KERNEL | __GFP_NOWARN
-}
-
-fn atomic_vec<T>(len: u64, new: impl Fn() -> T) -> Result<KVVec<T>> {
-    let len = usize::try_from(len).map_err(|_| ENOMEM)?;
-    let mut v = KVVec::with_capacity(len, take_gfp())?;
-    for _ in 0..len {
-        v.push(new(), take_gfp())?;
-    }
-    Ok(v)
 }
 
 fn chunk_params() -> ChunkParams {
@@ -142,27 +245,24 @@ fn chunk_params() -> ChunkParams {
 }
 
 impl DiffArea {
+    /// Prepares the area of `original`. What it allocates does not depend
+    /// on the device's size: the chunk table starts empty, and the buffers
+    /// are one chunk each (the reserve of the page pool, the image
+    /// worker's two).
     pub(crate) fn new(
         original: BdevRef,
-        shared: Arc<Shared>,
+        storage: Arc<DiffStorage>,
+        events: Arc<Events>,
         cbt: Arc<IrqSpinLock<CbtMap>>,
     ) -> Result<Arc<Self>> {
         let capacity = original.nr_sectors();
         let shift = chunk::chunk_shift(capacity, original.io_min(), &chunk_params());
         let chunk_count = chunk::chunk_count(capacity, shift);
-        // Image reads and writes go piece by piece within one chunk;
-        // copy-on-write reads runs of chunks, room for a large write's
-        // worth. Neither needs more than the device holds.
-        let read_bytes = chunk::chunk_buffer_bytes(capacity, shift);
-        let cow_bytes = chunk::run_buffer_bytes(capacity, shift, COW_RUN_BYTES as u64);
-        let sizes = [
-            chunk_count.saturating_mul(core::mem::size_of::<AtomicU8>() as u64),
-            chunk_count.saturating_mul(core::mem::size_of::<AtomicU64>() as u64),
-            cow_bytes,
-            read_bytes,
-        ];
-        let total = sizes.iter().fold(0u64, |sum, &b| sum.saturating_add(b));
-        if sizes.iter().any(|&b| b > MAX_ALLOCATION) || !params::memory_allows(total) {
+        let chunk_bytes = chunk::chunk_buffer_bytes(capacity, shift);
+        let max_in_memory = params::chunk_maximum_in_queue().max(1) as usize;
+        let queue_bytes = (max_in_memory as u64).saturating_mul(8);
+        let total = chunk_bytes.saturating_mul(3).saturating_add(queue_bytes);
+        if chunk_bytes > MAX_ALLOCATION || !params::memory_allows(total) {
             pr_warn!(
                 "a take of {} sectors in chunks of 2^{} bytes needs {} MiB: refused\n",
                 capacity,
@@ -171,81 +271,40 @@ impl DiffArea {
             );
             return Err(ENOMEM);
         }
-        let read_bytes = usize::try_from(read_bytes).map_err(|_| ENOMEM)?;
-        let cow_bytes = usize::try_from(cow_bytes).map_err(|_| ENOMEM)?;
+        let chunk_bytes = usize::try_from(chunk_bytes).map_err(|_| ENOMEM)?;
+        let pages = u32::try_from(chunk_bytes.div_ceil(4096)).map_err(|_| ENOMEM)?;
+        let pool = PagePool::new(pages)?;
+        let scratch = ChunkBuf::new(&pool, chunk_bytes).ok_or(ENOMEM)?;
+        let store_queue = StoreQueue::new(max_in_memory)?;
         Arc::pin_init(
             try_pin_init!(Self {
-                states: atomic_vec(chunk_count, || AtomicU8::new(UNTOUCHED))?,
-                places: atomic_vec(chunk_count, || AtomicU64::new(0))?,
+                chunks: ChunkMap::new()?,
+                pool,
                 original,
                 capacity,
                 shift,
                 chunk_count,
-                shared,
+                storage,
+                events,
                 cbt,
                 writable: params::image_writable() != 0,
                 closing: AtomicBool::new(false),
                 started: AtomicBool::new(false),
                 remapped: AtomicUsize::new(0),
-                held <- new_irq_spinlock!(HeldWrites::new(), "blksnap:held"),
+                in_memory: AtomicUsize::new(0),
+                max_in_memory,
+                pending <- new_irq_spinlock!(HeldWrites::new(), "blksnap:pending"),
                 cow_work <- new_work!("blksnap:cow"),
                 image_writes <- new_irq_spinlock!(BioList::new(), "blksnap:image_writes"),
                 reads <- new_irq_spinlock!(BioList::new(), "blksnap:reads"),
                 read_work <- new_work!("blksnap:image"),
-                cow_buf <- new_mutex!(KVVec::from_elem(0u8, cow_bytes, take_gfp())?),
-                read_buf <- new_mutex!(KVVec::from_elem(0u8, read_bytes, take_gfp())?),
+                store_queue <- new_irq_spinlock!(store_queue, "blksnap:store_queue"),
+                store_work <- new_work!("blksnap:store"),
+                read_buf <- new_mutex!(KVVec::from_elem(0u8, chunk_bytes, take_gfp())?),
+                scratch <- new_mutex!(scratch),
             }),
             GFP_KERNEL,
         )
-    }
-
-    /// The state of `chunk`; a chunk past the end (which callers never
-    /// ask for) counts as failed: writes pass, image reads fail.
-    fn state(&self, chunk: u64) -> u8 {
-        self.states
-            .get(chunk as usize)
-            .map_or(FAILED, |s| s.load(Ordering::Acquire))
-    }
-
-    fn set_state(&self, chunk: u64, state: u8) {
-        if let Some(s) = self.states.get(chunk as usize) {
-            s.store(state, Ordering::Release);
-        }
-    }
-
-    /// Where the copy of a stored chunk is in the storage.
-    fn place(&self, chunk: u64) -> Result<u64> {
-        let place = self.places.get(chunk as usize).ok_or(EIO)?;
-        Ok(place.load(Ordering::Relaxed))
-    }
-
-    fn set_place(&self, chunk: u64, place: u64) {
-        if let Some(p) = self.places.get(chunk as usize) {
-            p.store(place, Ordering::Relaxed);
-        }
-    }
-
-    /// Offers a write of the original device, or of one of its partitions
-    /// (its sectors plus `offset` are those of the original). Returns the
-    /// bio if it may pass at once; otherwise the area keeps it until its
-    /// chunks are copied. Runs under RCU: must not sleep.
-    pub(crate) fn on_write(self: &Arc<Self>, bio: OwnedBio, offset: u64) -> Option<OwnedBio> {
-        let (sector, count) = bio.sectors();
-        let sector = sector.saturating_add(offset);
-        let Some(chunks) = chunk::sectors_to_chunks(sector, count, self.shift, self.chunk_count)
-        else {
-            return Some(bio);
-        };
-        if self.shared.is_corrupted() || chunks.clone().all(|c| self.state(c) >= STORED) {
-            return Some(bio);
-        }
-        if bio.is_nowait() {
-            bio.would_block();
-            return None;
-        }
-        self.held.lock().push(bio);
-        let _ = snapio::queue().enqueue::<Arc<Self>, COW_WORK>(self.clone());
-        None
     }
 
     /// The size of the original at the take, in sectors.
@@ -253,52 +312,399 @@ impl DiffArea {
         self.capacity
     }
 
+    /// The size of a chunk, in sectors: image bios are cut at chunk
+    /// boundaries.
+    pub(crate) fn chunk_sectors(&self) -> u32 {
+        1u32 << (self.shift - SECTOR_SHIFT)
+    }
+
     /// Whether the image disk should accept writes.
     pub(crate) fn is_writable(&self) -> bool {
         self.writable
     }
 
-    /// Takes a bio of the snapshot image.
-    ///
-    /// A read of chunks never copied goes straight to the original as a
-    /// clone (see [`DiffArea::remapped_read_valid`]); other reads go to the
-    /// image worker, writes of a writable image to the copy-on-write worker.
-    pub(crate) fn on_image_bio(self: &Arc<Self>, bio: OwnedBio) {
-        if self.writable && bio.op() == BioOp::Write {
-            self.image_writes.lock().push(bio);
-            let _ = snapio::queue().enqueue::<Arc<Self>, COW_WORK>(self.clone());
-            return;
+    fn is_stopped(&self) -> bool {
+        self.closing.load(Ordering::Acquire) || self.events.is_corrupted()
+    }
+
+    fn kick_cow(self: &Arc<Self>) {
+        let _ = snapio::queue().enqueue::<Arc<Self>, COW_WORK>(self.clone());
+    }
+
+    fn kick_reads(self: &Arc<Self>) {
+        let _ = snapio::queue().enqueue::<Arc<Self>, READ_WORK>(self.clone());
+    }
+
+    fn kick_stores(self: &Arc<Self>) {
+        let _ = snapio::store_queue().enqueue::<Arc<Self>, STORE_WORK>(self.clone());
+    }
+
+    /// Whether a write to `chunk` may reach the original now. Must not
+    /// sleep.
+    fn write_passes(&self, chunk: u64) -> bool {
+        let state = self
+            .chunks
+            .get(chunk)
+            .map_or(ChunkState::Untouched, |c| c.inner.lock().state);
+        matches!(
+            chunk::on_event(state, Event::WriteArrives),
+            Ok((_, Action::PassWrite))
+        )
+    }
+
+    /// Offers a write of the original device, or of one of its partitions
+    /// (its sectors plus `offset` are those of the original). Returns the
+    /// bio if it may pass at once; otherwise the area keeps it until its
+    /// chunks are in memory. Runs under RCU: must not sleep.
+    fn offer_write(self: &Arc<Self>, bio: OwnedBio, offset: u64) -> Option<OwnedBio> {
+        let (sector, count) = bio.sectors();
+        let sector = sector.saturating_add(offset);
+        let Some(mut chunks) =
+            chunk::sectors_to_chunks(sector, count, self.shift, self.chunk_count)
+        else {
+            return Some(bio);
+        };
+        if self.events.is_corrupted() || chunks.all(|c| self.write_passes(c)) {
+            return Some(bio);
         }
-        let bio = if bio.op() == BioOp::Read && self.reads_original(&bio) {
-            self.remapped.fetch_add(1, Ordering::AcqRel);
-            // SAFETY: `self` stays valid until the outcome is reported: the
-            // snapshot keeps its reference to the area until `remapped` fell
-            // to zero (`wait_remapped`, at destroy).
-            match unsafe { bio.remap_read(&self.original, (&**self as *const Self).cast()) } {
-                Ok(()) => return,
-                Err(bio) => {
-                    self.remapped.fetch_sub(1, Ordering::AcqRel);
-                    bio
+        if bio.is_nowait() {
+            bio.would_block();
+            return None;
+        }
+        self.pending.lock().push(bio);
+        self.kick_cow();
+        None
+    }
+
+    /// Makes the entry of untouched chunk `index` and starts reading it
+    /// from the original. May wait for the page reserve.
+    fn start_copy(self: &Arc<Self>, index: u64) -> Result<&Chunk> {
+        let (first, sectors) =
+            chunk::chunk_sectors(index, self.shift, self.capacity).ok_or(EINVAL)?;
+        let bytes = usize::try_from(sectors << SECTOR_SHIFT).map_err(|_| EINVAL)?;
+        let Ok((state, Action::StartRead)) =
+            chunk::on_event(ChunkState::Untouched, Event::WriteArrives)
+        else {
+            return Err(EINVAL);
+        };
+        let buf = ChunkBuf::new(&self.pool, bytes).ok_or(ENOMEM)?;
+        let kept = buf.clone();
+        let chunk = self.chunks.insert(
+            index,
+            try_pin_init!(Chunk {
+                inner <- new_irq_spinlock!(
+                    ChunkInner {
+                        state,
+                        buf: Some(kept),
+                        place: 0,
+                        writes: HeldWrites::new(),
+                        reads: BioList::new(),
+                    },
+                    "blksnap:chunk"
+                ),
+            }? Error),
+        )?;
+        self.in_memory.fetch_add(1, Ordering::AcqRel);
+        ChunkBuf::read_original(buf, self.clone(), first, bytes, index);
+        Ok(chunk)
+    }
+
+    /// Brings the copies of a write's chunks into memory, or holds it.
+    fn dispatch_write(self: &Arc<Self>, bio: OwnedBio) -> Dispatch {
+        if self.is_stopped() {
+            return Dispatch::Pass(bio);
+        }
+        let (sector, count) = bio.sectors();
+        let sector = sector.saturating_add(bio.offset_in(&self.original));
+        let Some(chunks) = chunk::sectors_to_chunks(sector, count, self.shift, self.chunk_count)
+        else {
+            return Dispatch::Pass(bio);
+        };
+        let mut bio = Some(bio);
+        for index in chunks {
+            let chunk = match self.chunks.get(index) {
+                Some(chunk) => chunk,
+                None => {
+                    let busy = self.in_memory.load(Ordering::Acquire);
+                    let started = if busy >= self.max_in_memory {
+                        Err(EBUSY)
+                    } else {
+                        self.start_copy(index)
+                    };
+                    match started {
+                        Ok(chunk) => chunk,
+                        // Held already: it comes back when its chunk is read.
+                        Err(_) if bio.is_none() => return Dispatch::Held,
+                        // Stores in flight free memory and kick the worker.
+                        Err(_) if busy > 0 => return bio.map_or(Dispatch::Held, Dispatch::Wait),
+                        // Nothing in flight and no memory: the snapshot is
+                        // lost, never the write.
+                        Err(e) => {
+                            self.events.corrupt(self.original.devs().0, e);
+                            return bio.map_or(Dispatch::Held, Dispatch::Pass);
+                        }
+                    }
+                }
+            };
+            let mut inner = chunk.inner.lock();
+            if let Some(Action::HoldBio) = Chunk::step(&mut inner, Event::WriteArrives) {
+                if let Some(b) = bio.take() {
+                    inner.writes.push(b);
                 }
             }
-        } else {
-            bio
+        }
+        bio.map_or(Dispatch::Held, Dispatch::Pass)
+    }
+
+    /// Passes on a write the worker had: it lands after the take's switch
+    /// of the change map, so it belongs to the next backup too.
+    fn pass_write(&self, bio: OwnedBio) {
+        let (sector, count) = bio.sectors();
+        let sector = sector.saturating_add(bio.offset_in(&self.original));
+        self.cbt.lock().mark_write(sector, count);
+        blkfilter::pass_on(bio, &self.original);
+    }
+
+    fn run_cow(self: &Arc<Self>) {
+        let closing = self.closing.load(Ordering::Acquire);
+        if !closing && !self.started.load(Ordering::Acquire) {
+            return;
+        }
+        let _noio = NoIo::enter();
+        loop {
+            // Popped in statements of their own: a guard in an `if let`
+            // would stay locked for the whole block.
+            let next = self.pending.lock().pop();
+            let Some(bio) = next else {
+                break;
+            };
+            match self.dispatch_write(bio) {
+                Dispatch::Pass(bio) => self.pass_write(bio),
+                Dispatch::Held => {}
+                Dispatch::Wait(bio) => {
+                    self.pending.lock().push_front(bio);
+                    return;
+                }
+            }
+        }
+        loop {
+            let write = self.image_writes.lock().pop();
+            let Some(bio) = write else {
+                break;
+            };
+            let result = self.write_image(&bio);
+            bio.end(result);
+        }
+    }
+
+    /// The read or the store of chunk `index` ended. May run in interrupt
+    /// context.
+    fn chunk_io_done(self: &Arc<Self>, index: u64, result: Result) {
+        let Some(chunk) = self.chunks.get(index) else {
+            return;
         };
-        self.queue_read(bio);
+        let ok = result.is_ok();
+        let mut inner = chunk.inner.lock();
+        let event = match inner.state {
+            ChunkState::Reading => Event::ReadDone { ok },
+            _ => Event::StoreDone { ok },
+        };
+        let Some(action) = Chunk::step(&mut inner, event) else {
+            drop(inner);
+            pr_err!("chunk {}: an I/O ended that was not in flight\n", index);
+            return;
+        };
+        let released = match action {
+            Action::ReleaseHeld | Action::ReleaseHeldAndCorrupt => Some((
+                core::mem::replace(&mut inner.writes, HeldWrites::new()),
+                core::mem::replace(&mut inner.reads, BioList::new()),
+            )),
+            _ => None,
+        };
+        let freed = match action {
+            Action::ReleaseHeld => None,
+            _ => inner.buf.take(),
+        };
+        drop(inner);
+        // Freed outside the lock (maybe the last reference: pages go back).
+        drop(freed);
+        if let Some((mut writes, mut reads)) = released {
+            let mut pending = self.pending.lock();
+            while let Some(bio) = writes.pop() {
+                pending.push(bio);
+            }
+            drop(pending);
+            let mut queued = self.reads.lock();
+            while let Some(bio) = reads.pop() {
+                queued.push(bio);
+            }
+            drop(queued);
+            self.kick_reads();
+        }
+        let mut error = result.err();
+        if action == Action::ReleaseHeld {
+            // Never full: it holds at most the chunks in memory.
+            if self.store_queue.lock().push(index) {
+                self.kick_stores();
+            } else {
+                error = Some(ENOMEM);
+                self.in_memory.fetch_sub(1, Ordering::AcqRel);
+            }
+        } else {
+            self.in_memory.fetch_sub(1, Ordering::AcqRel);
+        }
+        // A store given up at destroy loses nothing anybody reads.
+        if let (Some(e), false) = (error, self.closing.load(Ordering::Acquire)) {
+            self.events.corrupt_atomic(self.original.devs().0, e);
+        }
+    }
+
+    fn run_stores(self: &Arc<Self>) {
+        let _noio = NoIo::enter();
+        loop {
+            let next = self.store_queue.lock().pop();
+            let Some(index) = next else {
+                break;
+            };
+            let Some(chunk) = self.chunks.get(index) else {
+                continue;
+            };
+            let Some((_, sectors)) = chunk::chunk_sectors(index, self.shift, self.capacity) else {
+                continue;
+            };
+            let sectors = sectors.next_multiple_of(PAGE_SECTORS);
+            let bytes = (sectors << SECTOR_SHIFT) as usize;
+            let buf = {
+                let mut inner = chunk.inner.lock();
+                match Chunk::step(&mut inner, Event::StoreBegins) {
+                    Some(Action::StartStore) => inner.buf.clone(),
+                    _ => None,
+                }
+            };
+            let Some(buf) = buf else {
+                continue;
+            };
+            // Once corrupted or closing, nothing reads the copy any more.
+            let place = if self.is_stopped() {
+                Err(EIO)
+            } else {
+                self.storage.allocate(sectors)
+            };
+            match place {
+                Ok(place) => {
+                    chunk.inner.lock().place = place;
+                    ChunkBuf::store(buf, self.clone(), place, bytes, index);
+                }
+                Err(e) => {
+                    drop(buf);
+                    self.chunk_io_done(index, Err(e));
+                    self.kick_cow();
+                }
+            }
+        }
+    }
+
+    /// Takes a bio of the snapshot image.
+    ///
+    /// A read of a chunk never copied goes straight to the original as a
+    /// clone (see [`DiffArea::remapped_read_valid`]), a read of a stored
+    /// chunk to a storage device as a clone; other reads go to the image
+    /// worker, writes of a writable image to the copy-on-write worker.
+    pub(crate) fn on_image_bio(self: &Arc<Self>, bio: OwnedBio) {
+        match bio.op() {
+            BioOp::Write if self.writable => {
+                self.image_writes.lock().push(bio);
+                self.kick_cow();
+                return;
+            }
+            BioOp::Read => {}
+            // A read-only image.
+            BioOp::Write => return bio.end(Err(EIO)),
+            BioOp::Other => return bio.end(Ok(())),
+        }
+        let Some((index, within)) = self.single_chunk(&bio) else {
+            return self.queue_read(bio);
+        };
+        if self.is_stopped() {
+            return bio.end(Err(EIO));
+        }
+        let Some(chunk) = self.chunks.get(index) else {
+            // Untouched: no write reached the chunk since the take.
+            return match chunk::on_event(ChunkState::Untouched, Event::ImageReadArrives) {
+                Ok((_, Action::ServeFromOriginal)) => self.remap_original(bio),
+                _ => self.queue_read(bio),
+            };
+        };
+        let mut inner = chunk.inner.lock();
+        match Chunk::step(&mut inner, Event::ImageReadArrives) {
+            Some(Action::HoldBio) => inner.reads.push(bio),
+            Some(Action::ServeFromStorage) if self.storage.file().is_block_device() => {
+                let place = inner.place + within;
+                drop(inner);
+                self.remap_storage(bio, place);
+            }
+            Some(Action::FailBio) => {
+                drop(inner);
+                bio.end(Err(EIO));
+            }
+            _ => {
+                drop(inner);
+                self.queue_read(bio);
+            }
+        }
+    }
+
+    /// The chunk of an image bio and its first sector within the chunk, if
+    /// it lies in one chunk of the device.
+    fn single_chunk(&self, bio: &Bio) -> Option<(u64, u64)> {
+        let (sector, count) = bio.sectors();
+        let end = sector.checked_add(count).filter(|&e| e <= self.capacity)?;
+        let per_chunk = 1u64 << (self.shift - SECTOR_SHIFT);
+        let index = sector >> (self.shift - SECTOR_SHIFT);
+        let within = sector & (per_chunk - 1);
+        (count > 0 && end - sector <= per_chunk - within).then_some((index, within))
+    }
+
+    fn remap_original(self: &Arc<Self>, bio: OwnedBio) {
+        self.remapped.fetch_add(1, Ordering::AcqRel);
+        // SAFETY: `self` stays valid until the outcome is reported: the
+        // snapshot keeps its reference to the area until `remapped` fell
+        // to zero (`wait_idle`, at destroy).
+        match unsafe { bio.remap_read(&self.original, (&**self as *const Self).cast()) } {
+            Ok(()) => {}
+            Err(bio) => {
+                self.remapped.fetch_sub(1, Ordering::AcqRel);
+                self.queue_read(bio);
+            }
+        }
+    }
+
+    fn remap_storage(self: &Arc<Self>, bio: OwnedBio, place: u64) {
+        self.remapped.fetch_add(1, Ordering::AcqRel);
+        // SAFETY: as in `remap_original`; the area keeps the storage open.
+        match unsafe {
+            bio.remap_storage(self.storage.file(), place, (&**self as *const Self).cast())
+        } {
+            Ok(()) => {}
+            Err(bio) => {
+                self.remapped.fetch_sub(1, Ordering::AcqRel);
+                self.queue_read(bio);
+            }
+        }
     }
 
     fn queue_read(self: &Arc<Self>, bio: OwnedBio) {
         self.reads.lock().push(bio);
-        let _ = snapio::queue().enqueue::<Arc<Self>, READ_WORK>(self.clone());
+        self.kick_reads();
     }
 
     /// Whether an image read may be served by the original: the snapshot is
-    /// intact and no chunk it touches was copied, so no write reached them
-    /// since the take (writes are released only after their chunks are
-    /// stored). Checked before a clone is sent, and again when it
-    /// completed, which is what makes its data trustworthy. Must not sleep.
+    /// intact and no write reached the chunks it touches since the take
+    /// (they have no entry, or their copy is still being read). Checked
+    /// before a clone is sent, and again when it completed, which is what
+    /// makes its data trustworthy. Must not sleep.
     fn reads_original(&self, bio: &Bio) -> bool {
-        if self.closing.load(Ordering::Acquire) || self.shared.is_corrupted() {
+        if self.is_stopped() {
             return false;
         }
         let (sector, count) = bio.sectors();
@@ -308,8 +714,20 @@ impl DiffArea {
         {
             return false;
         }
-        chunk::sectors_to_chunks(sector, count, self.shift, self.chunk_count)
-            .is_some_and(|mut chunks| chunks.all(|c| self.state(c) <= READING))
+        chunk::sectors_to_chunks(sector, count, self.shift, self.chunk_count).is_some_and(
+            |mut chunks| {
+                chunks.all(|c| {
+                    let state = self
+                        .chunks
+                        .get(c)
+                        .map_or(ChunkState::Untouched, |chunk| chunk.inner.lock().state);
+                    matches!(
+                        chunk::on_event(state, Event::OriginalReadDone),
+                        Ok((_, Action::CompleteBio))
+                    )
+                })
+            },
+        )
     }
 
     /// A clone of an image read completed: may its data be trusted?
@@ -328,157 +746,77 @@ impl DiffArea {
         self.remapped.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Waits until no clone of an image read is in flight.
-    pub(crate) fn wait_remapped(&self) {
-        while self.remapped.load(Ordering::Acquire) != 0 {
+    /// Waits until no clone of an image read and no read or store of a
+    /// chunk is in flight: after [`DiffArea::close`], every held bio has
+    /// then gone back to the workers.
+    pub(crate) fn wait_idle(&self) {
+        while self.remapped.load(Ordering::Acquire) != 0
+            || self.in_memory.load(Ordering::Acquire) != 0
+        {
             snapio::msleep(1);
         }
     }
 
-    /// The original is going away and its writes will no longer be seen:
-    /// the snapshot is corrupted, so the image never shows data written
-    /// later (a device set up again, a partition created in its place).
-    /// Must not sleep.
-    pub(crate) fn device_gone(&self) {
-        self.shared.corrupt_atomic(self.original.devs().0, ENODEV);
-    }
-
-    /// Stops copy-on-write: held writes pass, image reads fail.
-    pub(crate) fn close(&self) {
+    /// Stops copy-on-write: queued writes pass, image reads fail.
+    pub(crate) fn close(self: &Arc<Self>) {
         self.closing.store(true, Ordering::Release);
+        self.kick_cow();
+        self.kick_reads();
     }
 
-    /// Starts copy-on-write, once the take is complete: the writes held
+    /// Starts copy-on-write, once the take is complete: the writes queued
     /// since the area was published are copied for and released.
     pub(crate) fn start(self: &Arc<Self>) {
         self.started.store(true, Ordering::Release);
-        let _ = snapio::queue().enqueue::<Arc<Self>, COW_WORK>(self.clone());
+        self.kick_cow();
     }
 
-    /// Copies the untouched chunks among those of `[sector, sector + count)`.
-    ///
-    /// Consecutive untouched chunks are copied together, as many as the
-    /// buffer holds: one read of the original and one write to the storage
-    /// for the run.
-    fn copy_chunks(&self, sector: u64, count: u64) {
-        let Some(chunks) = chunk::sectors_to_chunks(sector, count, self.shift, self.chunk_count)
-        else {
-            return;
-        };
-        let mut buf = self.cow_buf.lock();
-        let per_run = (buf.len() >> self.shift).max(1) as u64;
-        let mut c = chunks.start;
-        while c < chunks.end {
-            if self.state(c) != UNTOUCHED {
-                c += 1;
-                continue;
-            }
-            if self.closing.load(Ordering::Acquire) || self.shared.is_corrupted() {
-                return;
-            }
-            let mut end = c + 1;
-            while end < chunks.end && end - c < per_run && self.state(end) == UNTOUCHED {
-                end += 1;
-            }
-            for r in c..end {
-                self.set_state(r, READING);
-            }
-            match self.copy_run(c..end, &mut buf) {
-                Ok(places) => {
-                    for (r, place) in (c..end).zip(places) {
-                        self.set_place(r, place);
-                        self.set_state(r, STORED);
-                    }
-                }
-                Err(e) => {
-                    for r in c..end {
-                        self.set_state(r, FAILED);
-                    }
-                    self.shared.corrupt(self.original.devs().0, e);
-                }
-            }
-            c = end;
-        }
-    }
-
-    /// Reads the chunks `run` from the original and stores them; returns an
-    /// iterator over the first storage sector of each chunk.
-    fn copy_run(&self, run: Range<u64>, buf: &mut [u8]) -> Result<impl Iterator<Item = u64>> {
-        let shift = self.shift;
-        let capacity = self.capacity;
-        let first = chunk::chunk_sectors(run.start, shift, capacity)
-            .ok_or(EINVAL)?
-            .0;
-        let (last, last_count) =
-            chunk::chunk_sectors(run.end - 1, shift, capacity).ok_or(EINVAL)?;
-        let sectors = last + last_count - first;
-        let data = buf
-            .get_mut(..(sectors << SECTOR_SHIFT) as usize)
-            .ok_or(EINVAL)?;
-        self.original.read_sync(first, data)?;
-        let place = self.shared.store(data)?;
-        Ok(run.map(move |c| place + (c << (shift - SECTOR_SHIFT)) - first))
-    }
-
-    fn run_cow(&self) {
-        if !self.started.load(Ordering::Acquire) {
-            return;
-        }
-        let _noio = NoIo::enter();
+    /// Waits until chunk `index` is stored; returns its place.
+    fn wait_stored(self: &Arc<Self>, index: u64) -> Result<u64> {
         loop {
-            // Popped in statements of their own: a guard in an `if let`
-            // would stay locked for the whole block.
-            let held = self.held.lock().pop();
-            if let Some(bio) = held {
-                let (sector, count) = bio.sectors();
-                let sector = sector.saturating_add(bio.offset_in(&self.original));
-                self.copy_chunks(sector, count);
-                // A write held during the take was marked in the change map
-                // before its switch; it lands after the take, so it belongs
-                // to the next backup too.
-                self.cbt.lock().mark_write(sector, count);
-                blkfilter::pass_on(bio, &self.original);
-                continue;
+            if self.is_stopped() {
+                return Err(EIO);
             }
-            let write = self.image_writes.lock().pop();
-            let Some(bio) = write else {
-                break;
+            let chunk = match self.chunks.get(index) {
+                Some(chunk) => chunk,
+                None => self.start_copy(index)?,
             };
-            let result = self.write_image(&bio);
-            bio.end(result);
+            let (state, place) = {
+                let inner = chunk.inner.lock();
+                (inner.state, inner.place)
+            };
+            match state {
+                ChunkState::Stored => return Ok(place),
+                ChunkState::Failed => return Err(EIO),
+                _ => snapio::msleep(1),
+            }
         }
     }
 
     /// Writes an image bio into the stored copies of its chunks, copying
     /// the chunks first where needed; the original is never written.
-    fn write_image(&self, bio: &OwnedBio) -> Result {
+    fn write_image(self: &Arc<Self>, bio: &OwnedBio) -> Result {
         let (mut sector, count) = bio.sectors();
         let end = sector
             .checked_add(count)
             .filter(|&e| e <= self.capacity)
             .ok_or(EIO)?;
-        if count == 0 {
-            return Ok(());
-        }
-        self.copy_chunks(sector, count);
-        let mut buf = self.read_buf.lock();
         let per_chunk = 1u64 << (self.shift - SECTOR_SHIFT);
+        let scratch = self.scratch.lock();
         let mut offset = 0usize;
         while sector < end {
-            if self.closing.load(Ordering::Acquire) || self.shared.is_corrupted() {
-                return Err(EIO);
-            }
-            let chunk = sector >> (self.shift - SECTOR_SHIFT);
-            if self.state(chunk) != STORED {
-                return Err(EIO);
-            }
+            let index = sector >> (self.shift - SECTOR_SHIFT);
             let within = sector & (per_chunk - 1);
             let n = (per_chunk - within).min(end - sector);
-            let piece = buf.get_mut(..(n << SECTOR_SHIFT) as usize).ok_or(EIO)?;
-            bio.copy_from(offset, piece);
-            let place = self.place(chunk)?;
-            self.shared.write_stored(place + within, piece)?;
-            offset += piece.len();
+            let place = self.wait_stored(index)?;
+            let (_, sectors) = chunk::chunk_sectors(index, self.shift, self.capacity).ok_or(EIO)?;
+            let bytes = (sectors << SECTOR_SHIFT) as usize;
+            let storage = self.storage.file();
+            scratch.storage_rw(storage, place, bytes, false)?;
+            let len = (n << SECTOR_SHIFT) as usize;
+            scratch.fill_from_bio((within << SECTOR_SHIFT) as usize, bio, offset, len);
+            scratch.storage_rw(storage, place, bytes, true)?;
+            offset += len;
             sector += n;
         }
         self.cbt.lock().mark_dirty(end - count, count);
@@ -486,76 +824,112 @@ impl DiffArea {
     }
 
     /// Fills `len` bytes of `bio`'s data, from byte `offset` on, with the
-    /// image's data at `sector` (within one chunk). A stored chunk is read
-    /// from the storage straight into the bio; the original is read into
-    /// `buf` first, since its data is trusted only once the chunk's state
-    /// shows no write could have reached it.
-    fn read_piece(&self, sector: u64, bio: &mut OwnedBio, offset: usize, buf: &mut [u8]) -> Result {
-        let chunk = sector >> (self.shift - SECTOR_SHIFT);
-        let chunk_start = chunk << (self.shift - SECTOR_SHIFT);
+    /// stored copy at `place`, `within` sectors into chunk `index`.
+    fn read_stored(
+        &self,
+        index: u64,
+        place: u64,
+        within: u64,
+        bio: &mut OwnedBio,
+        offset: usize,
+        len: usize,
+    ) -> Result {
+        let storage = self.storage.file();
+        let read = match storage.read_into_bio(place + within, bio, offset, len) {
+            // Direct I/O wants aligned pieces: read the chunk whole.
+            Err(e) if e == EINVAL => {
+                let (_, sectors) =
+                    chunk::chunk_sectors(index, self.shift, self.capacity).ok_or(EIO)?;
+                let bytes = (sectors << SECTOR_SHIFT) as usize;
+                let scratch = self.scratch.lock();
+                scratch.storage_rw(storage, place, bytes, false).map(|()| {
+                    scratch.copy_to_bio((within << SECTOR_SHIFT) as usize, bio, offset, len)
+                })
+            }
+            read => read,
+        };
+        // A copy that did not reach the storage, or cannot be read back
+        // from it, is lost: the snapshot is corrupted. Other errors
+        // (memory) fail this read alone.
+        let lost = match (storage.check_written(), read) {
+            (Err(e), _) => e,
+            (Ok(()), Err(e)) if e == EIO => e,
+            (Ok(()), read) => return read,
+        };
+        self.events.corrupt(self.original.devs().0, lost);
+        Err(lost)
+    }
+
+    /// Fills `len` bytes of `bio`'s data, from byte `offset` on, with the
+    /// image's data at `sector` (within one chunk).
+    fn read_piece(&self, sector: u64, mut bio: OwnedBio, offset: usize, len: usize) -> Piece {
+        let index = sector >> (self.shift - SECTOR_SHIFT);
+        let within = sector - (index << (self.shift - SECTOR_SHIFT));
         loop {
-            if self.closing.load(Ordering::Acquire) || self.shared.is_corrupted() {
-                return Err(EIO);
+            if self.is_stopped() {
+                return Piece::Failed(bio, EIO);
             }
-            match self.state(chunk) {
-                STORED => {
-                    let place = self.place(chunk)? + (sector - chunk_start);
-                    let read = self.shared.load_into_bio(place, bio, offset, buf.len());
-                    // Checked after the read: a page whose write-back failed
-                    // leaves the page cache only after the failure was
-                    // recorded, so data read from the disk instead is caught.
-                    // A copy that did not reach the disk, or cannot be read
-                    // back from it, is lost: the snapshot is corrupted.
-                    // Other errors (memory) fail this read alone.
-                    let lost = match (self.shared.check_written(), read) {
-                        (Err(e), _) => e,
-                        (Ok(()), Err(e)) if e == EIO => e,
-                        (Ok(()), read) => return read,
-                    };
-                    self.shared.corrupt(self.original.devs().0, lost);
-                    return Err(lost);
+            let Some(chunk) = self.chunks.get(index) else {
+                let mut buf = self.read_buf.lock();
+                let Some(piece) = buf.get_mut(..len) else {
+                    return Piece::Failed(bio, EIO);
+                };
+                if let Err(e) = self.original.read_sync(sector, piece) {
+                    return Piece::Failed(bio, e);
                 }
-                FAILED => return Err(EIO),
-                _ => {
-                    self.original.read_sync(sector, buf)?;
-                    // Once the snapshot is corrupted or closing, writes
-                    // pass without a copy: the data read may be theirs.
-                    if self.closing.load(Ordering::Acquire) || self.shared.is_corrupted() {
-                        return Err(EIO);
-                    }
-                    if self.state(chunk) <= READING {
-                        bio.copy_to(offset, buf);
-                        return Ok(());
-                    }
+                // Trusted only if the chunk is still untouched: otherwise a
+                // write may have reached it; serve the copy instead.
+                if self.chunks.get(index).is_none() && !self.is_stopped() {
+                    bio.copy_to(offset, piece);
+                    return Piece::Done(bio);
                 }
-            }
+                continue;
+            };
+            let mut inner = chunk.inner.lock();
+            let result = match Chunk::step(&mut inner, Event::ImageReadArrives) {
+                Some(Action::HoldBio) => {
+                    inner.reads.push(bio);
+                    return Piece::Held;
+                }
+                Some(Action::ServeFromMemory) => {
+                    let buf = inner.buf.clone();
+                    drop(inner);
+                    buf.map_or(Err(EIO), |buf| {
+                        buf.copy_to_bio((within << SECTOR_SHIFT) as usize, &mut bio, offset, len);
+                        Ok(())
+                    })
+                }
+                Some(Action::ServeFromStorage) => {
+                    let place = inner.place;
+                    drop(inner);
+                    self.read_stored(index, place, within, &mut bio, offset, len)
+                }
+                _ => Err(EIO),
+            };
+            return match result {
+                Ok(()) => Piece::Done(bio),
+                Err(e) => Piece::Failed(bio, e),
+            };
         }
     }
 
-    fn serve_image_bio(&self, mut bio: OwnedBio) {
-        match bio.op() {
-            BioOp::Read => {}
-            // A read-only image; a writable one sends writes elsewhere.
-            BioOp::Write => return bio.end(Err(EIO)),
-            BioOp::Other => return bio.end(Ok(())),
-        }
+    fn serve_image_bio(&self, bio: OwnedBio) {
         let (mut sector, count) = bio.sectors();
-        let end = sector.saturating_add(count).min(self.capacity);
-        if sector.saturating_add(count) > self.capacity {
+        let Some(end) = sector.checked_add(count).filter(|&e| e <= self.capacity) else {
             return bio.end(Err(EIO));
-        }
-        let mut buf = self.read_buf.lock();
-        let mut offset = 0usize;
+        };
         let per_chunk = 1u64 << (self.shift - SECTOR_SHIFT);
+        let mut offset = 0usize;
+        let mut bio = bio;
         while sector < end {
             let n = (per_chunk - (sector & (per_chunk - 1))).min(end - sector);
-            let Some(piece) = buf.get_mut(..(n << SECTOR_SHIFT) as usize) else {
-                return bio.end(Err(EIO));
+            let len = (n << SECTOR_SHIFT) as usize;
+            bio = match self.read_piece(sector, bio, offset, len) {
+                Piece::Done(bio) => bio,
+                Piece::Failed(bio, e) => return bio.end(Err(e)),
+                // Served again, from the start, once the chunk is read.
+                Piece::Held => return,
             };
-            let len = piece.len();
-            if let Err(e) = self.read_piece(sector, &mut bio, offset, piece) {
-                return bio.end(Err(e));
-            }
             offset += len;
             sector += n;
         }
@@ -573,6 +947,40 @@ impl DiffArea {
     }
 }
 
+impl CopyOnWrite for DiffArea {
+    fn on_write(self: Arc<Self>, bio: OwnedBio, offset: u64) -> Option<OwnedBio> {
+        self.offer_write(bio, offset)
+    }
+
+    /// The original is going away and its writes will no longer be seen:
+    /// the snapshot is corrupted, so the image never shows data written
+    /// later (a device set up again, a partition created in its place).
+    fn device_gone(&self) {
+        self.events.corrupt_atomic(self.original.devs().0, ENODEV);
+    }
+}
+
+impl ChunkIo for DiffArea {
+    fn original(&self) -> &BlockDevice {
+        &self.original
+    }
+
+    fn storage(&self) -> &StorageFile {
+        self.storage.file()
+    }
+
+    fn io_done(this: Arc<Self>, index: u64, buf: Arc<ChunkBuf>, result: Result) {
+        drop(buf);
+        this.chunk_io_done(index, result);
+        // The worker has held writes to pass or copies to start, and its
+        // work item takes this reference: the last one of an area must not
+        // be dropped here, maybe in an interrupt (dropping the area puts
+        // devices and files). A work item already queued holds one of its
+        // own, so the one given back is not the last.
+        let _ = snapio::queue().enqueue::<Arc<Self>, COW_WORK>(this);
+    }
+}
+
 impl WorkItem<COW_WORK> for DiffArea {
     type Pointer = Arc<DiffArea>;
 
@@ -586,5 +994,13 @@ impl WorkItem<READ_WORK> for DiffArea {
 
     fn run(this: Arc<DiffArea>) {
         this.run_reads();
+    }
+}
+
+impl WorkItem<STORE_WORK> for DiffArea {
+    type Pointer = Arc<DiffArea>;
+
+    fn run(this: Arc<DiffArea>) {
+        this.run_stores();
     }
 }

@@ -10,6 +10,7 @@
 
 pub(crate) mod bindings;
 pub(crate) mod block;
+pub(crate) mod cowio;
 pub(crate) mod debugfs;
 pub(crate) mod entry;
 pub(crate) mod errno;
@@ -19,5 +20,6 @@ pub(crate) mod miscdev;
 pub(crate) mod params;
 pub(crate) mod random;
 pub(crate) mod rcu;
+pub(crate) mod slot;
 pub(crate) mod snapio;
 pub(crate) mod uaccess;

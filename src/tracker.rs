@@ -33,16 +33,53 @@ use kernel::uaccess::{UserPtr, UserSlice};
 use crate::blkfilter::{self, Filter, FilterType};
 use crate::cbt;
 use crate::cbt_map::CbtMap;
-use crate::diff_area::DiffArea;
 use crate::glue::block::{BioOp, BlockDevice};
 use crate::glue::debugfs::{Counters, Dump};
 use crate::glue::errno;
+use crate::glue::hooks::RegistryLock;
 use crate::glue::irqlock::{new_irq_spinlock, IrqSpinLock};
 use crate::glue::rcu::{self, RcuBox};
+use crate::glue::slot::Slot;
 use crate::glue::snapio::OwnedBio;
 use crate::glue::uaccess::{self, Abi};
-use crate::snapshot;
 use crate::uapi::{self, BlkfilterCtlBlksnap as Cmd};
+
+/// Copy-on-write of a device while its snapshot is taken: where the
+/// tracker sends the device's writes. The layer above (the diff area)
+/// implements it.
+pub(crate) trait CopyOnWrite: Send + Sync {
+    /// Offers a write of the device (its sectors plus `offset` are those of
+    /// the device); returns it if it may pass now. Must not sleep.
+    fn on_write(self: Arc<Self>, bio: OwnedBio, offset: u64) -> Option<OwnedBio>;
+    /// The device went away, or the medium under it changed. Must not
+    /// sleep.
+    fn device_gone(&self);
+}
+
+/// Tells, under the registry lock, whether a tracker is still its device's
+/// filter.
+pub(crate) type StillAttached<'a> = &'a dyn Fn(&RegistryLock) -> bool;
+
+/// SNAPSHOTADD: the tracker, its device, the user's request.
+pub(crate) type SnapshotAdd =
+    fn(&Arc<TrackerCore>, &BlockDevice, UserPtr, StillAttached<'_>) -> Result<isize>;
+
+/// The commands of the snapshot layer above that arrive through the
+/// tracker's BLKFILTER_CTL (SNAPSHOTADD, SNAPSHOTINFO), given at load.
+pub(crate) struct SnapshotCtl {
+    /// SNAPSHOTADD on the device of a tracker; the closure tells, under the
+    /// registry lock, whether the tracker is still the device's filter.
+    pub(crate) add: SnapshotAdd,
+    /// SNAPSHOTINFO on the device of a tracker.
+    pub(crate) info: fn(&Arc<TrackerCore>, UserPtr) -> Result<isize>,
+}
+
+static SNAPSHOT_CTL: Slot<SnapshotCtl> = Slot::new();
+
+/// Gives the tracker the snapshot commands; called once at load.
+pub(crate) fn set_snapshot_ctl(ctl: &'static SnapshotCtl) {
+    SNAPSHOT_CTL.set(ctl);
+}
 
 /// The filter type registered under the name "blksnap".
 pub(crate) static FILTER_TYPE: FilterType = FilterType {
@@ -64,7 +101,7 @@ pub(crate) struct TrackerCore {
     pub(crate) cbt: Arc<IrqSpinLock<CbtMap>>,
     /// Copy-on-write of the device while its snapshot is taken; replaced
     /// under the registry lock, read under RCU by the write path.
-    pub(crate) cow: RcuBox<Arc<DiffArea>>,
+    pub(crate) cow: RcuBox<Arc<dyn CopyOnWrite>>,
     /// Whether the device belongs to a snapshot (detach is refused then).
     in_snapshot: AtomicBool,
     /// Whether the device went away: its writes are no longer seen.
@@ -139,7 +176,7 @@ impl Filter for Tracker {
                 .mark_write(sector.saturating_add(offset), count);
             let guard = rcu::read_lock();
             if let Some(area) = self.core.cow.get(&guard) {
-                return area.on_write(bio, offset);
+                return area.clone().on_write(bio, offset);
             }
         }
         Some(bio)
@@ -190,13 +227,15 @@ impl Filter for Tracker {
                 // The filter was found without the registry lock: the add
                 // checks under it that the tracker is still attached.
                 let this = (self as *const Self).cast::<()>();
-                snapshot::add(&self.core, bdev, opt, |lock| {
+                let ctl = SNAPSHOT_CTL.get().ok_or(ENOTTY)?;
+                (ctl.add)(&self.core, bdev, opt, &|lock| {
                     blkfilter::is_attached(lock, bdev, this)
                 })
             }
             Cmd::Snapshotinfo => {
                 check_optlen::<uapi::BlksnapSnapshotinfo>(optlen)?;
-                snapshot::info(&self.core, opt)
+                let ctl = SNAPSHOT_CTL.get().ok_or(ENOTTY)?;
+                (ctl.info)(&self.core, opt)
             }
         }
     }

@@ -23,8 +23,8 @@
 //! [`sectors_to_chunks`] turns the sector range of a bio into the range of
 //! chunks it touches, and [`chunk_sectors`] gives the sectors of one chunk,
 //! which is what the copy-on-write read and the store cover;
-//! [`chunk_buffer_bytes`] and [`run_buffer_bytes`] size the buffers those go
-//! through, never larger than the device. A chunk is never smaller than a
+//! [`chunk_buffer_bytes`] sizes the buffer they go through, never larger
+//! than the device. A chunk is never smaller than a
 //! sector: the geometry functions take any `shift` and treat one below
 //! [`SECTOR_SHIFT`] as [`SECTOR_SHIFT`].
 //!
@@ -282,16 +282,6 @@ pub fn chunk_sectors(chunk: u64, shift: u32, capacity_sectors: u64) -> Option<(u
 /// `u64::MAX`.
 pub fn chunk_buffer_bytes(capacity_sectors: u64, shift: u32) -> u64 {
     chunk_bytes(shift).min(device_bytes(capacity_sectors))
-}
-
-/// Returns the size in bytes of a buffer for a run of consecutive chunks
-/// copied together: `run_bytes`, but at least one chunk, and no more than
-/// the device, which no run can exceed. Any `shift` is accepted, as in
-/// [`chunk_count`]; the result saturates at `u64::MAX`.
-pub fn run_buffer_bytes(capacity_sectors: u64, shift: u32, run_bytes: u64) -> u64 {
-    chunk_bytes(shift)
-        .max(run_bytes)
-        .min(device_bytes(capacity_sectors))
 }
 
 /// Returns the size of a chunk in bytes, at least a sector; saturates.

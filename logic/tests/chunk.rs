@@ -1,9 +1,8 @@
 //! Unit tests of the chunk geometry and of the chunk state machine.
 
 use blksnap_logic::chunk::{
-    chunk_buffer_bytes, chunk_count, chunk_sectors, chunk_shift, on_event, run_buffer_bytes,
-    sectors_to_chunks, Action, ChunkParams, ChunkState, Event, Invalid, MAX_CHUNK_SHIFT,
-    MIN_CHUNK_SHIFT,
+    chunk_buffer_bytes, chunk_count, chunk_sectors, chunk_shift, on_event, sectors_to_chunks,
+    Action, ChunkParams, ChunkState, Event, Invalid, MAX_CHUNK_SHIFT, MIN_CHUNK_SHIFT,
 };
 
 /// Sectors in a 256 KiB chunk, the default minimum.
@@ -138,20 +137,6 @@ fn chunk_buffer_is_one_chunk_but_never_more_than_the_device() {
     assert_eq!(chunk_buffer_bytes(0, 18), 0);
     assert_eq!(chunk_buffer_bytes(u64::MAX, 30), 1 << 30);
     assert_eq!(chunk_buffer_bytes(u64::MAX, u32::MAX), u64::MAX);
-}
-
-#[test]
-fn run_buffer_is_at_least_a_chunk_and_never_more_than_the_device() {
-    let run = 2 << 20;
-    let cap = 131_072;
-    assert_eq!(run_buffer_bytes(cap, 18, run), run);
-    assert_eq!(run_buffer_bytes(cap, 26, run), 64 << 20);
-    assert_eq!(run_buffer_bytes(cap, 30, run), 64 << 20);
-    // A 1 MiB device needs no 2 MiB run.
-    assert_eq!(run_buffer_bytes(2048, 18, run), 1 << 20);
-    assert_eq!(run_buffer_bytes(u64::MAX, 30, run), 1 << 30);
-    assert_eq!(run_buffer_bytes(u64::MAX, 18, u64::MAX), u64::MAX);
-    assert_eq!(run_buffer_bytes(0, 18, run), 0);
 }
 
 #[test]

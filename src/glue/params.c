@@ -129,7 +129,7 @@ MODULE_PARM_DESC(chunk_maximum_shift,
 module_param_cb(chunk_maximum_in_queue, &blksnap_param_ops,
 		&blksnap_param_chunk_maximum_in_queue, 0644);
 MODULE_PARM_DESC(chunk_maximum_in_queue,
-		 "Most chunks waiting to be written to the difference storage (1-65536)");
+		 "Most chunks of a device in memory at once, read and not yet stored (1-65536)");
 
 module_param_cb(diff_storage_minimum, &blksnap_param_ops,
 		&blksnap_param_diff_storage_minimum, 0644);

@@ -33,9 +33,14 @@
 
 #include "blksnap_glue.h"
 
-/* Copy-on-write and image reads; may be needed to free memory. */
+/*
+ * Copy-on-write and image reads; may be needed to free memory. The stores
+ * of copies to the difference storage have a queue of their own: the
+ * copy-on-write worker may wait for the memory that a store frees.
+ */
 static struct workqueue_struct *snapshot_wq;
-/* Clones of image reads sent to the original device. */
+static struct workqueue_struct *store_wq;
+/* Clones of image reads sent to the original device or the storage. */
 static struct bio_set remap_bioset;
 
 int blksnap_wq_create(void)
@@ -44,17 +49,31 @@ int blksnap_wq_create(void)
 
 	if (ret)
 		return ret;
+	ret = blksnap_cowio_init();
+	if (ret)
+		goto err_bioset;
+	ret = -ENOMEM;
 	snapshot_wq = alloc_workqueue("blksnap", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
-	if (!snapshot_wq) {
-		bioset_exit(&remap_bioset);
-		return -ENOMEM;
-	}
+	if (!snapshot_wq)
+		goto err_cowio;
+	store_wq = alloc_workqueue("blksnap-store", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
+	if (!store_wq)
+		goto err_wq;
 	return 0;
+err_wq:
+	destroy_workqueue(snapshot_wq);
+err_cowio:
+	blksnap_cowio_exit();
+err_bioset:
+	bioset_exit(&remap_bioset);
+	return ret;
 }
 
 void blksnap_wq_destroy(void)
 {
+	destroy_workqueue(store_wq);
 	destroy_workqueue(snapshot_wq);
+	blksnap_cowio_exit();
 	bioset_exit(&remap_bioset);
 }
 
@@ -63,8 +82,14 @@ struct workqueue_struct *blksnap_wq(void)
 	return snapshot_wq;
 }
 
+struct workqueue_struct *blksnap_store_wq(void)
+{
+	return store_wq;
+}
+
 void blksnap_wq_flush(void)
 {
+	flush_workqueue(store_wq);
 	flush_workqueue(snapshot_wq);
 }
 
@@ -182,6 +207,20 @@ int blksnap_bdev_rw(struct block_device *bdev, u64 sector, void *buf,
 /* ---- Difference storage ------------------------------------------------ */
 
 /*
+ * Opens a regular file, or an unnamed temporary file in a directory, for
+ * direct I/O if its file system has it, so copies never wait in its page
+ * cache; through the page cache otherwise (a file system in memory).
+ */
+static struct file *storage_open_file(const char *path, int flags)
+{
+	struct file *file = filp_open(path, flags | O_DIRECT, 0600);
+
+	if (IS_ERR(file) && PTR_ERR(file) == -EINVAL)
+		file = filp_open(path, flags, 0600);
+	return file;
+}
+
+/*
  * Opens the difference storage named by path: an existing regular file, an
  * unnamed temporary file in a directory, or a block device opened
  * exclusively by holder. Anything else is -EINVAL.
@@ -200,9 +239,9 @@ struct file *blksnap_storage_open(const char *path, void *holder)
 	path_put(&p);
 
 	if (S_ISDIR(mode))
-		return filp_open(path, O_TMPFILE | O_EXCL | flags, 0600);
+		return storage_open_file(path, O_TMPFILE | O_EXCL | flags);
 	if (S_ISREG(mode))
-		return filp_open(path, flags, 0);
+		return storage_open_file(path, flags);
 	if (S_ISBLK(mode))
 		return bdev_file_open_by_path(path, BLK_OPEN_READ | BLK_OPEN_WRITE,
 					      holder, NULL);
@@ -522,24 +561,6 @@ int blksnap_storage_grow(struct file *file, u64 old_sectors, u64 new_sectors)
 			     (new_sectors - old_sectors) << SECTOR_SHIFT);
 }
 
-int blksnap_storage_write(struct file *file, const void *buf, size_t len,
-			  u64 sector)
-{
-	loff_t pos = sector << SECTOR_SHIFT;
-
-	while (len) {
-		ssize_t n = kernel_write(file, buf, len, &pos);
-
-		if (n < 0)
-			return n;
-		if (n == 0)
-			return -EIO;
-		buf += n;
-		len -= n;
-	}
-	return 0;
-}
-
 /*
  * Reads len bytes of the storage at sector straight into the data of bio,
  * from byte offset of its data on: no bounce buffer. The bio may be a
@@ -649,6 +670,11 @@ void blksnap_bio_list_add(struct bio_list *list, struct bio *bio)
 	bio_list_add(list, bio);
 }
 
+void blksnap_bio_list_add_head(struct bio_list *list, struct bio *bio)
+{
+	bio_list_add_head(list, bio);
+}
+
 struct bio *blksnap_bio_list_pop(struct bio_list *list)
 {
 	return bio_list_pop(list);
@@ -667,6 +693,8 @@ struct remap_ctx {
 	struct work_struct work;
 	struct bio *parent;
 	void *owner;
+	/* Whether the data must be checked: a read of the original. */
+	bool check;
 };
 
 static void remap_retry_fn(struct work_struct *work)
@@ -683,7 +711,7 @@ static void remap_end_io(struct bio *clone)
 	blk_status_t status = clone->bi_status;
 
 	bio_put(clone);
-	if (status == BLK_STS_OK &&
+	if (status == BLK_STS_OK && ctx->check &&
 	    !blksnap_image_read_valid(ctx->owner, ctx->parent)) {
 		INIT_WORK(&ctx->work, remap_retry_fn);
 		queue_work(snapshot_wq, &ctx->work);
@@ -695,6 +723,29 @@ static void remap_end_io(struct bio *clone)
 	kfree(ctx);
 }
 
+static bool remap(struct bio *bio, struct block_device *bdev, u64 sector,
+		  void *owner, bool check)
+{
+	struct remap_ctx *ctx = kmalloc(sizeof(*ctx), GFP_NOIO);
+	struct bio *clone;
+
+	if (!ctx)
+		return false;
+	clone = bio_alloc_clone(bdev, bio, GFP_NOIO, &remap_bioset);
+	if (!clone) {
+		kfree(ctx);
+		return false;
+	}
+	ctx->parent = bio;
+	ctx->owner = owner;
+	ctx->check = check;
+	clone->bi_iter.bi_sector = sector;
+	clone->bi_private = ctx;
+	clone->bi_end_io = remap_end_io;
+	submit_bio_noacct(clone);
+	return true;
+}
+
 /*
  * Sends image read bio to original as a clone; false (nothing sent) if
  * memory is short. The owner learns the outcome through
@@ -703,22 +754,21 @@ static void remap_end_io(struct bio *clone)
 bool blksnap_image_remap_read(struct bio *bio, struct block_device *original,
 			      void *owner)
 {
-	struct remap_ctx *ctx = kmalloc(sizeof(*ctx), GFP_NOIO);
-	struct bio *clone;
+	return remap(bio, original, bio->bi_iter.bi_sector, owner, true);
+}
 
-	if (!ctx)
+/*
+ * Sends image read bio, which lies in one stored chunk, to sector of a
+ * storage that is a block device; false if it is not, or if memory is
+ * short. Its data needs no check; the owner learns of its completion
+ * through blksnap_image_read_done().
+ */
+bool blksnap_image_remap_storage(struct bio *bio, struct file *storage,
+				 u64 sector, void *owner)
+{
+	if (!storage_is_bdev(storage))
 		return false;
-	clone = bio_alloc_clone(original, bio, GFP_NOIO, &remap_bioset);
-	if (!clone) {
-		kfree(ctx);
-		return false;
-	}
-	ctx->parent = bio;
-	ctx->owner = owner;
-	clone->bi_private = ctx;
-	clone->bi_end_io = remap_end_io;
-	submit_bio_noacct(clone);
-	return true;
+	return remap(bio, file_bdev(storage), sector, owner, false);
 }
 
 void blksnap_msleep(unsigned int ms)
@@ -726,9 +776,20 @@ void blksnap_msleep(unsigned int ms)
 	msleep(ms);
 }
 
+/*
+ * Reads and writes are cut at chunk boundaries (the disk's chunk_sectors),
+ * so each one touches a single chunk.
+ */
 static void image_submit_bio(struct bio *bio)
 {
-	blksnap_image_submit_bio(bio->bi_bdev->bd_disk->private_data, bio);
+	void *owner = bio->bi_bdev->bd_disk->private_data;
+
+	if (bio_op(bio) == REQ_OP_READ || bio_op(bio) == REQ_OP_WRITE) {
+		bio = bio_split_to_limits(bio);
+		if (!bio)
+			return;
+	}
+	blksnap_image_submit_bio(owner, bio);
 }
 
 static const struct block_device_operations image_fops = {
@@ -738,20 +799,21 @@ static const struct block_device_operations image_fops = {
 
 /*
  * Creates and adds the image disk of original: same block sizes, no
- * partitions, read-only unless writable. Its capacity is 0 until
+ * partitions, read-only unless writable, bios cut at chunk_sectors. Its capacity is 0 until
  * blksnap_image_publish(), so a take can add its disks (the step that may
  * fail) before anything else changes, and nobody reads an image before the
  * take is complete. Its bios go to blksnap_image_submit_bio(owner, bio)
  * until blksnap_image_remove().
  */
 struct gendisk *blksnap_image_add(struct block_device *original, void *owner,
-				  bool writable)
+				  bool writable, unsigned int chunk_sectors)
 {
 	struct queue_limits lim = {
 		.logical_block_size = bdev_logical_block_size(original),
 		.physical_block_size = bdev_physical_block_size(original),
 		.io_min = bdev_io_min(original),
 		.max_hw_sectors = BLK_DEF_MAX_SECTORS_CAP,
+		.chunk_sectors = chunk_sectors,
 	};
 	struct gendisk *disk;
 	int ret;

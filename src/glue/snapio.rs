@@ -10,11 +10,13 @@ use core::ptr::NonNull;
 use kernel::error::to_result;
 use kernel::prelude::*;
 use kernel::str::CStr;
+use kernel::sync::Arc;
 use kernel::uaccess::UserPtr;
 use kernel::workqueue::Queue;
 
 use super::bindings;
 use super::block::{Bio, BlockDevice};
+use crate::diff_area::DiffArea;
 use crate::placement::{Footprint, Place, Topology, WalkError};
 
 /// A bio the module owns: taken over from the filter or from an image.
@@ -92,6 +94,38 @@ impl OwnedBio {
         }
     }
 
+    /// Sends a read that lies in one stored chunk to `sector` of `storage`,
+    /// a block device, as a clone that fills this bio's pages; the owner
+    /// is told through `blksnap_image_read_done(owner)`. Gives the bio back
+    /// if the storage is a file or memory is short.
+    ///
+    /// # Safety
+    ///
+    /// As for [`OwnedBio::remap_read`]; `owner` also keeps `storage` open.
+    pub(crate) unsafe fn remap_storage(
+        self,
+        storage: &StorageFile,
+        sector: u64,
+        owner: *const (),
+    ) -> Result<(), Self> {
+        let ptr = self.0.as_ptr();
+        // SAFETY: the bio is owned and live, the storage is open and kept
+        // open by `owner`, which the caller keeps valid until the outcome.
+        if unsafe {
+            bindings::blksnap_image_remap_storage(ptr, storage.as_ptr(), sector, owner as *mut _)
+        } {
+            core::mem::forget(self);
+            Ok(())
+        } else {
+            Err(self)
+        }
+    }
+
+    /// The raw bio, for the glue's C calls; it stays owned.
+    pub(super) fn as_ptr(&self) -> *mut bindings::bio {
+        self.0.as_ptr()
+    }
+
     /// Completes the bio with EAGAIN, as REQ_NOWAIT asks when it would block.
     pub(crate) fn would_block(self) {
         // SAFETY: the bio is owned and live; ending it gives it back.
@@ -104,22 +138,6 @@ impl OwnedBio {
         // pages; the C side never copies more than the bio holds.
         unsafe {
             bindings::blksnap_bio_copy_to(self.0.as_ptr(), offset, data.as_ptr().cast(), data.len())
-        };
-    }
-}
-
-impl OwnedBio {
-    /// Copies the bio's data from byte `offset` on into `data`.
-    pub(crate) fn copy_from(&self, offset: usize, data: &mut [u8]) {
-        // SAFETY: the bio is live and owned; the C side never copies more
-        // than the bio holds, and `data` is writable memory of that length.
-        unsafe {
-            bindings::blksnap_bio_copy_from(
-                self.0.as_ptr(),
-                offset,
-                data.as_mut_ptr().cast(),
-                data.len(),
-            )
         };
     }
 }
@@ -160,6 +178,12 @@ impl BioList {
         unsafe { bindings::blksnap_bio_list_add(&mut self.0, bio.into_raw()) };
     }
 
+    /// Puts the bio first, to be popped next.
+    pub(crate) fn push_front(&mut self, bio: OwnedBio) {
+        // SAFETY: the list is valid and the bio owned; the list now owns it.
+        unsafe { bindings::blksnap_bio_list_add_head(&mut self.0, bio.into_raw()) };
+    }
+
     pub(crate) fn pop(&mut self) -> Option<OwnedBio> {
         // SAFETY: the list is valid.
         let bio = unsafe { bindings::blksnap_bio_list_pop(&mut self.0) };
@@ -189,6 +213,10 @@ impl HeldWrites {
 
     pub(crate) fn push(&mut self, bio: OwnedBio) {
         self.0.push(bio);
+    }
+
+    pub(crate) fn push_front(&mut self, bio: OwnedBio) {
+        self.0.push_front(bio);
     }
 
     pub(crate) fn pop(&mut self) -> Option<OwnedBio> {
@@ -282,11 +310,19 @@ impl Drop for WorkQueue {
     }
 }
 
-/// The queue created by [`WorkQueue::create`].
+/// The queue created by [`WorkQueue::create`] for copy-on-write, image
+/// reads, storage growth and events.
 pub(crate) fn queue() -> &'static Queue {
     // SAFETY: work is only queued by snapshots, which exist between the
     // creation and the destruction of the queue.
     unsafe { Queue::from_raw(bindings::blksnap_wq().cast()) }
+}
+
+/// The queue of the stores to the difference storage, which the
+/// copy-on-write worker may wait for.
+pub(crate) fn store_queue() -> &'static Queue {
+    // SAFETY: as for `queue`.
+    unsafe { Queue::from_raw(bindings::blksnap_store_wq().cast()) }
 }
 
 /// Sleeps for `ms` milliseconds.
@@ -370,14 +406,15 @@ impl StorageFile {
         Ok(Self { file, wb_since })
     }
 
-    fn as_ptr(&self) -> *mut bindings::file {
+    pub(super) fn as_ptr(&self) -> *mut bindings::file {
         self.file.as_ptr()
     }
 
     /// Fails with the error of a write-back of the storage that failed since
-    /// it was opened. Data is written through the page cache, so such a
-    /// failure shows only here; once it has, data read back from the
-    /// storage cannot be trusted.
+    /// it was opened. Only a file without direct I/O (a file system in
+    /// memory) is written through its page cache, where such a failure
+    /// shows only here; once it has, data read back from the storage
+    /// cannot be trusted.
     pub(crate) fn check_written(&self) -> Result {
         // SAFETY: the file is open while `self` lives.
         to_result(unsafe { bindings::blksnap_storage_wb_check(self.as_ptr(), self.wb_since) })
@@ -406,13 +443,6 @@ impl StorageFile {
     pub(crate) fn grow(&self, old: u64, new: u64) -> Result {
         // SAFETY: the file is open while `self` lives.
         to_result(unsafe { bindings::blksnap_storage_grow(self.as_ptr(), old, new) })
-    }
-
-    pub(crate) fn write_at(&self, sector: u64, buf: &[u8]) -> Result {
-        // SAFETY: the file is open; the buffer is only read.
-        to_result(unsafe {
-            bindings::blksnap_storage_write(self.as_ptr(), buf.as_ptr().cast(), buf.len(), sector)
-        })
     }
 
     /// Reads `len` bytes at storage `sector` straight into `bio`'s data,
@@ -522,9 +552,14 @@ impl BlockDevice {
     }
 }
 
-/// The gendisk of a snapshot image. Dropping it removes the disk, even if
-/// it is open or mounted.
-pub(crate) struct ImageDisk(NonNull<bindings::gendisk>);
+/// The gendisk of a snapshot image, whose bios go to the diff area it holds.
+/// Dropping it removes the disk, even if it is open or mounted, then lets
+/// go of the area.
+pub(crate) struct ImageDisk {
+    disk: NonNull<bindings::gendisk>,
+    /// Dropped after the disk is removed: no bio reaches the area after.
+    _area: Arc<DiffArea>,
+}
 
 // SAFETY: a gendisk may be removed from any thread.
 unsafe impl Send for ImageDisk {}
@@ -533,22 +568,20 @@ unsafe impl Sync for ImageDisk {}
 
 impl ImageDisk {
     /// Adds the image disk of `original`, with a capacity of 0 until
-    /// [`ImageDisk::publish`].
-    ///
-    /// # Safety
-    ///
-    /// `owner` is the diff area the image's bios are handed to (by
-    /// `blksnap_image_submit_bio(owner, bio)`): it must stay valid until the
-    /// disk is dropped.
-    pub(crate) unsafe fn add(
-        original: &BlockDevice,
-        owner: *const (),
-        writable: bool,
-    ) -> Result<Self> {
-        // SAFETY: the original is live while borrowed; `owner` is kept
-        // valid by the caller.
-        let disk =
-            unsafe { bindings::blksnap_image_add(original.as_ptr(), owner as *mut _, writable) };
+    /// [`ImageDisk::publish`]; its bios go to `area`, cut at its chunks.
+    pub(crate) fn add(original: &BlockDevice, area: Arc<DiffArea>) -> Result<Self> {
+        let owner = (&*area as *const DiffArea).cast_mut().cast();
+        // SAFETY: the original is live while borrowed; `owner` is the area
+        // this disk holds until it is removed (`blksnap_image_submit_bio`
+        // in entry.rs turns it back into the area).
+        let disk = unsafe {
+            bindings::blksnap_image_add(
+                original.as_ptr(),
+                owner,
+                area.is_writable(),
+                area.chunk_sectors(),
+            )
+        };
         // SAFETY: plain pointer inspection.
         if unsafe { bindings::blksnap_is_err(disk.cast()) } {
             // SAFETY: as above.
@@ -556,26 +589,29 @@ impl ImageDisk {
                 bindings::blksnap_ptr_err(disk.cast())
             }));
         }
-        // SAFETY: not null, checked above.
-        Ok(Self(unsafe { NonNull::new_unchecked(disk) }))
+        Ok(Self {
+            // SAFETY: not null, checked above.
+            disk: unsafe { NonNull::new_unchecked(disk) },
+            _area: area,
+        })
     }
 
     /// Gives the image its capacity, `sectors`: from now on it can be read.
     pub(crate) fn publish(&self, sectors: u64) {
         // SAFETY: the disk was added by `add` and is not removed before drop.
-        unsafe { bindings::blksnap_image_publish(self.0.as_ptr(), sectors) };
+        unsafe { bindings::blksnap_image_publish(self.disk.as_ptr(), sectors) };
     }
 
     /// The disk name, such as `blksnap-image_7:0`.
     pub(crate) fn name(&self) -> &CStr {
         // SAFETY: disk_name is a NUL-terminated array of the live gendisk.
-        unsafe { CStr::from_char_ptr(bindings::blksnap_disk_name(self.0.as_ptr())) }
+        unsafe { CStr::from_char_ptr(bindings::blksnap_disk_name(self.disk.as_ptr())) }
     }
 }
 
 impl Drop for ImageDisk {
     fn drop(&mut self) {
         // SAFETY: added by `add`, removed once.
-        unsafe { bindings::blksnap_image_remove(self.0.as_ptr()) };
+        unsafe { bindings::blksnap_image_remove(self.disk.as_ptr()) };
     }
 }

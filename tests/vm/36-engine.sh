@@ -1,0 +1,194 @@
+# The copy-on-write engine under the conditions it was redesigned for: a
+# member whose file system dirties pages faster than a tiny dirty limit
+# allows, with the storage on a disk-backed file system; the bound on
+# chunks in memory at its smallest; a member of 100 TiB on a small machine;
+# and the memory a touched chunk costs.
+# Uses the ft_* helpers of 10-filter.sh and the sn_* helpers of
+# 30-snapshot.sh.
+# shellcheck shell=bash
+
+EN_SYSCTLS=()
+
+# en_sysctl NAME VALUE: sets /proc/sys/vm/NAME; en_cleanup restores it.
+en_sysctl() {
+	EN_SYSCTLS+=("$1=$(cat "/proc/sys/vm/$1")")
+	echo "$2" >"/proc/sys/vm/$1"
+}
+
+en_begin() {
+	EN_SYSCTLS=()
+	sn_begin
+	trap en_cleanup EXIT
+}
+
+en_cleanup() {
+	set +e
+	local i
+	sn_cleanup
+	for ((i = ${#EN_SYSCTLS[@]} - 1; i >= 0; i--)); do
+		echo "${EN_SYSCTLS[i]#*=}" >"/proc/sys/vm/${EN_SYSCTLS[i]%%=*}"
+	done 2>/dev/null
+	echo 256 >/sys/module/blksnap/parameters/chunk_maximum_in_queue 2>/dev/null
+	return 0
+}
+
+# en_ext4 SIZE DIR: a loop device of SIZE with a fresh ext4 mounted on DIR
+# -> $REPLY (the device).
+en_ext4() {
+	ft_loop "$1"
+	mkfs.ext4 -q -F "$REPLY"
+	mkdir -p "$2"
+	mount "$REPLY" "$2"
+	FT_MOUNTS+=("$2")
+}
+
+# en_slab_kib: the kernel's slab and vmalloc use, in KiB.
+en_slab_kib() {
+	awk '/^(Slab|VmallocUsed):/ { kib += $2 } END { print kib }' /proc/meminfo
+}
+
+test_engine_member_dirty_pages_under_a_tiny_dirty_limit() {
+	en_begin
+	local member store dev id img before after pid
+	member=$FT_DIR/member
+	store=$FT_DIR/store
+	# The storage on ext4 over a loop device: a disk-backed file system with
+	# a page cache and write-back of its own.
+	en_ext4 256M "$store"
+	en_ext4 192M "$member"
+	dev=$REPLY
+	head -c 32M /dev/urandom >"$member/before"
+	sync
+	before=$(sha256sum <"$member/before")
+	ft_attach "$dev"
+	sn_create "$store" 256M "$dev"
+	id=$REPLY
+	sn_take "$id"
+	sn_image "$dev"
+	img=$REPLY
+	# Every dirty page of the member waits for copy-on-write before it can
+	# be written back; with a dirty limit this small, a copy-on-write that
+	# went through the storage's page cache is throttled by the member's
+	# own dirty pages.
+	en_sysctl dirty_bytes 1048576
+	en_sysctl dirty_background_bytes 524288
+	(
+		dd if=/dev/urandom of="$member/after" bs=1M count=96 status=none &&
+			rm "$member/before" && sync
+	) &
+	pid=$!
+	SN_PIDS+=("$pid")
+	ft_wait 240 sn_exited "$pid" || fail "buffered writes to the member did not finish within 240 s"
+	wait "$pid" || fail "buffered writes to the member failed"
+	en_cleanup_sysctls
+	sn_mount ext4 "$img" "$FT_DIR/image" ro,noload
+	[ -f "$FT_DIR/image/before" ] || fail "the image lost the file deleted after the take"
+	after=$(sha256sum <"$FT_DIR/image/before")
+	expect_eq "checksum of the image's file from before the take" "$before" "$after"
+	[ ! -e "$FT_DIR/image/after" ] || fail "the image shows a file written after the take"
+	sn_umount "$FT_DIR/image"
+	fsck.ext4 -fn "$img" >/dev/null || fail "fsck of the image failed"
+	expect_eq "snapshot_info -f error_code" 0 "$("$BLKSNAP" snapshot_info -d "$dev" -f error_code)"
+	sn_destroy "$id"
+}
+
+# en_cleanup_sysctls: restores the sysctls early, so the checks run at the
+# usual limits.
+en_cleanup_sysctls() {
+	local i
+	for ((i = ${#EN_SYSCTLS[@]} - 1; i >= 0; i--)); do
+		echo "${EN_SYSCTLS[i]#*=}" >"/proc/sys/vm/${EN_SYSCTLS[i]%%=*}"
+	done
+	EN_SYSCTLS=()
+}
+
+test_engine_one_chunk_in_memory_keeps_the_image_exact() {
+	en_begin
+	local dev store id img pids=() p
+	echo 1 >/sys/module/blksnap/parameters/chunk_maximum_in_queue
+	ft_loop 96M
+	dev=$REPLY
+	sn_fill "$dev" 1
+	ft_attach "$dev"
+	sn_tmpfs 160M
+	store=$REPLY
+	sn_create "$store" 128M "$dev"
+	id=$REPLY
+	sn_take "$id"
+	echo 256 >/sys/module/blksnap/parameters/chunk_maximum_in_queue
+	sn_image "$dev"
+	img=$REPLY
+	# Writers across the whole device at once, and image readers among
+	# them: every copy waits for the one before it to be stored.
+	"$TAGBLK" write "$dev" --gen 2 --offset 0 --len 48M --order random --jobs 4 >/dev/null &
+	pids+=($!)
+	"$TAGBLK" write "$dev" --gen 2 --offset 48M --len 48M --order seq --jobs 2 >/dev/null &
+	pids+=($!)
+	"$TAGBLK" verify "$img" --gen 1 >"$FT_DIR/verify-during.log" 2>&1 &
+	pids+=($!)
+	for p in "${pids[@]}"; do
+		SN_PIDS+=("$p")
+	done
+	for p in "${pids[@]}"; do
+		wait "$p" || {
+			cat "$FT_DIR/verify-during.log"
+			fail "a writer or the reader of the image failed"
+		}
+	done
+	sn_verify "$img" 1 "the image after the writes"
+	sn_verify "$dev" 2 "the original after the writes"
+	expect_eq "snapshot_info -f error_code" 0 "$("$BLKSNAP" snapshot_info -d "$dev" -f error_code)"
+	sn_destroy "$id"
+}
+
+test_engine_take_of_a_100_tib_member_and_memory_per_chunk() {
+	en_begin
+	local xfsdir backing dev store id img mem_before mem_taken mem_touched n=512 i per_chunk
+	sn_tmpfs 1200M
+	# A 100 TiB member: a sparse file on xfs (whose files may be that large)
+	# over a loop device.
+	ft_loop 1G
+	mkfs.xfs -q -f "$REPLY"
+	xfsdir=$FT_DIR/xfs
+	mkdir -p "$xfsdir"
+	mount "$REPLY" "$xfsdir"
+	FT_MOUNTS+=("$xfsdir")
+	backing=$xfsdir/big
+	truncate -s 100T "$backing"
+	ft_loop_file "$backing"
+	dev=$REPLY
+	expect_eq "size of the member" $((100 << 40)) "$(blockdev --getsize64 "$dev")"
+	ft_attach "$dev"
+	sn_tmpfs 256M
+	store=$REPLY
+	sn_create "$store" 200M "$dev"
+	id=$REPLY
+	sync
+	mem_before=$(en_slab_kib)
+	sn_take "$id"
+	mem_taken=$(en_slab_kib)
+	echo "slab and vmalloc: $((mem_taken - mem_before)) KiB more after the take of 100 TiB"
+	[ $((mem_taken - mem_before)) -lt 32768 ] ||
+		fail "the take of a 100 TiB member took $((mem_taken - mem_before)) KiB"
+	sn_image "$dev"
+	img=$REPLY
+	# One 4 KiB write in each of $n chunks spread over the device.
+	for ((i = 0; i < n; i++)); do
+		echo $((i * (100 << 40) / n / 4096))
+	done >"$FT_DIR/blocks"
+	while read -r i; do
+		dd if=/dev/urandom of="$dev" bs=4k seek="$i" count=1 oflag=direct conv=notrunc status=none
+	done <"$FT_DIR/blocks"
+	sync
+	mem_touched=$(en_slab_kib)
+	per_chunk=$(((mem_touched - mem_taken) * 1024 / n))
+	echo "slab and vmalloc per touched chunk: $per_chunk bytes ($n chunks)"
+	[ "$per_chunk" -lt 4096 ] || fail "a touched chunk costs $per_chunk bytes"
+	# The image still reads the zeroes of the take there, the original not.
+	for i in 0 $(((100 << 40) / 2 / 4096)) $(((100 << 40) / 4096 - 1)); do
+		sn_block_written "$img" "$i" && fail "image block $i is not the zeroes of the take"
+	done
+	sn_block_written "$dev" "$(sed -n 2p "$FT_DIR/blocks")" || fail "the original lost a write"
+	expect_eq "snapshot_info -f error_code" 0 "$("$BLKSNAP" snapshot_info -d "$dev" -f error_code)"
+	sn_destroy "$id"
+}
