@@ -59,6 +59,7 @@ int blksnap_wq_create(void);
 void blksnap_wq_destroy(void);
 struct workqueue_struct *blksnap_wq(void);
 struct workqueue_struct *blksnap_store_wq(void);
+struct workqueue_struct *blksnap_grow_wq(void);
 void blksnap_wq_flush(void);
 unsigned int blksnap_noio_save(void);
 void blksnap_noio_restore(unsigned int flags);

@@ -130,7 +130,7 @@ impl DiffStorage {
             let place = account.allocate(sectors);
             self.check_no_space(&mut account);
             if account.needs_growth().is_some() {
-                let _ = snapio::queue().enqueue(self.clone());
+                let _ = snapio::grow_queue().enqueue(self.clone());
             }
             match place {
                 Ok(place) => return Ok(place),

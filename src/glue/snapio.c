@@ -35,11 +35,13 @@
 
 /*
  * Copy-on-write and image reads; may be needed to free memory. The stores
- * of copies to the difference storage have a queue of their own: the
- * copy-on-write worker may wait for the memory that a store frees.
+ * of copies to the difference storage have a queue of their own, since
+ * the copy-on-write worker may wait for the memory a store frees, and the
+ * growth of storage files another, since a store may wait for a growth.
  */
 static struct workqueue_struct *snapshot_wq;
 static struct workqueue_struct *store_wq;
+static struct workqueue_struct *grow_wq;
 /* Clones of image reads sent to the original device or the storage. */
 static struct bio_set remap_bioset;
 
@@ -59,7 +61,12 @@ int blksnap_wq_create(void)
 	store_wq = alloc_workqueue("blksnap-store", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
 	if (!store_wq)
 		goto err_wq;
+	grow_wq = alloc_workqueue("blksnap-grow", WQ_UNBOUND | WQ_MEM_RECLAIM, 0);
+	if (!grow_wq)
+		goto err_store;
 	return 0;
+err_store:
+	destroy_workqueue(store_wq);
 err_wq:
 	destroy_workqueue(snapshot_wq);
 err_cowio:
@@ -71,6 +78,7 @@ err_bioset:
 
 void blksnap_wq_destroy(void)
 {
+	destroy_workqueue(grow_wq);
 	destroy_workqueue(store_wq);
 	destroy_workqueue(snapshot_wq);
 	blksnap_cowio_exit();
@@ -87,8 +95,14 @@ struct workqueue_struct *blksnap_store_wq(void)
 	return store_wq;
 }
 
+struct workqueue_struct *blksnap_grow_wq(void)
+{
+	return grow_wq;
+}
+
 void blksnap_wq_flush(void)
 {
+	flush_workqueue(grow_wq);
 	flush_workqueue(store_wq);
 	flush_workqueue(snapshot_wq);
 }

@@ -325,6 +325,12 @@ pub(crate) fn store_queue() -> &'static Queue {
     unsafe { Queue::from_raw(bindings::blksnap_store_wq().cast()) }
 }
 
+/// The queue of the growths of storage files, which a store may wait for.
+pub(crate) fn grow_queue() -> &'static Queue {
+    // SAFETY: as for `queue`.
+    unsafe { Queue::from_raw(bindings::blksnap_grow_wq().cast()) }
+}
+
 /// Sleeps for `ms` milliseconds.
 pub(crate) fn msleep(ms: u32) {
     // SAFETY: no precondition; called from process context.

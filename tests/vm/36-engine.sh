@@ -182,8 +182,16 @@ test_engine_take_of_a_100_tib_member_and_memory_per_chunk() {
 	sync
 	mem_touched=$(en_slab_kib)
 	per_chunk=$(((mem_touched - mem_taken) * 1024 / n))
-	echo "slab and vmalloc per touched chunk: $per_chunk bytes ($n chunks)"
+	echo "slab and vmalloc per touched chunk: $per_chunk bytes ($n chunks far apart)"
 	[ "$per_chunk" -lt 4096 ] || fail "a touched chunk costs $per_chunk bytes"
+	# Chunks next to each other share the nodes of the chunk table.
+	dd if=/dev/urandom of="$dev" bs=256k seek=4096 count="$n" oflag=direct conv=notrunc status=none
+	sync
+	mem_taken=$mem_touched
+	mem_touched=$(en_slab_kib)
+	per_chunk=$(((mem_touched - mem_taken) * 1024 / n))
+	echo "slab and vmalloc per touched chunk: $per_chunk bytes ($n chunks in a row)"
+	[ "$per_chunk" -lt 1024 ] || fail "a touched chunk costs $per_chunk bytes"
 	# The image still reads the zeroes of the take there, the original not.
 	for i in 0 $(((100 << 40) / 2 / 4096)) $(((100 << 40) / 4096 - 1)); do
 		sn_block_written "$img" "$i" && fail "image block $i is not the zeroes of the take"
