@@ -14,10 +14,10 @@
 //!
 //! [`backup`] backs devices up to files through a snapshot it creates and
 //! always destroys, fully or, from the change tracking, incrementally: the
-//! plan of what to copy is [`plan`], the copy [`copy`], the checksums
-//! [`sha256`], stopping on a signal [`cancel`], the progress bar
-//! [`progress`]; [`verify`] compares a backup with an image and checks its
-//! checksum.
+//! plan of what to copy is [`plan`], the copy [`copy`], stopping on a
+//! signal [`cancel`], the progress bar [`progress`]; [`verify`] compares a
+//! backup with an image and checks its checksum. The SHA-256 checksums are
+//! the `sha2` crate's.
 //!
 //! ```no_run
 //! let ctl = blksnap::Control::open()?;
@@ -66,7 +66,6 @@ mod limit;
 pub mod plan;
 pub mod progress;
 mod sectors;
-pub mod sha256;
 mod snapshot;
 mod uuid;
 pub mod verify;
