@@ -13,6 +13,15 @@ use clap::{ArgGroup, CommandFactory, Parser, Subcommand};
 
 use crate::{InfoField, Limit, Sectors, Uuid};
 
+/// Parses a snapshot UUID, accepting only the form the tool prints.
+fn parse_id(text: &str) -> Result<Uuid, String> {
+    text.parse::<uuid::fmt::Hyphenated>()
+        .map(|id| id.into_uuid())
+        .map_err(|e| {
+            format!("invalid UUID: {e} (expected the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
+        })
+}
+
 /// Returns the clap command of `blksnap`, for generating its documentation.
 pub fn command() -> clap::Command {
     Cli::command()
@@ -224,7 +233,7 @@ pub struct MarkDirtyArgs {
 #[derive(clap::Args, Debug)]
 pub struct IdArgs {
     /// Snapshot UUID, as snapshot_create printed it.
-    #[arg(short, long, value_name = "UUID")]
+    #[arg(short, long, value_name = "UUID", value_parser = parse_id)]
     pub id: Uuid,
 }
 
@@ -249,7 +258,7 @@ pub struct SnapshotCreateArgs {
 #[derive(clap::Args, Debug)]
 pub struct SnapshotAddArgs {
     /// Snapshot UUID, as snapshot_create printed it.
-    #[arg(short, long, value_name = "UUID")]
+    #[arg(short, long, value_name = "UUID", value_parser = parse_id)]
     pub id: Uuid,
     /// Block device to add, e.g. /dev/sda1.
     #[arg(short, long, value_name = "DEVICE")]
@@ -271,7 +280,7 @@ pub struct SnapshotInfoArgs {
 #[derive(clap::Args, Debug)]
 pub struct WaitEventArgs {
     /// Snapshot UUID, as snapshot_create printed it.
-    #[arg(short, long, value_name = "UUID")]
+    #[arg(short, long, value_name = "UUID", value_parser = parse_id)]
     pub id: Uuid,
     /// How long to wait for an event, in milliseconds.
     #[arg(short, long, value_name = "MS", default_value_t = 1000)]
@@ -749,6 +758,8 @@ mod tests {
                 "0123",
                 "01234567-89ab-cdef-fedc-ba987654321g",
                 "0123456789abcdeffedcba9876543210",
+                "{01234567-89ab-cdef-fedc-ba9876543210}",
+                "urn:uuid:01234567-89ab-cdef-fedc-ba9876543210",
             ] {
                 let line = parse_err(&[name, "-i", bad]);
                 assert!(line.contains("invalid UUID"), "{name} {bad}: {line}");

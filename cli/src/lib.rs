@@ -67,7 +67,6 @@ pub mod plan;
 pub mod progress;
 mod sectors;
 mod snapshot;
-mod uuid;
 pub mod verify;
 
 pub use event::{format_event, format_wait_result, Event, EventKind, WaitResult};
@@ -82,7 +81,7 @@ pub use snapshot::{
     format_ids, format_snapshot_info, format_snapshot_info_field, Events, InfoField, SnapshotInfo,
     EVENTS_WAIT_MS,
 };
-pub use uuid::{ParseUuidError, Uuid};
+pub use uuid::Uuid;
 
 /// Path of the control device.
 pub const CONTROL_PATH: &str = "/dev/blksnap-control";
@@ -405,7 +404,7 @@ impl From<uapi::BlksnapCbtinfo> for CbtInfo {
             device_capacity: i.device_capacity,
             block_size: i.block_size,
             block_count: i.block_count,
-            generation_id: i.generation_id.into(),
+            generation_id: Uuid::from_bytes(i.generation_id.b),
             changes_number: i.changes_number,
         }
     }

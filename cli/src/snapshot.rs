@@ -34,6 +34,11 @@ const COLLECT_TRIES: usize = 8;
 /// soon it notices a snapshot destroyed while no wait was under way.
 pub const EVENTS_WAIT_MS: u32 = 1000;
 
+/// Returns `id` as the module's UUID structure.
+fn raw_id(id: &Uuid) -> uapi::BlksnapUuid {
+    uapi::BlksnapUuid { b: *id.as_bytes() }
+}
+
 /// Returns an `InvalidInput` error with `message`.
 fn invalid_input(message: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message.to_owned())
@@ -142,7 +147,7 @@ impl Control {
                 create_hint,
             )
         }?;
-        Ok(arg.id.into())
+        Ok(Uuid::from_bytes(arg.id.b))
     }
 
     /// Creates a snapshot as [`snapshot_create`](Self::snapshot_create)
@@ -169,7 +174,7 @@ impl Control {
     /// Destroys snapshot `id` (SNAPSHOT_DESTROY): its images go away and
     /// its difference storage is released; the filters stay attached.
     pub fn snapshot_destroy(&self, id: &Uuid) -> Result<()> {
-        let mut arg = uapi::BlksnapUuid::from(*id);
+        let mut arg = raw_id(id);
         let what = format!("destroying snapshot {id} (SNAPSHOT_DESTROY)");
         // SAFETY: SNAPSHOT_DESTROY reads one `blksnap_uuid`.
         unsafe {
@@ -185,7 +190,7 @@ impl Control {
     /// Takes snapshot `id` (SNAPSHOT_TAKE): one coherent moment of all its
     /// devices, after which their images appear.
     pub fn snapshot_take(&self, id: &Uuid) -> Result<()> {
-        let mut arg = uapi::BlksnapUuid::from(*id);
+        let mut arg = raw_id(id);
         let what = format!("taking snapshot {id} (SNAPSHOT_TAKE)");
         // SAFETY: SNAPSHOT_TAKE reads one `blksnap_uuid`.
         unsafe {
@@ -231,7 +236,7 @@ impl Control {
             match unsafe { ioctl(&self.file, uapi::BLKSNAP_IOCTL_SNAPSHOT_COLLECT, &mut arg) } {
                 Ok(()) => {
                     ids.truncate(arg.count as usize);
-                    return Ok(ids.into_iter().map(Uuid::from).collect());
+                    return Ok(ids.iter().map(|id| Uuid::from_bytes(id.b)).collect());
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENODATA) => last = Some(e),
                 Err(e) => {
@@ -253,7 +258,7 @@ impl Control {
     /// [`WaitResult::NotFound`]. Other failures are errors.
     pub fn wait_event(&self, id: &Uuid, timeout_ms: u32) -> Result<WaitResult> {
         let mut arg = uapi::BlksnapSnapshotEvent {
-            id: (*id).into(),
+            id: raw_id(id),
             timeout_ms,
             ..uapi::BlksnapSnapshotEvent::default()
         };
@@ -367,7 +372,7 @@ impl BlockDevice {
     /// Adds the device to snapshot `id` (SNAPSHOTADD). The blksnap filter
     /// must be attached.
     pub fn snapshot_add(&self, id: &Uuid) -> Result<()> {
-        let mut arg = uapi::BlksnapSnapshotadd { id: (*id).into() };
+        let mut arg = uapi::BlksnapSnapshotadd { id: raw_id(id) };
         let what = format!("adding the device to snapshot {id} (SNAPSHOTADD)");
         // SAFETY: SNAPSHOTADD reads one `blksnap_snapshotadd`, which has no
         // pointers.
