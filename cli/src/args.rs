@@ -163,8 +163,9 @@ pub enum Command {
     /// whole and a line on standard error says why.
     ///
     /// Prints one line per device: device=DEV output=FILE mode=full|incremental
-    /// copied=BYTES size=BYTES sha256=HEX changes_number=N. A progress bar is
-    /// drawn on standard error when it is a terminal.
+    /// copied=BYTES size=BYTES sha256=HEX changes_number=N. A progress bar,
+    /// with the rate and the time left, is drawn on standard error when it is
+    /// a terminal.
     #[command(name = "backup")]
     #[command(group(ArgGroup::new("where").required(true).args(["output", "dir"])))]
     Backup(BackupArgs),
