@@ -149,6 +149,12 @@ pub type Result<T> = std::result::Result<T, Error>;
 
 /// Issues `request` on `file` with a pointer to `arg`.
 ///
+/// The one place the tool calls `ioctl(2)`. The ioctl support of `rustix`
+/// or `nix` would not make the callers safe (their calls are `unsafe` as
+/// well, the kernel's use of the argument being beyond what a type can
+/// promise), and the request numbers come from the `uapi` crate, which the
+/// kernel module compiles too and so cannot take from either.
+///
 /// # Safety
 ///
 /// `request` must be an ioctl whose argument is a pointer to a `T` that the
