@@ -75,8 +75,9 @@ pub enum Command {
     ///
     /// Either give the device and sector ranges (`-d DEVICE -r S:C...`,
     /// prints nothing), or a regular file (`-f FILE`): its extents, found
-    /// with FIEMAP, are marked on the block device that holds it, and the
-    /// marked ranges are printed, one SECTOR:COUNT per line.
+    /// with FIEMAP, are marked on the block device that holds it, which is
+    /// printed as `device path: '/dev/block/MAJOR:MINOR'`, then each extent
+    /// as `allocate range: ofs=SECTOR cnt=COUNT`.
     #[command(name = "markdirtyblock")]
     #[command(group(ArgGroup::new("what").required(true).args(["ranges", "file"])))]
     MarkDirtyBlock(MarkDirtyArgs),
@@ -110,14 +111,15 @@ pub enum Command {
     /// filters and their change tracking stay attached. Prints nothing.
     #[command(name = "snapshot_destroy")]
     SnapshotDestroy(IdArgs),
-    /// Print the UUIDs of all snapshots, one per line.
+    /// Print the UUIDs of all snapshots, each followed by a space on its own
+    /// line, then an empty line.
     #[command(name = "snapshot_collect")]
     SnapshotCollect,
     /// Print the snapshot state of a device.
     ///
     /// Two lines: error_code=N (0, or the negative errno that broke the
     /// snapshot, -28 after the difference storage overflowed) and
-    /// image=/dev/NAME (`image=` before the snapshot is taken). With
+    /// image=/dev/NAME (`image=/dev/` before the snapshot is taken). With
     /// --field, only that field's value.
     #[command(name = "snapshot_info")]
     SnapshotInfo(SnapshotInfoArgs),
@@ -130,10 +132,15 @@ pub enum Command {
     /// result=not found (no such snapshot); these exit with status 0.
     #[command(name = "snapshot_waitevent")]
     SnapshotWaitEvent(WaitEventArgs),
-    /// Print the events of a snapshot until it is destroyed.
+    /// Print the events of a snapshot until it is corrupted or destroyed.
     ///
-    /// Each event is printed as snapshot_waitevent prints it, as it comes;
-    /// once the snapshot no longer exists, the command exits with status 0.
+    /// Prints `Start snapshot watcher.`, then one line per event as it
+    /// comes, `T - The snapshot was corrupted for device [MAJOR:MINOR] with
+    /// error "MESSAGE".` (after which it stops) or `T - unsupported event
+    /// #CODE.`, then `The snapshot no longer exists.` once it is destroyed,
+    /// and last `Snapshot watcher finished.`, with status 0. With --json,
+    /// one object per event, as snapshot_waitevent --json prints it, until
+    /// the snapshot no longer exists.
     #[command(name = "snapshot_watcher")]
     SnapshotWatcher(IdArgs),
     /// Back up devices to files: a snapshot, a copy of each image, and the
@@ -224,8 +231,7 @@ pub struct MarkDirtyArgs {
     )]
     pub ranges: Vec<Sectors>,
     /// Regular file whose extents to mark on the block device that holds it.
-    /// Prints the marked ranges, one SECTOR:COUNT per line (512-byte
-    /// sectors on that device).
+    /// Prints that device and the extents in 512-byte sectors on it.
     #[arg(short, long, value_name = "FILE")]
     pub file: Option<PathBuf>,
 }

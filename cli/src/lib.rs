@@ -69,17 +69,20 @@ mod sectors;
 mod snapshot;
 pub mod verify;
 
-pub use event::{format_event, format_wait_result, Event, EventKind, WaitResult};
+pub use event::{
+    ends_watch, format_event, format_wait_result, format_watcher_event, Event, EventKind,
+    WaitResult, WATCHER_FINISH, WATCHER_GONE, WATCHER_START,
+};
 
 pub use fiemap::{
-    block_device_of, extents_to_sectors, file_extents, file_sectors, Extent, ExtentError,
-    FileSectors,
+    block_device_of, extents_to_sectors, file_extents, file_sectors, format_allocated, Extent,
+    ExtentError, FileSectors,
 };
 pub use limit::{Limit, ParseLimitError};
-pub use sectors::{format_ranges, ParseSectorsError, Sectors, SECTOR_SIZE};
+pub use sectors::{ParseSectorsError, Sectors, SECTOR_SIZE};
 pub use snapshot::{
-    format_ids, format_snapshot_info, format_snapshot_info_field, Events, InfoField, SnapshotInfo,
-    EVENTS_WAIT_MS,
+    format_collect, format_ids, format_snapshot_info, format_snapshot_info_field, Events,
+    InfoField, SnapshotInfo, EVENTS_WAIT_MS,
 };
 pub use uuid::Uuid;
 

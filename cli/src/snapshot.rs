@@ -423,12 +423,10 @@ impl SnapshotInfo {
         (!self.image.is_empty()).then(|| Path::new("/dev").join(&self.image))
     }
 
-    /// Returns the image's device node as text, or the empty string if there
-    /// is none.
+    /// Returns the image's device node as text, as the upstream tool prints
+    /// it: `/dev/NAME`, or `/dev/` alone if there is none.
     fn image_text(&self) -> String {
-        self.image_path()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
+        format!("/dev/{}", self.image)
     }
 }
 
@@ -454,8 +452,8 @@ pub enum InfoField {
 }
 
 /// Formats snapshot info the way `blksnap snapshot_info` prints it:
-/// `error_code=N` and `image=/dev/NAME` (`image=` before the take), each
-/// line ending in a newline.
+/// `error_code=N` and `image=/dev/NAME` (`image=/dev/` before the take, as
+/// the upstream tool prints it), each line ending in a newline.
 pub fn format_snapshot_info(info: &SnapshotInfo) -> String {
     format!(
         "error_code={}\nimage={}\n",
@@ -465,7 +463,7 @@ pub fn format_snapshot_info(info: &SnapshotInfo) -> String {
 }
 
 /// Formats one field the way `blksnap snapshot_info --field` prints it:
-/// only the value, on one line (empty for an image not there yet).
+/// only the value, on one line (`/dev/` for an image not there yet).
 pub fn format_snapshot_info_field(info: &SnapshotInfo, field: InfoField) -> String {
     match field {
         InfoField::Image => format!("{}\n", info.image_text()),
@@ -473,10 +471,17 @@ pub fn format_snapshot_info_field(info: &SnapshotInfo, field: InfoField) -> Stri
     }
 }
 
-/// Formats snapshot identifiers the way `snapshot_collect` and
-/// `snapshot_create` print them: one per line.
+/// Formats snapshot identifiers the way `snapshot_create` prints them: one
+/// per line.
 pub fn format_ids(ids: &[Uuid]) -> String {
     ids.iter().map(|id| format!("{id}\n")).collect()
+}
+
+/// Formats snapshot identifiers the way `snapshot_collect` prints them, as
+/// the upstream tool does: each followed by a space on its own line, then
+/// an empty line (only the empty line when there are none).
+pub fn format_collect(ids: &[Uuid]) -> String {
+    ids.iter().map(|id| format!("{id} \n")).collect::<String>() + "\n"
 }
 
 #[cfg(test)]
@@ -540,7 +545,7 @@ mod tests {
         );
         assert_eq!(
             format_snapshot_info(&SnapshotInfo::default()),
-            "error_code=0\nimage=\n"
+            "error_code=0\nimage=/dev/\n"
         );
     }
 
@@ -559,7 +564,10 @@ mod tests {
             "-5\n"
         );
         let empty = SnapshotInfo::default();
-        assert_eq!(format_snapshot_info_field(&empty, InfoField::Image), "\n");
+        assert_eq!(
+            format_snapshot_info_field(&empty, InfoField::Image),
+            "/dev/\n"
+        );
         assert_eq!(
             format_snapshot_info_field(&empty, InfoField::ErrorCode),
             "0\n"
@@ -574,6 +582,20 @@ mod tests {
             format_ids(&[ID, Uuid::default()]),
             "01234567-89ab-cdef-fedc-ba9876543210\n\
              00000000-0000-0000-0000-000000000000\n"
+        );
+    }
+
+    #[test]
+    fn collect_is_the_upstream_tools_list() {
+        assert_eq!(format_collect(&[]), "\n");
+        assert_eq!(
+            format_collect(&[ID]),
+            "01234567-89ab-cdef-fedc-ba9876543210 \n\n"
+        );
+        assert_eq!(
+            format_collect(&[ID, Uuid::default()]),
+            "01234567-89ab-cdef-fedc-ba9876543210 \n\
+             00000000-0000-0000-0000-000000000000 \n\n"
         );
     }
 
