@@ -4,10 +4,9 @@
 //! interrupted. [`install`] replaces the default action of SIGINT, SIGTERM
 //! and SIGHUP, which would end the process with the snapshot still there,
 //! by a `signal-hook` handler that only records the signal in a [`Cancel`];
-//! the copy loops
-//! check it between pieces and return [`interrupted`], and the caller
-//! cleans up and exits with status 1. Tests use a [`Cancel`] of their own
-//! and set it by hand.
+//! the copy loops check it between pieces and return [`interrupted`], and
+//! the caller cleans up and exits with status 1. Tests use a [`Cancel`] of
+//! their own and set it by hand.
 
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};
