@@ -13,6 +13,15 @@ use clap::{ArgGroup, CommandFactory, Parser, Subcommand};
 
 use crate::{InfoField, Limit, Sectors, Uuid};
 
+/// Parses a snapshot UUID, accepting only the form the tool prints.
+fn parse_id(text: &str) -> Result<Uuid, String> {
+    text.parse::<uuid::fmt::Hyphenated>()
+        .map(|id| id.into_uuid())
+        .map_err(|e| {
+            format!("invalid UUID: {e} (expected the form xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)")
+        })
+}
+
 /// Returns the clap command of `blksnap`, for generating its documentation.
 pub fn command() -> clap::Command {
     Cli::command()
@@ -66,8 +75,9 @@ pub enum Command {
     ///
     /// Either give the device and sector ranges (`-d DEVICE -r S:C...`,
     /// prints nothing), or a regular file (`-f FILE`): its extents, found
-    /// with FIEMAP, are marked on the block device that holds it, and the
-    /// marked ranges are printed, one SECTOR:COUNT per line.
+    /// with FIEMAP, are marked on the block device that holds it, which is
+    /// printed as `device path: '/dev/block/MAJOR:MINOR'`, then each extent
+    /// as `allocate range: ofs=SECTOR cnt=COUNT`.
     #[command(name = "markdirtyblock")]
     #[command(group(ArgGroup::new("what").required(true).args(["ranges", "file"])))]
     MarkDirtyBlock(MarkDirtyArgs),
@@ -101,14 +111,15 @@ pub enum Command {
     /// filters and their change tracking stay attached. Prints nothing.
     #[command(name = "snapshot_destroy")]
     SnapshotDestroy(IdArgs),
-    /// Print the UUIDs of all snapshots, one per line.
+    /// Print the UUIDs of all snapshots, each followed by a space on its own
+    /// line, then an empty line.
     #[command(name = "snapshot_collect")]
     SnapshotCollect,
     /// Print the snapshot state of a device.
     ///
     /// Two lines: error_code=N (0, or the negative errno that broke the
     /// snapshot, -28 after the difference storage overflowed) and
-    /// image=/dev/NAME (`image=` before the snapshot is taken). With
+    /// image=/dev/NAME (`image=/dev/` before the snapshot is taken). With
     /// --field, only that field's value.
     #[command(name = "snapshot_info")]
     SnapshotInfo(SnapshotInfoArgs),
@@ -121,10 +132,15 @@ pub enum Command {
     /// result=not found (no such snapshot); these exit with status 0.
     #[command(name = "snapshot_waitevent")]
     SnapshotWaitEvent(WaitEventArgs),
-    /// Print the events of a snapshot until it is destroyed.
+    /// Print the events of a snapshot until it is corrupted or destroyed.
     ///
-    /// Each event is printed as snapshot_waitevent prints it, as it comes;
-    /// once the snapshot no longer exists, the command exits with status 0.
+    /// Prints `Start snapshot watcher.`, then one line per event as it
+    /// comes, `T - The snapshot was corrupted for device [MAJOR:MINOR] with
+    /// error "MESSAGE".` (after which it stops) or `T - unsupported event
+    /// #CODE.`, then `The snapshot no longer exists.` once it is destroyed,
+    /// and last `Snapshot watcher finished.`, with status 0. With --json,
+    /// one object per event, as snapshot_waitevent --json prints it, until
+    /// the snapshot no longer exists.
     #[command(name = "snapshot_watcher")]
     SnapshotWatcher(IdArgs),
     /// Back up devices to files: a snapshot, a copy of each image, and the
@@ -154,8 +170,9 @@ pub enum Command {
     /// whole and a line on standard error says why.
     ///
     /// Prints one line per device: device=DEV output=FILE mode=full|incremental
-    /// copied=BYTES size=BYTES sha256=HEX changes_number=N. A progress bar is
-    /// drawn on standard error when it is a terminal.
+    /// copied=BYTES size=BYTES sha256=HEX changes_number=N. A progress bar,
+    /// with the rate and the time left, is drawn on standard error when it is
+    /// a terminal.
     #[command(name = "backup")]
     #[command(group(ArgGroup::new("where").required(true).args(["output", "dir"])))]
     Backup(BackupArgs),
@@ -214,8 +231,7 @@ pub struct MarkDirtyArgs {
     )]
     pub ranges: Vec<Sectors>,
     /// Regular file whose extents to mark on the block device that holds it.
-    /// Prints the marked ranges, one SECTOR:COUNT per line (512-byte
-    /// sectors on that device).
+    /// Prints that device and the extents in 512-byte sectors on it.
     #[arg(short, long, value_name = "FILE")]
     pub file: Option<PathBuf>,
 }
@@ -224,7 +240,7 @@ pub struct MarkDirtyArgs {
 #[derive(clap::Args, Debug)]
 pub struct IdArgs {
     /// Snapshot UUID, as snapshot_create printed it.
-    #[arg(short, long, value_name = "UUID")]
+    #[arg(short, long, value_name = "UUID", value_parser = parse_id)]
     pub id: Uuid,
 }
 
@@ -249,7 +265,7 @@ pub struct SnapshotCreateArgs {
 #[derive(clap::Args, Debug)]
 pub struct SnapshotAddArgs {
     /// Snapshot UUID, as snapshot_create printed it.
-    #[arg(short, long, value_name = "UUID")]
+    #[arg(short, long, value_name = "UUID", value_parser = parse_id)]
     pub id: Uuid,
     /// Block device to add, e.g. /dev/sda1.
     #[arg(short, long, value_name = "DEVICE")]
@@ -271,7 +287,7 @@ pub struct SnapshotInfoArgs {
 #[derive(clap::Args, Debug)]
 pub struct WaitEventArgs {
     /// Snapshot UUID, as snapshot_create printed it.
-    #[arg(short, long, value_name = "UUID")]
+    #[arg(short, long, value_name = "UUID", value_parser = parse_id)]
     pub id: Uuid,
     /// How long to wait for an event, in milliseconds.
     #[arg(short, long, value_name = "MS", default_value_t = 1000)]
@@ -749,6 +765,8 @@ mod tests {
                 "0123",
                 "01234567-89ab-cdef-fedc-ba987654321g",
                 "0123456789abcdeffedcba9876543210",
+                "{01234567-89ab-cdef-fedc-ba9876543210}",
+                "urn:uuid:01234567-89ab-cdef-fedc-ba9876543210",
             ] {
                 let line = parse_err(&[name, "-i", bad]);
                 assert!(line.contains("invalid UUID"), "{name} {bad}: {line}");

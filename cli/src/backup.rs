@@ -54,12 +54,13 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use sha2::{Digest, Sha256};
+
 use crate::cancel::{self, Cancel, CancelRead};
 use crate::copy::{copy_ranges, CopyError, CopyOptions, PIECE};
 use crate::plan::{
     changed_ranges, choose_mode, full_ranges, total_len, BackupState, FullReason, Mode, Previous,
 };
-use crate::sha256::{sha256_reader, to_hex, Sha256};
 use crate::{BlockDevice, CbtInfo, Control, Error, Result, Uuid};
 
 /// A device to back up and the file its image goes to.
@@ -98,6 +99,29 @@ pub fn partial_path(output: &Path) -> PathBuf {
 /// `hex`: `HEX  NAME`, with a newline.
 pub fn checksum_line(hex: &str, name: &str) -> String {
     format!("{hex}  {name}\n")
+}
+
+/// Returns the digest `hash` has computed in lowercase hexadecimal, as
+/// `sha256sum` prints it.
+pub fn hex_digest(hash: Sha256) -> String {
+    format!("{:x}", hash.finalize())
+}
+
+/// Returns the SHA-256 of everything `reader` gives, in hexadecimal, read
+/// in pieces of [`PIECE`] bytes; `progress` is told the bytes of each piece.
+pub fn sha256_reader(reader: &mut impl Read, progress: &mut dyn FnMut(u64)) -> io::Result<String> {
+    let mut hash = Sha256::new();
+    let mut buf = vec![0u8; PIECE];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(hex_digest(hash)),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hash.update(&buf[..n]);
+        progress(n as u64);
+    }
 }
 
 /// Returns the digest in a line of a checksum file, if it has one.
@@ -269,7 +293,7 @@ pub fn backup_image<R: Read + Seek>(
             ));
         }
     }
-    let (copied, digest) = match mode {
+    let (copied, hex) = match mode {
         Mode::Full(_) => full_copy(&mut reader, target, size, cancel, observer, check)?,
         Mode::Incremental { since } => {
             let map = cbt_map()?;
@@ -282,7 +306,6 @@ pub fn backup_image<R: Read + Seek>(
             incremental_copy(&mut reader, target, &ranges, cancel, observer, check)?
         }
     };
-    let hex = to_hex(&digest);
     replace_file(
         &checksum_path(&target.output),
         &checksum_line(&hex, &file_name(&target.output)),
@@ -307,7 +330,7 @@ fn full_copy(
     cancel: &Cancel,
     observer: &mut dyn Observer,
     check: &mut dyn FnMut() -> Result<()>,
-) -> Result<(u64, [u8; 32])> {
+) -> Result<(u64, String)> {
     let partial = partial_path(&target.output);
     let result = (|| {
         let mut file = OpenOptions::new()
@@ -343,7 +366,7 @@ fn full_copy(
             .map_err(|e| file_error("backing up to", &target.output, e))?;
         fs::rename(&partial, &target.output)
             .map_err(|e| file_error("cannot rename to", &target.output, e))?;
-        Ok((copied.read, hash.finish()))
+        Ok((copied.read, hex_digest(hash)))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&partial);
@@ -361,7 +384,7 @@ fn incremental_copy(
     cancel: &Cancel,
     observer: &mut dyn Observer,
     check: &mut dyn FnMut() -> Result<()>,
-) -> Result<(u64, [u8; 32])> {
+) -> Result<(u64, String)> {
     let output = &target.output;
     match fs::remove_file(checksum_path(output)) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {
@@ -707,9 +730,7 @@ mod tests {
     }
 
     fn sha_hex(data: &[u8]) -> String {
-        let mut h = Sha256::new();
-        h.update(data);
-        to_hex(&h.finish())
+        hex_digest(Sha256::new_with_prefix(data))
     }
 
     fn target(dir: &Path) -> Target {
@@ -717,6 +738,22 @@ mod tests {
             device: PathBuf::from("/dev/loop9"),
             output: dir.join("loop9.img"),
         }
+    }
+
+    #[test]
+    fn the_reader_digest_is_sha256_as_sha256sum_prints_it() {
+        let data = vec![b'a'; 3_000_000];
+        let mut seen = 0;
+        let hex = sha256_reader(&mut &data[..1_000_000], &mut |n| seen += n).unwrap();
+        assert_eq!(
+            hex,
+            "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0"
+        );
+        assert_eq!(seen, 1_000_000);
+        assert_eq!(
+            sha256_reader(&mut &data[..], &mut |_| {}).unwrap(),
+            sha_hex(&data)
+        );
     }
 
     #[test]

@@ -1,41 +1,41 @@
 //! Stopping a long command cleanly on SIGINT and SIGTERM.
 //!
 //! `blksnap backup` must destroy the snapshot it created even when it is
-//! interrupted. [`install`] replaces the default action of SIGINT and
-//! SIGTERM, which would end the process with the snapshot still there, by a
-//! handler that only records the signal in a [`Cancel`]; the copy loops
-//! check it between pieces and return [`interrupted`], and the caller
-//! cleans up and exits with status 1. Tests use a [`Cancel`] of their own
-//! and set it by hand.
+//! interrupted. [`install`] replaces the default action of SIGINT, SIGTERM
+//! and SIGHUP, which would end the process with the snapshot still there,
+//! by a `signal-hook` handler that only records the signal in a [`Cancel`];
+//! the copy loops check it between pieces and return [`interrupted`], and
+//! the caller cleans up and exits with status 1. Tests use a [`Cancel`] of
+//! their own and set it by hand.
 
 use std::io;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A request to stop, made by a signal or by hand.
 #[derive(Debug, Default)]
 pub struct Cancel {
     /// The signal that asked to stop, or 0.
-    signal: AtomicI32,
+    signal: AtomicUsize,
 }
 
 impl Cancel {
     /// Returns a flag that nothing has set.
     pub const fn new() -> Self {
         Self {
-            signal: AtomicI32::new(0),
+            signal: AtomicUsize::new(0),
         }
     }
 
     /// Asks to stop, because of signal `signal` (any non-zero number).
     pub fn set(&self, signal: i32) {
-        self.signal.store(signal, Ordering::Relaxed);
+        self.signal.store(signal as usize, Ordering::Relaxed);
     }
 
     /// Returns the signal that asked to stop, if one did.
     pub fn signal(&self) -> Option<i32> {
         match self.signal.load(Ordering::Relaxed) {
             0 => None,
-            s => Some(s),
+            s => Some(s as i32),
         }
     }
 
@@ -92,13 +92,8 @@ impl<R: io::Read> io::Read for CancelRead<'_, R> {
     }
 }
 
-/// The flag the signal handler sets.
+/// The flag the signal handlers set.
 static SIGNALLED: Cancel = Cancel::new();
-
-/// Records the signal; nothing else, which is async-signal-safe.
-extern "C" fn on_signal(signal: libc::c_int) {
-    SIGNALLED.set(signal);
-}
 
 /// Makes SIGINT, SIGTERM and SIGHUP set the returned flag instead of
 /// ending the process. System calls they interrupt are restarted.
@@ -110,20 +105,7 @@ pub fn install() -> io::Result<&'static Cancel> {
 /// action.
 fn install_for(signals: &[libc::c_int]) -> io::Result<&'static Cancel> {
     for &signal in signals {
-        // SAFETY: an all-zero `sigaction` is a valid value of the C struct
-        // (no handler, empty mask, no flags); the fields that matter are
-        // set below.
-        let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-        action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        action.sa_flags = libc::SA_RESTART;
-        // SAFETY: `sa_mask` is a valid `sigset_t` inside `action`.
-        unsafe { libc::sigemptyset(&mut action.sa_mask) };
-        // SAFETY: `action` is fully initialized, and its handler only does
-        // an atomic store, which is async-signal-safe; the old action is
-        // not asked for.
-        if unsafe { libc::sigaction(signal, &action, std::ptr::null_mut()) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
+        signal_hook::flag::register_usize(signal, &SIGNALLED.signal, signal as usize)?;
     }
     Ok(&SIGNALLED)
 }
@@ -152,9 +134,7 @@ mod tests {
         // Only SIGHUP, so that ^C still stops the test binary.
         let flag = install_for(&[libc::SIGHUP]).unwrap();
         assert_eq!(flag.signal(), None);
-        // SAFETY: raising a signal whose handler was just installed; the
-        // handler only stores to an atomic.
-        assert_eq!(unsafe { libc::raise(libc::SIGHUP) }, 0);
+        signal_hook::low_level::raise(libc::SIGHUP).unwrap();
         assert_eq!(flag.signal(), Some(libc::SIGHUP));
     }
 }

@@ -13,9 +13,10 @@
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
 
+use sha2::{Digest, Sha256};
+
 use crate::cancel::{self, Cancel};
 use crate::plan::ByteRange;
-use crate::sha256::Sha256;
 
 /// Bytes read at once by default.
 pub const PIECE: usize = 1 << 20;
@@ -151,7 +152,7 @@ pub fn copy_ranges<R: Read + Seek, W: Write + Seek>(
             let piece = &mut buf[..n];
             read_full(src, piece).map_err(|e| read_err(offset, e))?;
             if let Some(h) = hash.as_deref_mut() {
-                h.update(piece);
+                h.update(&*piece);
             }
             if opts.sparse && is_zero(piece) {
                 dst.seek(SeekFrom::Current(n as i64))
@@ -171,8 +172,8 @@ pub fn copy_ranges<R: Read + Seek, W: Write + Seek>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backup::hex_digest;
     use crate::plan::full_ranges;
-    use crate::sha256::to_hex;
     use proptest::prelude::*;
     use std::io::Cursor;
 
@@ -210,9 +211,7 @@ mod tests {
         assert_eq!(got.read, src.len() as u64);
         assert_eq!(got.written, src.len() as u64);
         assert_eq!(seen, src.len() as u64);
-        let mut want = Sha256::new();
-        want.update(&src);
-        assert_eq!(to_hex(&hash.finish()), to_hex(&want.finish()));
+        assert_eq!(hex_digest(hash), hex_digest(Sha256::new_with_prefix(&src)));
     }
 
     #[test]

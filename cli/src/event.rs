@@ -10,9 +10,11 @@
 //! payload `data` holds, a corrupted event's device and errno or a no_space
 //! event's requested size, read at the offsets of their C structures.
 //!
-//! `snapshot_waitevent` and `snapshot_watcher` print an event as
-//! `key=value` lines, see [`format_event`] and [`format_wait_result`].
+//! `snapshot_waitevent` prints an event as `key=value` lines, see
+//! [`format_event`] and [`format_wait_result`]; `snapshot_watcher` prints
+//! the upstream tool's lines, see [`format_watcher_event`].
 
+use std::io;
 use std::mem::offset_of;
 
 use blksnap_uapi as uapi;
@@ -181,6 +183,58 @@ pub fn format_wait_result(result: &WaitResult) -> String {
         WaitResult::Event(event) => format_event(event),
         other => format!("result={}\n", other.name()),
     }
+}
+
+/// The line `snapshot_watcher` starts with.
+pub const WATCHER_START: &str = "Start snapshot watcher.\n";
+
+/// The line `snapshot_watcher` prints when its snapshot does not exist (any
+/// more).
+pub const WATCHER_GONE: &str = "The snapshot no longer exists.\n";
+
+/// The line `snapshot_watcher` ends with when it ends without an error.
+pub const WATCHER_FINISH: &str = "Snapshot watcher finished.\n";
+
+/// Returns the system's message for errno `errno`, as strerror(3) words it.
+fn strerror(errno: i32) -> String {
+    let text = io::Error::from_raw_os_error(errno).to_string();
+    match text.strip_suffix(&format!(" (os error {errno})")) {
+        Some(message) => message.to_owned(),
+        None => text,
+    }
+}
+
+/// Formats an event the way `snapshot_watcher` prints it, in the words of
+/// the upstream tool: one line, `T - ...`, with T the time label.
+///
+/// A corrupted event names the device and the error:
+/// `T - The snapshot was corrupted for device [MAJOR:MINOR] with error
+/// "MESSAGE".`, where T is cut to its low 32 bits, as the upstream tool
+/// prints it. Any other event is `T - unsupported event #CODE.`, as there.
+pub fn format_watcher_event(event: &Event) -> String {
+    let code = match event.kind {
+        EventKind::Corrupted {
+            dev_major,
+            dev_minor,
+            err_code,
+        } => {
+            return format!(
+                "{} - The snapshot was corrupted for device [{dev_major}:{dev_minor}] \
+                 with error \"{}\".\n",
+                event.time_label as u32,
+                strerror(err_code)
+            )
+        }
+        EventKind::NoSpace { .. } => uapi::BlksnapEventCode::NoSpace as u32,
+        EventKind::Unknown { code } => code,
+    };
+    format!("{} - unsupported event #{code}.\n", event.time_label)
+}
+
+/// Returns whether `snapshot_watcher` stops after `event`: a corrupted
+/// snapshot has nothing more to tell.
+pub fn ends_watch(event: &Event) -> bool {
+    matches!(event.kind, EventKind::Corrupted { .. })
 }
 
 #[cfg(test)]
@@ -357,5 +411,51 @@ mod tests {
             format_wait_result(&WaitResult::NotFound),
             "result=not found\n"
         );
+    }
+
+    #[test]
+    fn watcher_lines_are_the_upstream_tools() {
+        let corrupted = Event {
+            time_label: (7 << 32) + 1_234_567,
+            kind: EventKind::Corrupted {
+                dev_major: 7,
+                dev_minor: 3,
+                err_code: libc::ENOSPC,
+            },
+        };
+        assert_eq!(
+            format_watcher_event(&corrupted),
+            "1234567 - The snapshot was corrupted for device [7:3] with error \"No space left on device\".\n"
+        );
+        assert!(ends_watch(&corrupted));
+        let no_space = Event {
+            time_label: 123_456_789_012,
+            kind: EventKind::NoSpace {
+                requested_sectors: 65536,
+            },
+        };
+        assert_eq!(
+            format_watcher_event(&no_space),
+            "123456789012 - unsupported event #1.\n"
+        );
+        assert!(!ends_watch(&no_space));
+        let unknown = Event {
+            time_label: 5,
+            kind: EventKind::Unknown { code: 9 },
+        };
+        assert_eq!(
+            format_watcher_event(&unknown),
+            "5 - unsupported event #9.\n"
+        );
+        assert_eq!(WATCHER_START, "Start snapshot watcher.\n");
+        assert_eq!(WATCHER_GONE, "The snapshot no longer exists.\n");
+        assert_eq!(WATCHER_FINISH, "Snapshot watcher finished.\n");
+    }
+
+    #[test]
+    fn errors_are_worded_as_strerror_words_them() {
+        assert_eq!(strerror(libc::EIO), "Input/output error");
+        assert_eq!(strerror(libc::ENODEV), "No such device");
+        assert_eq!(strerror(4242), "Unknown error 4242");
     }
 }

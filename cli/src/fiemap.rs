@@ -285,6 +285,25 @@ pub struct FileSectors {
     pub device_number: u64,
     /// The sectors the file's data occupies, sorted and merged.
     pub ranges: Vec<Sectors>,
+    /// The extents FIEMAP reported, in file order.
+    pub extents: Vec<Extent>,
+}
+
+/// Formats what `markdirtyblock --file` prints, as the upstream tool does:
+/// the device that holds the file, `device path: '/dev/block/MAJOR:MINOR'`,
+/// then one `allocate range: ofs=SECTOR cnt=COUNT` per extent, its device
+/// offset and length in bytes divided by 512.
+pub fn format_allocated(device_number: u64, extents: &[Extent]) -> String {
+    let (major, minor) = (libc::major(device_number), libc::minor(device_number));
+    let mut out = format!("device path: '/dev/block/{major}:{minor}'\n");
+    for e in extents {
+        out += &format!(
+            "allocate range: ofs={} cnt={}\n",
+            e.physical / SECTOR_SIZE,
+            e.length / SECTOR_SIZE
+        );
+    }
+    out
 }
 
 /// Finds the block device that holds the regular file at `path` and the
@@ -313,6 +332,7 @@ pub fn file_sectors(path: impl AsRef<Path>) -> Result<FileSectors> {
         device,
         device_number,
         ranges,
+        extents,
     })
 }
 
@@ -329,6 +349,22 @@ mod tests {
             length,
             flags: 0,
         }
+    }
+
+    #[test]
+    fn allocated_ranges_are_the_upstream_tools_lines() {
+        let dev = libc::makedev(7, 3);
+        assert_eq!(
+            format_allocated(dev, &[]),
+            "device path: '/dev/block/7:3'\n"
+        );
+        let extents = [extent(0, 1 << 20, 65536), extent(65536, 1 << 21, 4096)];
+        assert_eq!(
+            format_allocated(dev, &extents),
+            "device path: '/dev/block/7:3'\n\
+             allocate range: ofs=2048 cnt=128\n\
+             allocate range: ofs=4096 cnt=8\n"
+        );
     }
 
     #[test]

@@ -14,10 +14,10 @@
 //!
 //! [`backup`] backs devices up to files through a snapshot it creates and
 //! always destroys, fully or, from the change tracking, incrementally: the
-//! plan of what to copy is [`plan`], the copy [`copy`], the checksums
-//! [`sha256`], stopping on a signal [`cancel`], the progress bar
-//! [`progress`]; [`verify`] compares a backup with an image and checks its
-//! checksum.
+//! plan of what to copy is [`plan`], the copy [`copy`], stopping on a
+//! signal [`cancel`], the progress bar [`progress`]; [`verify`] compares a
+//! backup with an image and checks its checksum. The SHA-256 checksums are
+//! the `sha2` crate's.
 //!
 //! ```no_run
 //! let ctl = blksnap::Control::open()?;
@@ -66,24 +66,25 @@ mod limit;
 pub mod plan;
 pub mod progress;
 mod sectors;
-pub mod sha256;
 mod snapshot;
-mod uuid;
 pub mod verify;
 
-pub use event::{format_event, format_wait_result, Event, EventKind, WaitResult};
+pub use event::{
+    ends_watch, format_event, format_wait_result, format_watcher_event, Event, EventKind,
+    WaitResult, WATCHER_FINISH, WATCHER_GONE, WATCHER_START,
+};
 
 pub use fiemap::{
-    block_device_of, extents_to_sectors, file_extents, file_sectors, Extent, ExtentError,
-    FileSectors,
+    block_device_of, extents_to_sectors, file_extents, file_sectors, format_allocated, Extent,
+    ExtentError, FileSectors,
 };
 pub use limit::{Limit, ParseLimitError};
-pub use sectors::{format_ranges, ParseSectorsError, Sectors, SECTOR_SIZE};
+pub use sectors::{ParseSectorsError, Sectors, SECTOR_SIZE};
 pub use snapshot::{
-    format_ids, format_snapshot_info, format_snapshot_info_field, Events, InfoField, SnapshotInfo,
-    EVENTS_WAIT_MS,
+    format_collect, format_ids, format_snapshot_info, format_snapshot_info_field, Events,
+    InfoField, SnapshotInfo, EVENTS_WAIT_MS,
 };
-pub use uuid::{ParseUuidError, Uuid};
+pub use uuid::Uuid;
 
 /// Path of the control device.
 pub const CONTROL_PATH: &str = "/dev/blksnap-control";
@@ -150,6 +151,12 @@ impl std::error::Error for Error {
 pub type Result<T> = std::result::Result<T, Error>;
 
 /// Issues `request` on `file` with a pointer to `arg`.
+///
+/// The one place the tool calls `ioctl(2)`. The ioctl support of `rustix`
+/// or `nix` would not make the callers safe (their calls are `unsafe` as
+/// well, the kernel's use of the argument being beyond what a type can
+/// promise), and the request numbers come from the `uapi` crate, which the
+/// kernel module compiles too and so cannot take from either.
 ///
 /// # Safety
 ///
@@ -406,7 +413,7 @@ impl From<uapi::BlksnapCbtinfo> for CbtInfo {
             device_capacity: i.device_capacity,
             block_size: i.block_size,
             block_count: i.block_count,
-            generation_id: i.generation_id.into(),
+            generation_id: Uuid::from_bytes(i.generation_id.b),
             changes_number: i.changes_number,
         }
     }

@@ -84,7 +84,7 @@ fn run(cli: Cli) -> blksnap::Result<bool> {
             if as_json {
                 emit_json(&json::snapshot_collect(&ids))?;
             } else {
-                emit(&blksnap::format_ids(&ids))?;
+                emit(&blksnap::format_collect(&ids))?;
             }
         }
         Command::SnapshotInfo(args) => snapshot_info(args, as_json)?,
@@ -96,17 +96,7 @@ fn run(cli: Cli) -> blksnap::Result<bool> {
                 emit(&blksnap::format_wait_result(&result))?;
             }
         }
-        Command::SnapshotWatcher(args) => {
-            let control = Control::open()?;
-            for event in control.events(args.id) {
-                let event = event?;
-                if as_json {
-                    emit_json(&json::event(&event))?;
-                } else {
-                    emit(&blksnap::format_event(&event))?;
-                }
-            }
-        }
+        Command::SnapshotWatcher(args) => snapshot_watcher(args.id, as_json)?,
         Command::Backup(args) => backup(args, as_json)?,
         Command::Verify(args) => return verify(args, as_json),
     }
@@ -232,6 +222,30 @@ fn snapshot_create(args: SnapshotCreateArgs, as_json: bool) -> blksnap::Result<(
     }
 }
 
+/// Runs `snapshot_watcher`: the upstream tool's lines, stopping after a
+/// corrupted event; with `as_json`, one object per event until the
+/// snapshot is gone.
+fn snapshot_watcher(id: blksnap::Uuid, as_json: bool) -> blksnap::Result<()> {
+    let control = Control::open()?;
+    let mut events = control.events(id);
+    if as_json {
+        return events.try_for_each(|event| emit_json(&json::event(&event?)));
+    }
+    emit(blksnap::WATCHER_START)?;
+    loop {
+        let Some(event) = events.next() else {
+            emit(blksnap::WATCHER_GONE)?;
+            break;
+        };
+        let event = event?;
+        emit(&blksnap::format_watcher_event(&event))?;
+        if blksnap::ends_watch(&event) {
+            break;
+        }
+    }
+    emit(blksnap::WATCHER_FINISH)
+}
+
 /// Runs `snapshot_info`: both fields, or the one `--field` names.
 fn snapshot_info(args: SnapshotInfoArgs, as_json: bool) -> blksnap::Result<()> {
     let info = BlockDevice::open(&args.device)?.snapshot_info()?;
@@ -272,7 +286,10 @@ fn mark_dirty_block(args: MarkDirtyArgs, as_json: bool) -> blksnap::Result<()> {
     if as_json {
         emit_json(&json::marked_ranges(&device, &found.ranges))
     } else {
-        emit(&blksnap::format_ranges(&found.ranges))
+        emit(&blksnap::format_allocated(
+            found.device_number,
+            &found.extents,
+        ))
     }
 }
 

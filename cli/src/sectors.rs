@@ -1,8 +1,7 @@
 //! Ranges of 512-byte sectors and their `SECTOR:COUNT` text form.
 //!
-//! `markdirtyblock` takes ranges as `SECTOR:COUNT` arguments and prints the
-//! ranges it found for a file in the same form; [`Sectors`] is that range,
-//! and [`BlockDevice::mark_dirty`](crate::BlockDevice::mark_dirty) hands
+//! `markdirtyblock` takes ranges as `SECTOR:COUNT` arguments; [`Sectors`]
+//! is that range, and [`BlockDevice::mark_dirty`](crate::BlockDevice::mark_dirty) hands
 //! slices of it to the module as `blksnap_sectors`.
 
 use std::fmt;
@@ -107,12 +106,6 @@ impl FromStr for Sectors {
     }
 }
 
-/// Formats ranges the way `markdirtyblock --file` prints them: one
-/// `SECTOR:COUNT` per line.
-pub fn format_ranges(ranges: &[Sectors]) -> String {
-    ranges.iter().map(|r| format!("{r}\n")).collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,15 +154,6 @@ mod tests {
             assert!(err.starts_with("invalid range"), "{bad:?}: {err}");
             assert_eq!(err.lines().count(), 1, "{bad:?}: {err}");
         }
-    }
-
-    #[test]
-    fn formats_one_range_per_line() {
-        assert_eq!(format_ranges(&[]), "");
-        assert_eq!(
-            format_ranges(&[Sectors::new(0, 8), Sectors::new(4096, 2048)]),
-            "0:8\n4096:2048\n"
-        );
     }
 
     proptest! {

@@ -34,6 +34,11 @@ const COLLECT_TRIES: usize = 8;
 /// soon it notices a snapshot destroyed while no wait was under way.
 pub const EVENTS_WAIT_MS: u32 = 1000;
 
+/// Returns `id` as the module's UUID structure.
+fn raw_id(id: &Uuid) -> uapi::BlksnapUuid {
+    uapi::BlksnapUuid { b: *id.as_bytes() }
+}
+
 /// Returns an `InvalidInput` error with `message`.
 fn invalid_input(message: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message.to_owned())
@@ -142,7 +147,7 @@ impl Control {
                 create_hint,
             )
         }?;
-        Ok(arg.id.into())
+        Ok(Uuid::from_bytes(arg.id.b))
     }
 
     /// Creates a snapshot as [`snapshot_create`](Self::snapshot_create)
@@ -169,7 +174,7 @@ impl Control {
     /// Destroys snapshot `id` (SNAPSHOT_DESTROY): its images go away and
     /// its difference storage is released; the filters stay attached.
     pub fn snapshot_destroy(&self, id: &Uuid) -> Result<()> {
-        let mut arg = uapi::BlksnapUuid::from(*id);
+        let mut arg = raw_id(id);
         let what = format!("destroying snapshot {id} (SNAPSHOT_DESTROY)");
         // SAFETY: SNAPSHOT_DESTROY reads one `blksnap_uuid`.
         unsafe {
@@ -185,7 +190,7 @@ impl Control {
     /// Takes snapshot `id` (SNAPSHOT_TAKE): one coherent moment of all its
     /// devices, after which their images appear.
     pub fn snapshot_take(&self, id: &Uuid) -> Result<()> {
-        let mut arg = uapi::BlksnapUuid::from(*id);
+        let mut arg = raw_id(id);
         let what = format!("taking snapshot {id} (SNAPSHOT_TAKE)");
         // SAFETY: SNAPSHOT_TAKE reads one `blksnap_uuid`.
         unsafe {
@@ -231,7 +236,7 @@ impl Control {
             match unsafe { ioctl(&self.file, uapi::BLKSNAP_IOCTL_SNAPSHOT_COLLECT, &mut arg) } {
                 Ok(()) => {
                     ids.truncate(arg.count as usize);
-                    return Ok(ids.into_iter().map(Uuid::from).collect());
+                    return Ok(ids.iter().map(|id| Uuid::from_bytes(id.b)).collect());
                 }
                 Err(e) if e.raw_os_error() == Some(libc::ENODATA) => last = Some(e),
                 Err(e) => {
@@ -253,7 +258,7 @@ impl Control {
     /// [`WaitResult::NotFound`]. Other failures are errors.
     pub fn wait_event(&self, id: &Uuid, timeout_ms: u32) -> Result<WaitResult> {
         let mut arg = uapi::BlksnapSnapshotEvent {
-            id: (*id).into(),
+            id: raw_id(id),
             timeout_ms,
             ..uapi::BlksnapSnapshotEvent::default()
         };
@@ -367,7 +372,7 @@ impl BlockDevice {
     /// Adds the device to snapshot `id` (SNAPSHOTADD). The blksnap filter
     /// must be attached.
     pub fn snapshot_add(&self, id: &Uuid) -> Result<()> {
-        let mut arg = uapi::BlksnapSnapshotadd { id: (*id).into() };
+        let mut arg = uapi::BlksnapSnapshotadd { id: raw_id(id) };
         let what = format!("adding the device to snapshot {id} (SNAPSHOTADD)");
         // SAFETY: SNAPSHOTADD reads one `blksnap_snapshotadd`, which has no
         // pointers.
@@ -418,12 +423,10 @@ impl SnapshotInfo {
         (!self.image.is_empty()).then(|| Path::new("/dev").join(&self.image))
     }
 
-    /// Returns the image's device node as text, or the empty string if there
-    /// is none.
+    /// Returns the image's device node as text, as the upstream tool prints
+    /// it: `/dev/NAME`, or `/dev/` alone if there is none.
     fn image_text(&self) -> String {
-        self.image_path()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default()
+        format!("/dev/{}", self.image)
     }
 }
 
@@ -449,8 +452,8 @@ pub enum InfoField {
 }
 
 /// Formats snapshot info the way `blksnap snapshot_info` prints it:
-/// `error_code=N` and `image=/dev/NAME` (`image=` before the take), each
-/// line ending in a newline.
+/// `error_code=N` and `image=/dev/NAME` (`image=/dev/` before the take, as
+/// the upstream tool prints it), each line ending in a newline.
 pub fn format_snapshot_info(info: &SnapshotInfo) -> String {
     format!(
         "error_code={}\nimage={}\n",
@@ -460,7 +463,7 @@ pub fn format_snapshot_info(info: &SnapshotInfo) -> String {
 }
 
 /// Formats one field the way `blksnap snapshot_info --field` prints it:
-/// only the value, on one line (empty for an image not there yet).
+/// only the value, on one line (`/dev/` for an image not there yet).
 pub fn format_snapshot_info_field(info: &SnapshotInfo, field: InfoField) -> String {
     match field {
         InfoField::Image => format!("{}\n", info.image_text()),
@@ -468,10 +471,17 @@ pub fn format_snapshot_info_field(info: &SnapshotInfo, field: InfoField) -> Stri
     }
 }
 
-/// Formats snapshot identifiers the way `snapshot_collect` and
-/// `snapshot_create` print them: one per line.
+/// Formats snapshot identifiers the way `snapshot_create` prints them: one
+/// per line.
 pub fn format_ids(ids: &[Uuid]) -> String {
     ids.iter().map(|id| format!("{id}\n")).collect()
+}
+
+/// Formats snapshot identifiers the way `snapshot_collect` prints them, as
+/// the upstream tool does: each followed by a space on its own line, then
+/// an empty line (only the empty line when there are none).
+pub fn format_collect(ids: &[Uuid]) -> String {
+    ids.iter().map(|id| format!("{id} \n")).collect::<String>() + "\n"
 }
 
 #[cfg(test)]
@@ -535,7 +545,7 @@ mod tests {
         );
         assert_eq!(
             format_snapshot_info(&SnapshotInfo::default()),
-            "error_code=0\nimage=\n"
+            "error_code=0\nimage=/dev/\n"
         );
     }
 
@@ -554,7 +564,10 @@ mod tests {
             "-5\n"
         );
         let empty = SnapshotInfo::default();
-        assert_eq!(format_snapshot_info_field(&empty, InfoField::Image), "\n");
+        assert_eq!(
+            format_snapshot_info_field(&empty, InfoField::Image),
+            "/dev/\n"
+        );
         assert_eq!(
             format_snapshot_info_field(&empty, InfoField::ErrorCode),
             "0\n"
@@ -569,6 +582,20 @@ mod tests {
             format_ids(&[ID, Uuid::default()]),
             "01234567-89ab-cdef-fedc-ba9876543210\n\
              00000000-0000-0000-0000-000000000000\n"
+        );
+    }
+
+    #[test]
+    fn collect_is_the_upstream_tools_list() {
+        assert_eq!(format_collect(&[]), "\n");
+        assert_eq!(
+            format_collect(&[ID]),
+            "01234567-89ab-cdef-fedc-ba9876543210 \n\n"
+        );
+        assert_eq!(
+            format_collect(&[ID, Uuid::default()]),
+            "01234567-89ab-cdef-fedc-ba9876543210 \n\
+             00000000-0000-0000-0000-000000000000 \n\n"
         );
     }
 

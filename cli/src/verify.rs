@@ -26,11 +26,10 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::Path;
 
-use crate::backup::{checksum_path, parse_checksum_line};
+use crate::backup::{checksum_path, parse_checksum_line, sha256_reader};
 use crate::cancel::{Cancel, CancelRead};
 use crate::plan::ByteRange;
 use crate::sectors::SECTOR_SIZE;
-use crate::sha256::{sha256_reader, to_hex};
 use crate::{Error, Result};
 
 /// Bytes read from each source at once.
@@ -265,7 +264,7 @@ pub fn check_checksum(
     let reading = |e| Error::new(format!("cannot read {}", file.display()), e);
     let f = File::open(file).map_err(reading)?;
     let mut checked = CancelRead::new(f, cancel);
-    let actual = to_hex(&sha256_reader(&mut checked, progress).map_err(reading)?);
+    let actual = sha256_reader(&mut checked, progress).map_err(reading)?;
     Ok(ChecksumCheck { expected, actual })
 }
 
@@ -413,9 +412,7 @@ mod tests {
         fs::write(&file, &data).unwrap();
         let err = check_checksum(&file, &Cancel::new(), &mut |_| {}).unwrap_err();
         assert_eq!(err.errno(), Some(libc::ENOENT));
-        let mut h = crate::sha256::Sha256::new();
-        h.update(&data);
-        let hex = to_hex(&h.finish());
+        let hex = sha256_reader(&mut &data[..], &mut |_| {}).unwrap();
         fs::write(checksum_path(&file), format!("{hex}  a.img\n")).unwrap();
         let mut seen = 0;
         let c = check_checksum(&file, &Cancel::new(), &mut |n| seen += n).unwrap();

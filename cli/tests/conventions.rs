@@ -138,7 +138,10 @@ fn snapshot_commands_without_the_control_device_are_one_line_with_status_1() {
 fn markdirtyblock_help_states_the_output_format() {
     let out = blksnap(&["markdirtyblock", "--help"]);
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(help.contains("one SECTOR:COUNT per line"), "{help}");
+    assert!(
+        help.contains("allocate range: ofs=SECTOR cnt=COUNT"),
+        "{help}"
+    );
 }
 
 #[test]
@@ -256,7 +259,11 @@ fn snapshot_help_states_the_output_formats() {
             &["snapshot_create", "--help"][..],
             "Prints only the new UUID",
         ),
-        (&["snapshot_collect", "--help"], "one per line"),
+        (&["snapshot_collect", "--help"], "then an empty line"),
+        (
+            &["snapshot_watcher", "--help"],
+            "Snapshot watcher finished.",
+        ),
         (&["snapshot_info", "--help"], "image=/dev/NAME"),
         (&["snapshot_info", "--help"], "error_code=N"),
         (&["snapshot_waitevent", "--help"], "result=not found"),

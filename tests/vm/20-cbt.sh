@@ -205,7 +205,11 @@ test_cbt_markdirtyblock_file_form() {
 	dd if=/dev/urandom of="$mnt/f" bs=64k count=3 status=none
 	sync
 	ft_attach "$dev"
+	# As the upstream tool prints it: the device, then each extent.
 	out=$("$BLKSNAP" markdirtyblock -f "$mnt/f")
+	expect_eq "the device markdirtyblock -f names" "device path: '/dev/block/$(cat "/sys/class/block/${dev##*/}/dev")'" \
+		"$(head -n 1 <<<"$out")"
+	out=$(sed -n 's/^allocate range: ofs=\([0-9]*\) cnt=\([0-9]*\)$/\1:\2/p' <<<"$out")
 	[ -n "$out" ] || fail "markdirtyblock -f printed no ranges"
 	# The printed ranges are the file's extents: compare with filefrag.
 	local want="" start len

@@ -196,11 +196,13 @@ sn_block_written() {
 	[ "$(dd if="$1" bs=4k skip="$2" count=1 iflag=direct status=none | tr -d '\0' | wc -c)" -gt 0 ]
 }
 
-# sn_collect: the UUIDs snapshot_collect prints, sorted -> $REPLY.
+# sn_collect: the UUIDs snapshot_collect prints (each followed by a space
+# on its own line, then an empty line, as the upstream tool prints them),
+# sorted -> $REPLY.
 sn_collect() {
 	local out
 	out=$("$BLKSNAP" snapshot_collect) || fail "snapshot_collect failed"
-	REPLY=$(sort <<<"$out")
+	REPLY=$(awk 'NF { print $1 }' <<<"$out" | sort)
 }
 
 # sn_used DIR: prints the bytes used on the filesystem of DIR.
@@ -355,7 +357,7 @@ test_snapshot_point_in_time_under_concurrent_writes() {
 	id=$REPLY
 	out=$("$BLKSNAP" snapshot_info -d "$dev")
 	expect_eq "snapshot_info before the take" "error_code=0
-image=" "$out"
+image=/dev/" "$out"
 	sn_take "$id"
 	sn_image "$dev"
 	img=$REPLY
@@ -388,7 +390,7 @@ image=$img" "$out"
 	ft_wait 10 test ! -e "$img" || fail "$img still present after destroy"
 	sn_verify "$dev" 2 "the original after destroy"
 	expect_eq "snapshot_info after destroy" "error_code=0
-image=" "$("$BLKSNAP" snapshot_info -d "$dev")"
+image=/dev/" "$("$BLKSNAP" snapshot_info -d "$dev")"
 }
 
 test_snapshot_ext4_mounted_and_written() {
@@ -711,6 +713,9 @@ test_snapshot_collect_watcher_and_waitevent() {
 	local store=$REPLY a b pid rc=0 t0 t1 out
 	sn_collect
 	expect_eq "snapshot_collect with no snapshots" "" "$REPLY"
+	# The upstream tool's form, to the byte: only an empty line.
+	out=$("$BLKSNAP" snapshot_collect; echo .)
+	expect_eq "snapshot_collect output with no snapshots" "$(printf '\n.')" "$out"
 	sn_create "$store" 16M
 	a=$REPLY
 	sn_create "$store" 16M
@@ -718,6 +723,10 @@ test_snapshot_collect_watcher_and_waitevent() {
 	[ "$a" != "$b" ] || fail "two snapshots got the same id $a"
 	sn_collect
 	expect_eq "snapshot_collect with two snapshots" "$(printf '%s\n' "$a" "$b" | sort)" "$REPLY"
+	# Each id followed by a space, then an empty line.
+	out=$("$BLKSNAP" snapshot_collect; echo .)
+	[ "$out" = "$(printf '%s \n%s \n\n.' "$a" "$b")" ] || [ "$out" = "$(printf '%s \n%s \n\n.' "$b" "$a")" ] ||
+		fail "snapshot_collect printed '$out'"
 
 	# The watcher of a runs until a is destroyed, then exits 0.
 	"$BLKSNAP" snapshot_watcher -i "$a" >"$FT_DIR/watcher.log" 2>&1 &
@@ -729,6 +738,9 @@ test_snapshot_collect_watcher_and_waitevent() {
 	ft_wait 10 sn_exited "$pid" || fail "snapshot_watcher still runs 10 s after destroy"
 	wait "$pid" || rc=$?
 	expect_eq "exit status of snapshot_watcher" 0 "$rc"
+	expect_eq "what snapshot_watcher printed" "Start snapshot watcher.
+The snapshot no longer exists.
+Snapshot watcher finished." "$(cat "$FT_DIR/watcher.log")"
 	sn_collect
 	expect_eq "snapshot_collect after destroying one" "$b" "$REPLY"
 

@@ -310,7 +310,7 @@ test_snapshot_more_two_snapshots_side_by_side() {
 	sn_image "$a"
 	ia=$REPLY
 	expect_eq "snapshot_info -d $b before its snapshot is taken" "error_code=0
-image=" "$("$BLKSNAP" snapshot_info -d "$b")"
+image=/dev/" "$("$BLKSNAP" snapshot_info -d "$b")"
 	"$TAGBLK" write "$a" --gen 2 --jobs 2 --seed 1 >/dev/null
 	"$TAGBLK" write "$b" --gen 2 --jobs 2 --seed 2 >/dev/null
 	sn_take "$idb"
@@ -340,7 +340,7 @@ image=" "$("$BLKSNAP" snapshot_info -d "$b")"
 	ft_wait 10 test ! -e "$ia" || fail "$ia still present after destroy"
 	[ -b "$ib" ] || fail "$ib went away with the other snapshot"
 	expect_eq "snapshot_info -d $a after its destroy" "error_code=0
-image=" "$("$BLKSNAP" snapshot_info -d "$a")"
+image=/dev/" "$("$BLKSNAP" snapshot_info -d "$a")"
 	sn_collect
 	expect_eq "snapshot_collect after one destroy" "$idb" "$REPLY"
 	"$TAGBLK" write "$b" --gen 4 --offset 4M --len 4M --jobs 2 --seed 5 >/dev/null

@@ -72,7 +72,9 @@ test_upstream_style_script() {
 	}
 	id=$(sed -n 's/^id=//p' <<<"$out")
 	sn_uuid_ok "$id" || fail "no UUID from snapshot_create: $out"
-	local expected
+	# snapshot_collect prints each id followed by a space, then an empty
+	# line, as the upstream tool does.
+	local expected sp=' '
 	expected="id=$id
 image_1=/dev/blksnap-image_$(sn_devnum "$a")
 image_2=/dev/blksnap-image_$(sn_devnum "$b")
@@ -81,9 +83,11 @@ image=/dev/blksnap-image_$(sn_devnum "$a")
 image_1 holds the take
 image_2 holds the take
 collect:
-$id
+$id$sp
+
 watcher ended
 collect after destroy:
+
 changes_number=1
 done"
 	expect_eq "what the upstream-style script printed" "$expected" "$out"
