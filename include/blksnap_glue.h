@@ -170,7 +170,7 @@ void blksnap_disk_gone(struct gendisk *disk, struct block_device *part);
 void blksnap_disk_changed(struct gendisk *disk, struct block_device *part);
 void blksnap_reap_filters(void);
 void blksnap_image_submit_bio(void *owner, struct bio *bio);
-bool blksnap_image_read_valid(void *owner, struct bio *bio);
+bool blksnap_image_read_valid(void *owner, struct bio *bio, bool original);
 void blksnap_image_read_done(void *owner);
 void blksnap_image_read_retry(void *owner, struct bio *bio);
 #endif

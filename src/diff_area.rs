@@ -70,7 +70,7 @@ const SECTOR_SHIFT: u32 = chunk::SECTOR_SHIFT;
 
 /// Storage is handed out in whole pages, the unit of chunk buffers, so
 /// every stored copy is aligned for direct I/O.
-const PAGE_SECTORS: u64 = 8;
+const PAGE_SECTORS: u64 = (kernel::page::PAGE_SIZE >> SECTOR_SHIFT) as u64;
 
 const COW_WORK: u64 = 0;
 const READ_WORK: u64 = 1;
@@ -261,7 +261,7 @@ impl DiffArea {
         let chunk_bytes = chunk::chunk_buffer_bytes(capacity, shift);
         let max_in_memory = params::chunk_maximum_in_queue().max(1) as usize;
         let queue_bytes = (max_in_memory as u64).saturating_mul(8);
-        let total = chunk_bytes.saturating_mul(3).saturating_add(queue_bytes);
+        let total = chunk_bytes.saturating_mul(4).saturating_add(queue_bytes);
         if chunk_bytes > MAX_ALLOCATION || !params::memory_allows(total) {
             pr_warn!(
                 "a take of {} sectors in chunks of 2^{} bytes needs {} MiB: refused\n",
@@ -272,10 +272,14 @@ impl DiffArea {
             return Err(ENOMEM);
         }
         let chunk_bytes = usize::try_from(chunk_bytes).map_err(|_| ENOMEM)?;
-        let pages = u32::try_from(chunk_bytes.div_ceil(4096)).map_err(|_| ENOMEM)?;
-        let pool = PagePool::new(pages)?;
+        let pages = chunk_bytes.div_ceil(kernel::page::PAGE_SIZE);
+        // Two chunks in reserve: the image worker's buffer may take one if
+        // memory is short at the take; one is always left for copies.
+        let pool = PagePool::new(u32::try_from(pages * 2).map_err(|_| ENOMEM)?)?;
         let scratch = ChunkBuf::new(&pool, chunk_bytes).ok_or(ENOMEM)?;
-        let store_queue = StoreQueue::new(max_in_memory)?;
+        // One more than the chunks of copies: an image write copies one
+        // chunk beyond the bound.
+        let store_queue = StoreQueue::new(max_in_memory + 1)?;
         Arc::pin_init(
             try_pin_init!(Self {
                 chunks: ChunkMap::new()?,
@@ -424,6 +428,9 @@ impl DiffArea {
         for index in chunks {
             let chunk = match self.chunks.get(index) {
                 Some(chunk) => chunk,
+                // Closed meanwhile: no new copy after destroy saw the area
+                // idle.
+                None if self.is_stopped() => return bio.map_or(Dispatch::Held, Dispatch::Pass),
                 None => {
                     let busy = self.in_memory.load(Ordering::Acquire);
                     let started = if busy >= self.max_in_memory {
@@ -730,9 +737,15 @@ impl DiffArea {
         )
     }
 
-    /// A clone of an image read completed: may its data be trusted?
-    pub(crate) fn remapped_read_valid(&self, bio: &Bio) -> bool {
-        self.reads_original(bio)
+    /// A clone of an image read completed, sent to the original or (not
+    /// `original`) to the storage: may its data be trusted? Once the
+    /// snapshot is corrupted or closing, no image read succeeds.
+    pub(crate) fn remapped_read_valid(&self, bio: &Bio, original: bool) -> bool {
+        if original {
+            self.reads_original(bio)
+        } else {
+            !self.is_stopped()
+        }
     }
 
     /// A clone's image read was completed.
@@ -746,13 +759,16 @@ impl DiffArea {
         self.remapped.fetch_sub(1, Ordering::AcqRel);
     }
 
-    /// Waits until no clone of an image read and no read or store of a
-    /// chunk is in flight: after [`DiffArea::close`], every held bio has
-    /// then gone back to the workers.
+    /// Whether no clone of an image read and no read or store of a chunk
+    /// is in flight.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.remapped.load(Ordering::Acquire) == 0 && self.in_memory.load(Ordering::Acquire) == 0
+    }
+
+    /// Waits until [`DiffArea::is_idle`]: after [`DiffArea::close`], every
+    /// held bio has then gone back to the workers.
     pub(crate) fn wait_idle(&self) {
-        while self.remapped.load(Ordering::Acquire) != 0
-            || self.in_memory.load(Ordering::Acquire) != 0
-        {
+        while !self.is_idle() {
             snapio::msleep(1);
         }
     }
@@ -835,7 +851,14 @@ impl DiffArea {
         len: usize,
     ) -> Result {
         let storage = self.storage.file();
-        let read = match storage.read_into_bio(place + within, bio, offset, len) {
+        // A storage device is read with bios, never through its page
+        // cache, which the stores (bios too) do not update.
+        let direct = if storage.is_block_device() {
+            Err(EINVAL)
+        } else {
+            storage.read_into_bio(place + within, bio, offset, len)
+        };
+        let read = match direct {
             // Direct I/O wants aligned pieces: read the chunk whole.
             Err(e) if e == EINVAL => {
                 let (_, sectors) =
@@ -933,7 +956,10 @@ impl DiffArea {
             offset += len;
             sector += n;
         }
-        bio.end(Ok(()));
+        // Once corrupted, writes pass uncopied: data just read from memory
+        // or the storage may be theirs.
+        let result = if self.is_stopped() { Err(EIO) } else { Ok(()) };
+        bio.end(result);
     }
 
     fn run_reads(&self) {

@@ -29,6 +29,7 @@ use crate::glue::block::{BdevRef, BlockDevice};
 use crate::glue::errno;
 use crate::glue::hooks::{self, ModuleRef, RegistryLock};
 use crate::glue::random;
+use crate::glue::rcu;
 use crate::glue::snapio::{self, UserPath};
 use crate::glue::uaccess::{self, Abi};
 use crate::placement::Footprint;
@@ -79,10 +80,21 @@ impl Snapshot {
     /// the areas has run: every held write is passed on, every image bio
     /// ended.
     fn release(&mut self) {
-        for area in self.members.iter().filter_map(|m| m.area.as_ref()) {
-            area.wait_idle();
+        let areas = || self.members.iter().filter_map(|m| m.area.as_ref());
+        loop {
+            for area in areas() {
+                area.wait_idle();
+            }
+            // The completions that ended the last I/O have returned (they
+            // run in RCU read sections) and queued what they queue; the
+            // work they and the closing queued has run. A worker that was
+            // starting a copy as the area closed shows here.
+            rcu::synchronize();
+            snapio::flush_queue();
+            if areas().all(|a| a.is_idle()) {
+                break;
+            }
         }
-        snapio::flush_queue();
         for m in self.members.iter_mut() {
             m.area = None;
         }

@@ -16,7 +16,9 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/fs.h>
+#include <linux/highmem.h>
 #include <linux/mempool.h>
+#include <linux/rcupdate.h>
 #include <linux/slab.h>
 #include <linux/uio.h>
 #include <linux/xarray.h>
@@ -92,7 +94,7 @@ struct blksnap_buf *blksnap_buf_alloc(mempool_t *pool, size_t bytes)
 	struct blksnap_buf *buf;
 	unsigned int i;
 
-	buf = kzalloc(struct_size(buf, bv, nr), GFP_NOIO | __GFP_NOWARN);
+	buf = kvzalloc(struct_size(buf, bv, nr), GFP_NOIO | __GFP_NOWARN);
 	if (!buf)
 		return NULL;
 	buf->pool = pool;
@@ -109,7 +111,7 @@ void blksnap_buf_free(struct blksnap_buf *buf)
 
 	for (i = 0; i < buf->nr; i++)
 		mempool_free(buf->bv[i].bv_page, buf->pool);
-	kfree(buf);
+	kvfree(buf);
 }
 
 /*
@@ -153,14 +155,22 @@ void blksnap_buf_from_bio(struct blksnap_buf *buf, size_t buf_off,
 
 /* ---- I/O of chunk buffers ----------------------------------------------- */
 
+/*
+ * The end of the buffer's I/O. The owner's callback runs in an RCU read
+ * section, so a synchronize_rcu() after the owner saw its last I/O end
+ * also waits until that callback has returned.
+ */
 static void buf_io_put(struct blksnap_buf *buf)
 {
 	if (!atomic_dec_and_test(&buf->pending))
 		return;
-	if (buf->done)
+	if (buf->done) {
 		complete(buf->done);
-	else
-		buf->end(buf->owner, buf->cookie, buf->index, buf->error);
+		return;
+	}
+	rcu_read_lock();
+	buf->end(buf->owner, buf->cookie, buf->index, buf->error);
+	rcu_read_unlock();
 }
 
 static void buf_io_error(struct blksnap_buf *buf, int err)
@@ -295,14 +305,26 @@ static void buf_storage_submit(struct blksnap_buf *buf, struct file *storage,
 		buf_submit_file(buf, storage, sector);
 }
 
+/* Zeroes the buffer from byte bytes to the end of its page. */
+static void buf_zero_tail(struct blksnap_buf *buf, size_t bytes)
+{
+	unsigned int i = bytes >> PAGE_SHIFT;
+
+	if (i < buf->nr && offset_in_page(bytes))
+		memzero_page(buf->bv[i].bv_page, offset_in_page(bytes),
+			     PAGE_SIZE - offset_in_page(bytes));
+}
+
 /*
- * Writes bytes of the buffer (rounded up to whole pages) at sector of the
- * storage; reported like blksnap_buf_read_original().
+ * Writes bytes of the buffer (rounded up to whole pages, the rest of the
+ * last page zeroed) at sector of the storage; reported like
+ * blksnap_buf_read_original().
  */
 void blksnap_buf_store(struct blksnap_buf *buf, struct file *storage,
 		       u64 sector, size_t bytes, blksnap_io_end_t end,
 		       void *owner, const void *cookie, u64 index)
 {
+	buf_zero_tail(buf, bytes);
 	buf_start(buf, round_up(bytes, PAGE_SIZE), true);
 	buf->end = end;
 	buf->owner = owner;

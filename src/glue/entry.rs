@@ -105,19 +105,20 @@ extern "C" fn blksnap_image_submit_bio(owner: *mut kernel::ffi::c_void, bio: *mu
     DiffArea::on_image_bio(&area.into(), bio);
 }
 
-/// A clone sent by `DiffArea::on_image_bio` to the original completed: may
-/// its data be trusted? Runs in the completion's context, maybe an
-/// interrupt.
+/// A clone sent by `DiffArea::on_image_bio` to the `original` (or to the
+/// storage) completed: may its data be trusted? Runs in the completion's
+/// context, maybe an interrupt.
 #[no_mangle]
 extern "C" fn blksnap_image_read_valid(
     owner: *mut kernel::ffi::c_void,
     bio: *mut bindings::bio,
+    original: bool,
 ) -> bool {
     // SAFETY: the image bio stays owned by the clone's context until done.
     let bio = unsafe { Bio::from_raw(bio) };
     // SAFETY: the area counts the clone in flight and outlives it.
     let area = unsafe { &*owner.cast::<DiffArea>() };
-    area.remapped_read_valid(bio)
+    area.remapped_read_valid(bio, original)
 }
 
 /// A clone's image bio was completed. May run in an interrupt.

@@ -707,7 +707,7 @@ struct remap_ctx {
 	struct work_struct work;
 	struct bio *parent;
 	void *owner;
-	/* Whether the data must be checked: a read of the original. */
+	/* Whether it reads the original (or the storage). */
 	bool check;
 };
 
@@ -719,22 +719,30 @@ static void remap_retry_fn(struct work_struct *work)
 	kfree(ctx);
 }
 
+/*
+ * Runs in an RCU read section, so a synchronize_rcu() after the owner saw
+ * its last clone end also waits until this has returned.
+ */
 static void remap_end_io(struct bio *clone)
 {
 	struct remap_ctx *ctx = clone->bi_private;
+	void *owner = ctx->owner;
 	blk_status_t status = clone->bi_status;
 
 	bio_put(clone);
-	if (status == BLK_STS_OK && ctx->check &&
-	    !blksnap_image_read_valid(ctx->owner, ctx->parent)) {
+	rcu_read_lock();
+	if (status == BLK_STS_OK &&
+	    !blksnap_image_read_valid(ctx->owner, ctx->parent, ctx->check)) {
 		INIT_WORK(&ctx->work, remap_retry_fn);
 		queue_work(snapshot_wq, &ctx->work);
+		rcu_read_unlock();
 		return;
 	}
 	ctx->parent->bi_status = status;
 	bio_endio(ctx->parent);
-	blksnap_image_read_done(ctx->owner);
 	kfree(ctx);
+	blksnap_image_read_done(owner);
+	rcu_read_unlock();
 }
 
 static bool remap(struct bio *bio, struct block_device *bdev, u64 sector,
@@ -773,14 +781,19 @@ bool blksnap_image_remap_read(struct bio *bio, struct block_device *original,
 
 /*
  * Sends image read bio, which lies in one stored chunk, to sector of a
- * storage that is a block device; false if it is not, or if memory is
- * short. Its data needs no check; the owner learns of its completion
- * through blksnap_image_read_done().
+ * storage that is a block device; false if it is not, if the read is not
+ * aligned to the storage's logical blocks, or if memory is short. The
+ * owner learns its outcome like that of blksnap_image_remap_read().
  */
 bool blksnap_image_remap_storage(struct bio *bio, struct file *storage,
 				 u64 sector, void *owner)
 {
+	unsigned int mask;
+
 	if (!storage_is_bdev(storage))
+		return false;
+	mask = bdev_logical_block_size(file_bdev(storage)) - 1;
+	if (((sector << SECTOR_SHIFT) | bio->bi_iter.bi_size) & mask)
 		return false;
 	return remap(bio, file_bdev(storage), sector, owner, false);
 }

@@ -7,27 +7,34 @@
 # 30-snapshot.sh.
 # shellcheck shell=bash
 
-EN_SYSCTLS=()
+EN_RATIOS=
 
-# en_sysctl NAME VALUE: sets /proc/sys/vm/NAME; en_cleanup restores it.
-en_sysctl() {
-	EN_SYSCTLS+=("$1=$(cat "/proc/sys/vm/$1")")
-	echo "$2" >"/proc/sys/vm/$1"
+# en_dirty_limit BYTES BACKGROUND-BYTES: sets the dirty limits in bytes;
+# en_restore_dirty_limit (and en_cleanup) restore the ratios they replace
+# (a limit in bytes cannot be set back to 0: setting a ratio clears it).
+en_dirty_limit() {
+	EN_RATIOS="$(cat /proc/sys/vm/dirty_ratio) $(cat /proc/sys/vm/dirty_background_ratio)"
+	echo "$1" >/proc/sys/vm/dirty_bytes
+	echo "$2" >/proc/sys/vm/dirty_background_bytes
+}
+
+en_restore_dirty_limit() {
+	[ -n "$EN_RATIOS" ] || return 0
+	echo "${EN_RATIOS% *}" >/proc/sys/vm/dirty_ratio
+	echo "${EN_RATIOS#* }" >/proc/sys/vm/dirty_background_ratio
+	EN_RATIOS=
 }
 
 en_begin() {
-	EN_SYSCTLS=()
+	EN_RATIOS=
 	sn_begin
 	trap en_cleanup EXIT
 }
 
 en_cleanup() {
 	set +e
-	local i
+	en_restore_dirty_limit
 	sn_cleanup
-	for ((i = ${#EN_SYSCTLS[@]} - 1; i >= 0; i--)); do
-		echo "${EN_SYSCTLS[i]#*=}" >"/proc/sys/vm/${EN_SYSCTLS[i]%%=*}"
-	done 2>/dev/null
 	echo 256 >/sys/module/blksnap/parameters/chunk_maximum_in_queue 2>/dev/null
 	return 0
 }
@@ -45,6 +52,13 @@ en_ext4() {
 # en_slab_kib: the kernel's slab and vmalloc use, in KiB.
 en_slab_kib() {
 	awk '/^(Slab|VmallocUsed):/ { kib += $2 } END { print kib }' /proc/meminfo
+}
+
+# en_table_bytes: the bytes of the slab caches the chunk table lives in:
+# its entries (kmalloc-64, or larger with lock debugging) and the nodes of
+# its xarray.
+en_table_bytes() {
+	awk '$1 ~ /^(kmalloc-(64|96|128)|radix_tree_node)$/ { b += $2 * $4 } END { print b }' /proc/slabinfo
 }
 
 test_engine_member_dirty_pages_under_a_tiny_dirty_limit() {
@@ -70,8 +84,7 @@ test_engine_member_dirty_pages_under_a_tiny_dirty_limit() {
 	# be written back; with a dirty limit this small, a copy-on-write that
 	# went through the storage's page cache is throttled by the member's
 	# own dirty pages.
-	en_sysctl dirty_bytes 1048576
-	en_sysctl dirty_background_bytes 524288
+	en_dirty_limit 1048576 524288
 	(
 		dd if=/dev/urandom of="$member/after" bs=1M count=96 status=none &&
 			rm "$member/before" && sync
@@ -80,7 +93,7 @@ test_engine_member_dirty_pages_under_a_tiny_dirty_limit() {
 	SN_PIDS+=("$pid")
 	ft_wait 240 sn_exited "$pid" || fail "buffered writes to the member did not finish within 240 s"
 	wait "$pid" || fail "buffered writes to the member failed"
-	en_cleanup_sysctls
+	en_restore_dirty_limit
 	sn_mount ext4 "$img" "$FT_DIR/image" ro,noload
 	[ -f "$FT_DIR/image/before" ] || fail "the image lost the file deleted after the take"
 	after=$(sha256sum <"$FT_DIR/image/before")
@@ -90,16 +103,6 @@ test_engine_member_dirty_pages_under_a_tiny_dirty_limit() {
 	fsck.ext4 -fn "$img" >/dev/null || fail "fsck of the image failed"
 	expect_eq "snapshot_info -f error_code" 0 "$("$BLKSNAP" snapshot_info -d "$dev" -f error_code)"
 	sn_destroy "$id"
-}
-
-# en_cleanup_sysctls: restores the sysctls early, so the checks run at the
-# usual limits.
-en_cleanup_sysctls() {
-	local i
-	for ((i = ${#EN_SYSCTLS[@]} - 1; i >= 0; i--)); do
-		echo "${EN_SYSCTLS[i]#*=}" >"/proc/sys/vm/${EN_SYSCTLS[i]%%=*}"
-	done
-	EN_SYSCTLS=()
 }
 
 test_engine_one_chunk_in_memory_keeps_the_image_exact() {
@@ -143,7 +146,7 @@ test_engine_one_chunk_in_memory_keeps_the_image_exact() {
 
 test_engine_take_of_a_100_tib_member_and_memory_per_chunk() {
 	en_begin
-	local xfsdir backing dev store id img mem_before mem_taken mem_touched n=512 i per_chunk
+	local xfsdir backing dev store id img mem_before mem_taken mem_table mem_touched n=512 i per_chunk
 	sn_tmpfs 1200M
 	# A 100 TiB member: a sparse file on xfs (whose files may be that large)
 	# over a loop device.
@@ -155,7 +158,8 @@ test_engine_take_of_a_100_tib_member_and_memory_per_chunk() {
 	FT_MOUNTS+=("$xfsdir")
 	backing=$xfsdir/big
 	truncate -s 100T "$backing"
-	ft_loop_file "$backing"
+	# Direct I/O: no page cache of the backing file in the figures below.
+	ft_loop_file "$backing" --direct-io=on
 	dev=$REPLY
 	expect_eq "size of the member" $((100 << 40)) "$(blockdev --getsize64 "$dev")"
 	ft_attach "$dev"
@@ -172,6 +176,7 @@ test_engine_take_of_a_100_tib_member_and_memory_per_chunk() {
 		fail "the take of a 100 TiB member took $((mem_taken - mem_before)) KiB"
 	sn_image "$dev"
 	img=$REPLY
+	mem_table=$(en_table_bytes)
 	# One 4 KiB write in each of $n chunks spread over the device.
 	for ((i = 0; i < n; i++)); do
 		echo $((i * (100 << 40) / n / 4096))
@@ -180,18 +185,18 @@ test_engine_take_of_a_100_tib_member_and_memory_per_chunk() {
 		dd if=/dev/urandom of="$dev" bs=4k seek="$i" count=1 oflag=direct conv=notrunc status=none
 	done <"$FT_DIR/blocks"
 	sync
-	mem_touched=$(en_slab_kib)
-	per_chunk=$(((mem_touched - mem_taken) * 1024 / n))
-	echo "slab and vmalloc per touched chunk: $per_chunk bytes ($n chunks far apart)"
+	mem_touched=$(en_table_bytes)
+	per_chunk=$(((mem_touched - mem_table) / n))
+	echo "chunk table per touched chunk: $per_chunk bytes ($n chunks far apart)"
 	[ "$per_chunk" -lt 4096 ] || fail "a touched chunk costs $per_chunk bytes"
 	# Chunks next to each other share the nodes of the chunk table.
+	mem_table=$(en_table_bytes)
 	dd if=/dev/urandom of="$dev" bs=256k seek=4096 count="$n" oflag=direct conv=notrunc status=none
 	sync
-	mem_taken=$mem_touched
-	mem_touched=$(en_slab_kib)
-	per_chunk=$(((mem_touched - mem_taken) * 1024 / n))
-	echo "slab and vmalloc per touched chunk: $per_chunk bytes ($n chunks in a row)"
-	[ "$per_chunk" -lt 1024 ] || fail "a touched chunk costs $per_chunk bytes"
+	mem_touched=$(en_table_bytes)
+	per_chunk=$(((mem_touched - mem_table) / n))
+	echo "chunk table per touched chunk: $per_chunk bytes ($n chunks in a row)"
+	[ "$per_chunk" -lt 512 ] || fail "a touched chunk costs $per_chunk bytes"
 	# The image still reads the zeroes of the take there, the original not.
 	for i in 0 $(((100 << 40) / 2 / 4096)) $(((100 << 40) / 4096 - 1)); do
 		sn_block_written "$img" "$i" && fail "image block $i is not the zeroes of the take"
