@@ -55,6 +55,7 @@ module! {
 struct Blksnap {
     _control: glue::miscdev::Registration<ctl::Control>,
     _filters: blkfilter::Layer,
+    _snapshots: glue::debugfs::Counters<0>,
     _debugfs: glue::debugfs::Root,
     _queue: glue::snapio::WorkQueue,
 }
@@ -62,6 +63,7 @@ struct Blksnap {
 impl kernel::Module for Blksnap {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let debugfs = glue::debugfs::Root::create(c_str!("blksnap"), module);
+        let snapshots = snapshot::status::create()?;
         let queue = glue::snapio::WorkQueue::create()?;
         let filters = blkfilter::Layer::start()?;
         let control = glue::miscdev::Registration::register(ctl::NAME, 0o600, module)?;
@@ -73,6 +75,7 @@ impl kernel::Module for Blksnap {
         Ok(Self {
             _control: control,
             _filters: filters,
+            _snapshots: snapshots,
             _debugfs: debugfs,
             _queue: queue,
         })

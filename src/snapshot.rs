@@ -39,6 +39,8 @@ use crate::storage::StorageAccount;
 use crate::tracker::TrackerCore;
 use crate::uapi;
 
+pub(crate) mod status;
+
 /// Events kept for a snapshot nobody waits on; older ones are dropped.
 const MAX_QUEUED_EVENTS: usize = 64;
 
