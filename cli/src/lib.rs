@@ -68,6 +68,7 @@ pub mod progress;
 mod sectors;
 pub mod sha256;
 mod snapshot;
+pub mod status;
 mod uuid;
 pub mod verify;
 
