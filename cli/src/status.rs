@@ -572,6 +572,7 @@ pub fn format_text(status: &Status) -> String {
         .collect();
     out += &table(&["PARAMETER", "VALUE"], &params);
 
+    let members_known = status.snapshots.iter().all(|s| s.members.is_some());
     out += "\ndevices\n";
     if status.devices.is_empty() {
         out += "  none attached\n";
@@ -594,10 +595,12 @@ pub fn format_text(status: &Status) -> String {
                     ]),
                     None => row.extend(std::iter::repeat_n(UNKNOWN.to_owned(), 7)),
                 }
+                // No snapshot, or one whose members are unknown.
+                let none = if members_known { "-" } else { UNKNOWN };
                 row.push(
                     d.snapshot
                         .as_ref()
-                        .map_or("-", |s| s.get(..8).unwrap_or(s))
+                        .map_or(none, |s| s.get(..8).unwrap_or(s))
                         .to_owned(),
                 );
                 row.push(d.image.clone().unwrap_or_else(|| "-".to_owned()));
@@ -856,8 +859,15 @@ snapshots
         assert!(idle.ends_with("\ndevices\n  none attached\n\nsnapshots\n  none\n"));
         s.snapshots = snapshots(&[ID.to_owned()], None, node);
         s.notes.push("the list is missing".to_owned());
+        // A device outside any known snapshot may be in this one.
+        s.devices.push(Device {
+            device: "/dev/loop0".to_owned(),
+            dev_id: "7:0".to_owned(),
+            ..Default::default()
+        });
         let text = format_text(&s);
         assert!(text.contains(&format!("  {ID}  ?      ?        ?        ?     ?     ?\n")));
+        assert!(text.contains("\n  /dev/loop0  7:0      ?     ?      ?       ?         ?        ?      ?           ?         -\n"), "{text}");
         assert!(text.ends_with("\nnote: the list is missing\n"));
     }
 

@@ -179,6 +179,9 @@ test_status_without_debugfs_leaves_details_unknown() {
 	st_expect "snapshot $id listed" "[x['id'] for x in s['snapshots']]" "['$id']"
 	st_expect "state of $id" "$(st_snap "$id")['state']" None
 	st_expect "notes" "len(s['notes'])" 2
+	# Its snapshot is unknown too: '?', not '-'.
+	grep -qE "^  $dev +$n +32MiB +64KiB +512 +0 +0 +\? +[0-9a-f-]{36} +\? +-\$" "$FT_DIR/status.txt" ||
+		fail "no row for $dev with unknowns in: $(cat "$FT_DIR/status.txt")"
 	grep -q "^note: snapshot members, state and storage are unknown" "$FT_DIR/status.txt" ||
 		fail "no note in: $(cat "$FT_DIR/status.txt")"
 }
