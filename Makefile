@@ -12,6 +12,9 @@
 #                   page and the shell completions (cli/install.sh); honours
 #                   DESTDIR and PREFIX (default /usr)
 #   make uninstall  remove what make install installed
+#   make dkms-install    register the module with DKMS (scripts/dkms.sh), which
+#                   builds and installs it for the running kernel and each
+#                   kernel installed later; make dkms-uninstall undoes it
 #   make clean
 #
 # KDIR=/path/to/kernel/build builds against another Rust-enabled kernel and
@@ -47,13 +50,19 @@ bench: module
 demo: module
 	@scripts/demo.sh
 
-.PHONY: install uninstall
+.PHONY: install uninstall dkms-install dkms-uninstall
 
 install: module
 	@DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' cli/install.sh install
 
 uninstall:
 	@DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' cli/install.sh uninstall
+
+dkms-install:
+	@scripts/dkms.sh install
+
+dkms-uninstall:
+	@scripts/dkms.sh uninstall
 
 clean:
 	@source scripts/lib.sh; [ -d "$${KDIR:-$$(kernel_dir)}" ] && module_make clean >/dev/null || true

@@ -9,6 +9,11 @@
 #   KDIR     kernel build tree the module is for (default: the cached test
 #            kernel, as for `make module`); its release names the module
 #            directory, /lib/modules/RELEASE/extra
+#   SIGN_KEY, SIGN_CERT
+#            a private key and its X.509 certificate (a Machine Owner Key
+#            enrolled with mokutil, for Secure Boot): the installed module
+#            is signed with them, by SIGN_FILE (default KDIR/scripts/sign-file,
+#            the kernel's tool) with SHA-256; unsigned when neither is set
 #
 # What is installed (and all that uninstall removes):
 #   $DESTDIR/lib/modules/RELEASE/extra/blksnap.ko
@@ -93,8 +98,20 @@ depmod_files=(modules.dep modules.dep.bin modules.alias modules.alias.bin
 	modules.softdep modules.weakdep modules.symbols modules.symbols.bin
 	modules.builtin.bin modules.builtin.alias.bin modules.devname)
 
+# Checks the signing settings before anything is installed; sets $sign.
+sign=
+check_signing() {
+	[ -n "${SIGN_KEY:-}${SIGN_CERT:-}" ] || return 0
+	[ -n "${SIGN_KEY:-}" ] && [ -n "${SIGN_CERT:-}" ] || die "set both SIGN_KEY and SIGN_CERT to sign the module"
+	[ -r "$SIGN_KEY" ] || die "cannot read the signing key $SIGN_KEY"
+	[ -r "$SIGN_CERT" ] || die "cannot read the signing certificate $SIGN_CERT"
+	sign=${SIGN_FILE:-$kdir/scripts/sign-file}
+	[ -x "$sign" ] || die "$sign not found: set SIGN_FILE to the kernel's sign-file tool"
+}
+
 do_install() {
 	[ -f "$BLKSNAP_ROOT/blksnap.ko" ] || die "blksnap.ko is not built; run make"
+	check_signing
 	# A module built for another kernel would install under the wrong release.
 	local vermagic
 	vermagic=$(PATH=$PATH:/sbin:/usr/sbin modinfo -F vermagic "$BLKSNAP_ROOT/blksnap.ko" 2>/dev/null) || vermagic=
@@ -113,6 +130,10 @@ do_install() {
 		install -D -m "${mode[i]}" "$s" "${dst[i]}"
 		echo "installed ${dst[i]}"
 	done
+	if [ -n "$sign" ]; then
+		"$sign" sha256 "$SIGN_KEY" "$SIGN_CERT" "$moddir/extra/blksnap.ko"
+		echo "signed $moddir/extra/blksnap.ko with $SIGN_CERT"
+	fi
 	run_depmod
 }
 

@@ -48,10 +48,16 @@ check "cargo clippy -D warnings" cargo clippy --workspace --all-targets --color 
 check "rustfmt (user space)" cargo fmt --all --check
 check "rustfmt (module)" rustfmt --check --edition 2021 src/blksnap_rs.rs
 check "module build: no warnings, kernel clippy" scripts/module.sh --check
+# Built again without clippy, as `make install` builds it: otherwise the
+# install test (tests/vm/43-install.sh) rebuilds it in the VM, slowly.
+check "module build (as make install makes it)" scripts/module.sh
 ksrc=$(readlink -f "$(kernel_dir)/source")
 check "checkpatch (C helpers)" "$ksrc/scripts/checkpatch.pl" --no-tree --strict -q -f src/glue/*.c include/blksnap_glue.h
 # The in-VM tests run target/debug/blksnap, tagblk and racer.
 check "user-space build (blksnap, tagblk, racer)" cargo build --workspace --color never
+# The install test (tests/vm/43-install.sh) runs make install, which needs
+# the release CLI: built here, it is up to date in the VM.
+check "user-space release build (blksnap, blksnap-gen)" cargo build --release --locked -p blksnap --bins --color never
 
 if [ -z "$host_only" ]; then
 	msg "in-VM tests"

@@ -64,6 +64,7 @@ module! {
 struct Blksnap {
     _control: glue::miscdev::Registration<ctl::Control>,
     _filters: blkfilter::Layer,
+    _snapshots: glue::debugfs::Counters<0>,
     _debugfs: glue::debugfs::Root,
     _queue: glue::snapio::WorkQueue,
 }
@@ -71,6 +72,7 @@ struct Blksnap {
 impl kernel::Module for Blksnap {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let debugfs = glue::debugfs::Root::create(c_str!("blksnap"), module);
+        let snapshots = snapshot::status::create()?;
         let queue = glue::snapio::WorkQueue::create()?;
         tracker::set_snapshot_ctl(&snapshot::CTL);
         let filters = blkfilter::Layer::start(&tracker::FILTER_TYPE)?;
@@ -83,6 +85,7 @@ impl kernel::Module for Blksnap {
         Ok(Self {
             _control: control,
             _filters: filters,
+            _snapshots: snapshots,
             _debugfs: debugfs,
             _queue: queue,
         })

@@ -73,6 +73,16 @@ impl DiffStorage {
         &self.file
     }
 
+    /// The storage's size, the part of it in use and its limit, in sectors.
+    pub(crate) fn usage(&self) -> (u64, u64, u64) {
+        let account = self.account.lock();
+        (
+            account.capacity_sectors(),
+            account.used_sectors(),
+            account.limit_sectors(),
+        )
+    }
+
     /// Where the storage's bytes end up.
     pub(crate) fn footprint(&self) -> &Footprint {
         &self.footprint

@@ -112,6 +112,11 @@ impl Events {
         self.error.load(Ordering::Acquire)
     }
 
+    /// The device of the error that corrupted the snapshot (0 for none).
+    pub(crate) fn error_dev(&self) -> u32 {
+        self.corrupted_dev.load(Ordering::Acquire)
+    }
+
     /// Records `err` as the snapshot's error if it is the first; returns
     /// whether it was. Never sleeps.
     fn mark_corrupted(&self, dev: u32, err: Error) -> bool {

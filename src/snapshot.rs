@@ -37,6 +37,8 @@ use crate::snapimage::SnapImage;
 use crate::tracker::{CopyOnWrite, SnapshotCtl, StillAttached, TrackerCore};
 use crate::uapi;
 
+pub(crate) mod status;
+
 /// Byte offsets in `struct blksnap_snapshot_event` (uapi.md §2).
 const EVENT_CODE_OFFSET: usize = 20;
 const EVENT_DATA_OFFSET: usize = 32;

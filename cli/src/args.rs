@@ -143,6 +143,21 @@ pub enum Command {
     /// the snapshot no longer exists.
     #[command(name = "snapshot_watcher")]
     SnapshotWatcher(IdArgs),
+    /// Print everything the module holds: its version and parameters, the
+    /// attached devices with their change tracking and snapshot state, and
+    /// the snapshots with their members, state and difference storage.
+    ///
+    /// Tables for a terminal; with --json one object with the keys module
+    /// {version, parameters}, devices [{device, dev_id, cbt {block_size,
+    /// block_count, device_capacity, generation_id, changes_number,
+    /// changed_blocks, dirty_blocks}, snapshot, image, error_code}],
+    /// snapshots [{id, state (created, taken or corrupted), error_code,
+    /// error_dev, members [{dev_id, device, image}], storage {kind, dev_id,
+    /// path, inode, capacity_sectors, used_sectors, limit_sectors}}] and
+    /// notes (what could not be read); unknown values are null. Snapshot
+    /// details and dirty_blocks (blocks written since the last take) come
+    /// from the module's debugfs directory, /sys/kernel/debug/blksnap.
+    Status,
     /// Back up devices to files: a snapshot, a copy of each image, and the
     /// snapshot destroyed again.
     ///

@@ -67,6 +67,7 @@ pub mod plan;
 pub mod progress;
 mod sectors;
 mod snapshot;
+pub mod status;
 pub mod verify;
 
 pub use event::{

@@ -97,6 +97,14 @@ fn run(cli: Cli) -> blksnap::Result<bool> {
             }
         }
         Command::SnapshotWatcher(args) => snapshot_watcher(args.id, as_json)?,
+        Command::Status => {
+            let status = blksnap::status::gather()?;
+            if as_json {
+                emit_json(&blksnap::status::format_json(&status))?;
+            } else {
+                emit(&blksnap::status::format_text(&status))?;
+            }
+        }
         Command::Backup(args) => backup(args, as_json)?,
         Command::Verify(args) => return verify(args, as_json),
     }

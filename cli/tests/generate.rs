@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 /// The commands of `blksnap`, as the man page and completions must list them.
-const COMMANDS: [&str; 16] = [
+const COMMANDS: [&str; 17] = [
     "version",
     "attach",
     "detach",
@@ -20,6 +20,7 @@ const COMMANDS: [&str; 16] = [
     "snapshot_info",
     "snapshot_waitevent",
     "snapshot_watcher",
+    "status",
     "backup",
     "verify",
 ];

@@ -4,7 +4,7 @@
 //!
 //! The kernel tree is a stand-in whose Makefile prints a release, so the
 //! test needs neither the test kernel nor a module build. `make install` is
-//! checked by hand (see README, "Installing").
+//! checked for real in the VM (tests/vm/43-install.sh).
 
 use std::fs;
 use std::path::Path;
