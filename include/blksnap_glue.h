@@ -141,11 +141,8 @@ void blksnap_buf_to_bio(struct blksnap_buf *buf, size_t buf_off,
 			struct bio *bio, size_t bio_off, size_t len);
 void blksnap_buf_from_bio(struct blksnap_buf *buf, size_t buf_off,
 			  struct bio *bio, size_t bio_off, size_t len);
-void blksnap_buf_read_original(struct blksnap_buf *buf,
-			       struct block_device *bdev, u64 sector,
-			       size_t bytes, blksnap_io_end_t end, void *owner,
-			       const void *cookie, u64 index);
-void blksnap_buf_store(struct blksnap_buf *buf, struct file *storage,
+void blksnap_buf_start(struct blksnap_buf *buf,
+		       struct block_device *original, struct file *storage,
 		       u64 sector, size_t bytes, blksnap_io_end_t end,
 		       void *owner, const void *cookie, u64 index);
 int blksnap_buf_storage_rw(struct blksnap_buf *buf, struct file *storage,

@@ -271,26 +271,6 @@ static void buf_start(struct blksnap_buf *buf, size_t bytes, bool write)
 	buf->bytes = min_t(size_t, bytes, (size_t)buf->nr << PAGE_SHIFT);
 }
 
-/*
- * Reads bytes at sector of the original device into the buffer; the
- * filter does not see the read. On completion, maybe in interrupt context,
- * end(owner, cookie, index, error) is called.
- */
-void blksnap_buf_read_original(struct blksnap_buf *buf,
-			       struct block_device *bdev, u64 sector,
-			       size_t bytes, blksnap_io_end_t end, void *owner,
-			       const void *cookie, u64 index)
-{
-	buf_start(buf, bytes, false);
-	buf->end = end;
-	buf->owner = owner;
-	buf->cookie = cookie;
-	buf->index = index;
-	buf->done = NULL;
-	buf_submit_bios(buf, bdev, sector, &read_bioset);
-	buf_io_put(buf);
-}
-
 static bool storage_is_bdev(struct file *file)
 {
 	return S_ISBLK(file_inode(file)->i_mode);
@@ -316,22 +296,32 @@ static void buf_zero_tail(struct blksnap_buf *buf, size_t bytes)
 }
 
 /*
- * Writes bytes of the buffer (rounded up to whole pages, the rest of the
- * last page zeroed) at sector of the storage; reported like
- * blksnap_buf_read_original().
+ * Reads bytes at sector of the original device into the buffer (the
+ * filter does not see the read), if original; otherwise writes bytes of
+ * the buffer (rounded up to whole pages, the rest of the last page zeroed)
+ * at sector of the storage. On completion, maybe in interrupt context,
+ * end(owner, cookie, index, error) is called.
  */
-void blksnap_buf_store(struct blksnap_buf *buf, struct file *storage,
+void blksnap_buf_start(struct blksnap_buf *buf,
+		       struct block_device *original, struct file *storage,
 		       u64 sector, size_t bytes, blksnap_io_end_t end,
 		       void *owner, const void *cookie, u64 index)
 {
-	buf_zero_tail(buf, bytes);
-	buf_start(buf, round_up(bytes, PAGE_SIZE), true);
+	if (original) {
+		buf_start(buf, bytes, false);
+	} else {
+		buf_zero_tail(buf, bytes);
+		buf_start(buf, round_up(bytes, PAGE_SIZE), true);
+	}
 	buf->end = end;
 	buf->owner = owner;
 	buf->cookie = cookie;
 	buf->index = index;
 	buf->done = NULL;
-	buf_storage_submit(buf, storage, sector);
+	if (original)
+		buf_submit_bios(buf, original, sector, &read_bioset);
+	else
+		buf_storage_submit(buf, storage, sector);
 	buf_io_put(buf);
 }
 

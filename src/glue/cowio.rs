@@ -133,23 +133,7 @@ impl ChunkBuf {
         bytes: usize,
         index: u64,
     ) {
-        let buf = this.as_ptr();
-        let dev = owner.original().as_ptr();
-        let (owner, cookie) = (Arc::into_raw(owner), Arc::into_raw(this));
-        // SAFETY: the buffer and the owner (which holds the original open)
-        // stay alive until `io_end` gives back the references taken here.
-        unsafe {
-            bindings::blksnap_buf_read_original(
-                buf,
-                dev,
-                sector,
-                bytes,
-                Some(io_end::<T>),
-                owner.cast_mut().cast(),
-                cookie.cast(),
-                index,
-            )
-        };
+        Self::start(this, owner, false, sector, bytes, index);
     }
 
     /// Writes `bytes` of the buffer (rounded up to pages) at `sector` of
@@ -161,13 +145,31 @@ impl ChunkBuf {
         bytes: usize,
         index: u64,
     ) {
+        Self::start(this, owner, true, sector, bytes, index);
+    }
+
+    fn start<T: ChunkIo>(
+        this: Arc<Self>,
+        owner: Arc<T>,
+        store: bool,
+        sector: u64,
+        bytes: usize,
+        index: u64,
+    ) {
         let buf = this.as_ptr();
-        let file = owner.storage().as_ptr();
+        let (dev, file) = if store {
+            (core::ptr::null_mut(), owner.storage().as_ptr())
+        } else {
+            (owner.original().as_ptr(), core::ptr::null_mut())
+        };
         let (owner, cookie) = (Arc::into_raw(owner), Arc::into_raw(this));
-        // SAFETY: as in `read_original`; the owner holds the storage open.
+        // SAFETY: the buffer and the owner (which holds the original and
+        // the storage open) stay alive until `io_end` gives back the
+        // references taken here.
         unsafe {
-            bindings::blksnap_buf_store(
+            bindings::blksnap_buf_start(
                 buf,
+                dev,
                 file,
                 sector,
                 bytes,
