@@ -19,13 +19,14 @@ RATIOS = [
 ]
 VALUES = [
     ("take_ms", "ms", "TAKE, 256 MiB member, storage a directory on ext4 (dm: suspend, create, resume)"),
+    ("take_ms_tmpfs_dir", "ms", "TAKE, 256 MiB member, storage a directory on tmpfs"),
     ("take_ms_bdev_storage", "ms", "TAKE, 256 MiB member, storage a block device"),
     ("take_ms_1tib", "ms", "TAKE, sparse 1 TiB member, storage a block device"),
     ("sync_ms_after_cow_first_touch_seq", "ms", "sync after the sequential first touch"),
     ("sync_ms_after_cow_first_touch_rand", "ms", "sync after the random first touch"),
     ("memory_take_bytes_per_gib", "B", "held after CREATE+TAKE, per GiB of member"),
     ("memory_take_bytes_1tib", "B", "held after CREATE+TAKE of a 1 TiB member"),
-    ("memory_take_vmalloc_1tib", "B", "of which vmalloc areas of the module (vmallocinfo)"),
+    ("memory_take_memfree_drop_1tib", "B", "fall of MemFree over CREATE+TAKE of a 1 TiB member"),
     ("memory_bytes_per_touched_chunk", "B", "held per chunk touched after the take"),
     ("memory_not_freed_after_destroy", "B", "held after DESTROY, vs before CREATE"),
 ]
