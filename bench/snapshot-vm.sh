@@ -1,112 +1,392 @@
 #!/usr/bin/env bash
-# Runs inside the test VM (see bench/run.sh): what a taken snapshot costs.
-# In each round, on a 256 MiB loop device with the module loaded:
-#   base   the device without a filter: 1 MiB sequential writes over its
-#          first half, 4 KiB random writes over its second half, and a
-#          1 MiB sequential read of the whole device;
-#   snap   the same device attached, a snapshot (storage in a tmpfs
-#          directory) taken, then the same work: the sequential writes
-#          meet only chunks never copied (first touch), are repeated over
-#          the copied chunks (rewrite), the random writes land on chunks
-#          never copied, and the read is of the snapshot image.
-# Prints the medians per workload and their ratios to the base figures of
-# the same boot, with the spread (max/min) of each.
+# Runs inside the test VM (see bench/run.sh): what a snapshot costs, as
+# named figures (bench/figures.py prints them).
+#
+# The member is a 256 MiB loop device (on tmpfs). Each round runs three
+# conditions, in an order that rotates from round to round:
+#   base     the member alone, no filter, no snapshot: the control;
+#   blksnap  the member attached and snapshotted by this module;
+#   dm       the member under dm-snapshot (snapshot-origin + persistent
+#            snapshot, chunk 256 KiB), if the kernel has it.
+# In each, the same work:
+#   1. a snapshot whose storage is a block device (a loop device on tmpfs;
+#      dm: its exception store on the same device): the image read while
+#      untouched; 1 MiB sequential writes over the first half (first touch),
+#      then again (rewrite of copied chunks); 4 KiB random writes, 16 in
+#      flight, one in each chunk of the second half, in a random order
+#      (first touch), each run followed by a timed fsync of the written
+#      device and the storage; caches dropped, the whole image read (every
+#      chunk is stored);
+#   2. a fresh snapshot, same storage: the image read while the member takes
+#      4 KiB random writes at a fixed rate;
+#   3. a fresh snapshot whose storage is on ext4 on a loop device of its
+#      own (blksnap: a directory, so an unnamed file in it; dm: a loop device
+#      on a file of that ext4): TAKE timed, the first half written, synced,
+#      caches dropped, and the first half of the image read.
+# The base condition runs the same jobs on the member itself (reads of the
+# original instead of the image).
+# Before the rounds, MEM_ROUNDS times: the memory the module holds
+# (unreclaimable slab plus vmalloc, from /proc/meminfo, whole-system figures)
+# before CREATE, after TAKE and after touching chunks, on a sparse 1 TiB
+# member.
+# All times are the guest's clock: under TCG with VM_ICOUNT they count
+# instructions (see bench/run.sh).
 set -euo pipefail
 ROOT=${BLKSNAP_ROOT:-$(pwd)}
 ROUNDS=${ROUNDS:-3}
 RUNTIME=${RUNTIME:-5}
 BLKSNAP=$ROOT/target/debug/blksnap
+# Rate of the random writes that run under the image reads.
+UNDER_IOPS=${UNDER_IOPS:-1000}
+# Chunks touched on the sparse member of the memory figures.
+MEM_CHUNKS=${MEM_CHUNKS:-1024}
+# Times the memory figures are measured (each takes about a minute).
+MEM_ROUNDS=${MEM_ROUNDS:-1}
 
-truncate -s 256M /tmp/bench-snap
-dev=$(losetup -f --show /tmp/bench-snap)
-store=$(mktemp -d /tmp/bench-store.XXXXXX)
-mount -t tmpfs -o size=400M tmpfs "$store"
-insmod "$ROOT/blksnap.ko"
-# Grow the storage in 64 MiB steps, not the default 1 GiB.
-echo 131072 >/sys/module/blksnap/parameters/diff_storage_minimum
-dd if=/dev/zero of="$dev" bs=1M count=256 oflag=direct status=none
+MIB=$((1 << 20))
+SIZE=$((256 * MIB))
+HALF=$((SIZE / 2))
+CHUNK=$((256 * 1024))
+SECTORS=$((SIZE / 512))
+OUT=$(mktemp /tmp/bench-results.XXXXXX)
+work=$(mktemp -d /tmp/bench-snap.XXXXXX)
+mount -t tmpfs -o size=1200M tmpfs "$work"
 
-# fio_mibs NAME RW BS OFFSET SIZE [time]: prints the MiB/s of the job.
-fio_mibs() {
-	local dir=write timed=() ro=()
-	# The image is read-only; --readonly keeps fio from opening it for writing.
-	[ "$2" = read ] && dir=read ro=(--readonly)
-	[ "${6:-}" = time ] && timed=(--time_based --runtime="$RUNTIME")
-	fio --name="$1" --filename="$FIO_DEV" --rw="$2" --bs="$3" --direct=1 \
-		--ioengine=libaio --iodepth=16 --offset="$4" --size="$5" \
-		"${timed[@]}" "${ro[@]}" --output-format=json |
-		python3 -c "import json,sys; print(json.load(sys.stdin)['jobs'][0]['$dir']['bw'] / 1024)"
+# Holds every figure as "ROUND KEY CONDITION VALUE" lines for figures.py.
+record() {
+	echo "$round $1 $2 $3" >>"$OUT"
 }
 
-declare -A results
-record() {
-	results[$1]+="$2 "
+now_ns() {
+	date +%s%N
+}
+
+drop_caches() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches
+}
+
+# sync_ms FILE...: fsyncs FILEs (the written device and the storage) and
+# prints how long that took, process start-up not counted. Not a global
+# sync: only the write-back the engine left behind counts.
+sync_ms() {
+	python3 - "$@" <<'EOF'
+import os, sys, time
+fds = [os.open(f, os.O_RDONLY) for f in sys.argv[1:]]
+t0 = time.monotonic_ns()
+for fd in fds:
+    os.fsync(fd)
+print((time.monotonic_ns() - t0) / 1e6)
+EOF
+}
+
+# fio_stats FIO-ARGS...: prints "MiB/s runtime_ms IOPS I/Os" of the last job,
+# for its direction (read or write, the one that did I/O).
+fio_stats() {
+	fio --output-format=json "$@" | python3 -c '
+import json, sys
+job = json.load(sys.stdin)["jobs"][-1]
+d = job["read"] if job["read"]["io_bytes"] else job["write"]
+print(d["bw"] / 1024, d["runtime"], d["iops"], d["total_ios"])'
+}
+
+# Options shared by every job: direct I/O, 16 in flight.
+FIO=(--direct=1 --ioengine=libaio --iodepth=16)
+
+# fio files split names at colons unless they are escaped.
+esc() {
+	echo "${1//:/\\:}"
+}
+
+# seq_read NAME DEV SIZE [timed]: prints MiB/s of 1 MiB sequential reads.
+seq_read() {
+	local timed=()
+	[ "${4:-}" = timed ] && timed=(--time_based --runtime="$RUNTIME")
+	fio_stats --name="$1" --filename="$(esc "$2")" --rw=read --bs=1M --size="$3" \
+		--readonly "${timed[@]}" "${FIO[@]}" | cut -d' ' -f1
+}
+
+# first_touch_seq COND DEV KEY: 1 MiB sequential writes over the first half;
+# records KEY (MiB/s) and KEY_sync (the same, the sync after it counted).
+first_touch_seq() {
+	local bw ms ios iops s
+	sync "$2" "$store"
+	read -r bw ms iops ios < <(fio_stats --name=seq --filename="$2" --rw=write --bs=1M \
+		--size="$HALF" "${FIO[@]}")
+	s=$(sync_ms "$2" "$store")
+	record "$3" "$1" "$bw"
+	record "$3_sync" "$1" "$(python3 -c "print($HALF / $MIB / (($ms + $s) / 1000))")"
+	record "sync_ms_after_$3" "$1" "$s"
+}
+
+# iolog DEV: a replay log of one 4 KiB write in every chunk of the second
+# half of DEV, in a random order that is the same for every device.
+iolog() {
+	python3 - "$1" "$HALF" "$SIZE" "$CHUNK" <<'EOF'
+import random, sys
+dev, start, end, chunk = sys.argv[1], *map(int, sys.argv[2:])
+offsets = list(range(start, end, chunk))
+random.Random(12).shuffle(offsets)
+print("fio version 2 iolog")
+print(f"{dev} add\n{dev} open")
+for off in offsets:
+    print(f"{dev} write {off} 4096")
+print(f"{dev} close")
+EOF
+}
+
+# first_touch_rand COND DEV KEY: the iolog replayed, 16 in flight; records
+# KEY (IOPS) and KEY_sync.
+first_touch_rand() {
+	local bw ms ios iops s log=$work/iolog
+	iolog "$2" >"$log"
+	sync "$2" "$store"
+	read -r bw ms iops ios < <(fio_stats --name=rand --filename="$2" --read_iolog="$log" \
+		"${FIO[@]}")
+	s=$(sync_ms "$2" "$store")
+	record "$3" "$1" "$iops"
+	record "$3_sync" "$1" "$(python3 -c "print($ios / (($ms + $s) / 1000))")"
+	record "sync_ms_after_$3" "$1" "$s"
+}
+
+# read_under_writes WRITTEN READ: MiB/s of 1 MiB sequential reads of READ
+# while WRITTEN takes 4 KiB random writes at UNDER_IOPS (two fio processes:
+# --readonly, which keeps fio from opening the image for writing, is global).
+read_under_writes() {
+	local writer
+	fio --name=writes --filename="$1" --rw=randwrite --bs=4k --rate_iops="$UNDER_IOPS" \
+		--time_based --runtime="$((RUNTIME + 1))" "${FIO[@]}" --output-format=json >/dev/null &
+	writer=$!
+	sleep 0.5
+	seq_read reads "$2" "$SIZE" timed
+	wait "$writer"
+}
+
+# held_bytes: caches dropped, prints in bytes the unreclaimable slab plus
+# vmalloc, then the free memory (which also sees pages the module takes
+# straight from the page allocator, and everything else the system does).
+held_bytes() {
+	drop_caches
+	awk '/^SUnreclaim:|^VmallocUsed:/ { kb += $2 } /^MemFree:/ { free = $2 }
+		END { print kb * 1024, free * 1024 }' /proc/meminfo
+}
+
+# take_ms ID: the SNAPSHOT_TAKE ioctl alone, timed around the call.
+take_ms() {
+	python3 - "$1" <<'EOF'
+import fcntl, os, sys, time, uuid
+fd = os.open("/dev/blksnap-control", os.O_RDWR)
+arg = uuid.UUID(sys.argv[1]).bytes
+t0 = time.monotonic_ns()
+fcntl.ioctl(fd, 0x40105603, arg)
+print((time.monotonic_ns() - t0) / 1e6)
+EOF
+}
+
+# snap_take COND STORAGE LIMIT [KEY]: attach-free create + timed take of a
+# blksnap snapshot of $dev; sets $id and $img.
+snap_take() {
+	local ms
+	id=$("$BLKSNAP" snapshot_create -f "$2" -l "$3" -d "$dev")
+	ms=$(take_ms "$id")
+	[ -z "${4:-}" ] || record "$4" "$1" "$ms"
+	img=$("$BLKSNAP" snapshot_info -d "$dev" -f image)
+}
+
+# dmsetup creates the device nodes itself instead of waiting for udev: while
+# the guest idles waiting, the icount clock runs on, and the waits are long.
+export DM_DISABLE_UDEV=1
+
+# dm ARGS...: dmsetup, without its notice that udev is bypassed.
+dm() {
+	local rc=0
+	dmsetup "$@" 2>"$work/dm.err" || rc=$?
+	grep -v DM_DISABLE_UDEV "$work/dm.err" >&2 || true
+	return "$rc"
+}
+
+# dm_zero COW: a new persistent exception store starts with a zeroed header.
+dm_zero() {
+	dd if=/dev/zero of="$1" bs=256k count=1 oflag=direct status=none
+}
+
+# dm_take COW [KEY]: dm-snapshot of $dev with the exception store on COW, the
+# origin as bench-origin and the snapshot as bench-snap; KEY records the
+# time of the three dmsetup runs (suspend, create, resume) less that of
+# three runs that do nothing, so process start-up is not counted; one run
+# before both loads dmsetup into the page cache again (caches are dropped
+# between the cases), as a load from the host would count the host's time.
+dm_take() {
+	local t0 t1 t2
+	dm_zero "$1"
+	dm create bench-origin --table "0 $SECTORS snapshot-origin $dev"
+	dm version >/dev/null
+	t0=$(now_ns)
+	dm version >/dev/null
+	dm version >/dev/null
+	dm version >/dev/null
+	t1=$(now_ns)
+	dm suspend bench-origin
+	dm create bench-snap --table "0 $SECTORS snapshot $dev $1 P $((CHUNK / 512))"
+	dm resume bench-origin
+	t2=$(now_ns)
+	[ -z "${2:-}" ] || record "$2" dm "$(python3 -c "print(($t2 - $t1 - ($t1 - $t0)) / 1e6)")"
+}
+
+dm_remove() {
+	dm remove bench-snap
+	dm remove bench-origin
 }
 
 base_round() {
-	FIO_DEV=$dev
-	record seqwrite-base "$(fio_mibs seq write 1M 0 128M)"
-	record rewrite-base "$(fio_mibs seq write 1M 0 128M)"
-	record randwrite-base "$(fio_mibs rand randwrite 4k 128M 128M time)"
-	record read-base "$(fio_mibs read read 1M 0 256M)"
-	# What storing a chunk costs: buffered writes to a file in the storage.
-	FIO_DEV=$store/probe
-	record store-base "$(fio --name=store --filename="$FIO_DEV" --rw=write --bs=1M \
-		--size=128M --output-format=json |
-		python3 -c "import json,sys; print(json.load(sys.stdin)['jobs'][0]['write']['bw'] / 1024)")"
-	rm -f "$FIO_DEV"
+	drop_caches
+	record image_read_untouched base "$(seq_read orig "$dev" "$SIZE")"
+	first_touch_seq base "$dev" cow_first_touch_seq
+	record rewrite_copied base "$(fio_stats --name=re --filename="$dev" --rw=write --bs=1M \
+		--size="$HALF" "${FIO[@]}" | cut -d' ' -f1)"
+	first_touch_rand base "$dev" cow_first_touch_rand
+	drop_caches
+	record image_read_stored_bdev base "$(seq_read orig "$dev" "$SIZE")"
+	record image_read_under_writes base "$(read_under_writes "$dev" "$dev")"
+	drop_caches
+	record image_read_stored_file base "$(seq_read orig "$dev" "$HALF")"
 }
 
-snap_round() {
-	local id img
+blksnap_round() {
 	"$BLKSNAP" attach -d "$dev" >/dev/null
-	id=$("$BLKSNAP" snapshot_create -f "$store" -l 384M -d "$dev")
-	"$BLKSNAP" snapshot_take -i "$id"
-	img=$("$BLKSNAP" snapshot_info -d "$dev" -f image)
-	FIO_DEV=$dev
-	record seqwrite-snap "$(fio_mibs seq write 1M 0 128M)"
-	record rewrite-snap "$(fio_mibs seq write 1M 0 128M)"
-	record randwrite-snap "$(fio_mibs rand randwrite 4k 128M 128M time)"
-	# fio splits file names at colons unless they are escaped.
-	FIO_DEV=${img//:/\\:}
-	record read-snap "$(fio_mibs read read 1M 0 256M)"
+	snap_take blksnap "$store" 320M take_ms_bdev_storage
+	drop_caches
+	record image_read_untouched blksnap "$(seq_read image "$img" "$SIZE")"
+	first_touch_seq blksnap "$dev" cow_first_touch_seq
+	record rewrite_copied blksnap "$(fio_stats --name=re --filename="$dev" --rw=write --bs=1M \
+		--size="$HALF" "${FIO[@]}" | cut -d' ' -f1)"
+	first_touch_rand blksnap "$dev" cow_first_touch_rand
+	drop_caches
+	record image_read_stored_bdev blksnap "$(seq_read image "$img" "$SIZE")"
+	"$BLKSNAP" snapshot_destroy -i "$id"
+
+	snap_take blksnap "$store" 320M
+	record image_read_under_writes blksnap "$(read_under_writes "$dev" "$img")"
+	"$BLKSNAP" snapshot_destroy -i "$id"
+
+	snap_take blksnap "$work/dir" 320M take_ms_tmpfs_dir
+	"$BLKSNAP" snapshot_destroy -i "$id"
+
+	snap_take blksnap "$ext4/dir" 320M take_ms
+	fio_stats --name=fill --filename="$dev" --rw=write --bs=1M --size="$HALF" "${FIO[@]}" >/dev/null
+	drop_caches
+	record image_read_stored_file blksnap "$(seq_read image "$img" "$HALF")"
 	"$BLKSNAP" snapshot_destroy -i "$id"
 	"$BLKSNAP" detach -d "$dev"
 }
 
-for round in $(seq "$ROUNDS"); do
-	# Alternate the order, so neither condition always runs first.
-	if ((round % 2)); then
-		base_round
-		snap_round
-	else
-		snap_round
-		base_round
-	fi
-done
-rmmod blksnap
-umount "$store"
-losetup -d "$dev"
+dm_round() {
+	local origin=/dev/mapper/bench-origin snap=/dev/mapper/bench-snap
+	dm_take "$store" take_ms_bdev_storage
+	drop_caches
+	record image_read_untouched dm "$(seq_read image "$snap" "$SIZE")"
+	first_touch_seq dm "$origin" cow_first_touch_seq
+	record rewrite_copied dm "$(fio_stats --name=re --filename="$origin" --rw=write --bs=1M \
+		--size="$HALF" "${FIO[@]}" | cut -d' ' -f1)"
+	first_touch_rand dm "$origin" cow_first_touch_rand
+	drop_caches
+	record image_read_stored_bdev dm "$(seq_read image "$snap" "$SIZE")"
+	dm_remove
 
-for key in "${!results[@]}"; do
-	echo "$key ${results[$key]}"
-done | python3 -c '
-import statistics, sys
-res = {}
-for line in sys.stdin:
-    key, *values = line.split()
-    res[key] = [float(v) for v in values]
-rows = [("seqwrite", "1M seq write, first touch"), ("rewrite", "1M seq rewrite of copied chunks"),
-        ("randwrite", "4k random write, first touch"), ("read", "1M seq read: image vs original")]
-print("%-34s%11s%11s%10s   spread base snap" % ("workload", "base MiB/s", "snap MiB/s", "snap/base"))
-for key, label in rows:
-    b, s = res[key + "-base"], res[key + "-snap"]
-    mb, ms = statistics.median(b), statistics.median(s)
-    print(f"{label:<34}{mb:>11.1f}{ms:>11.1f}{ms / mb:>10.3f}   {max(b) / min(b):.2f} {max(s) / min(s):.2f}")
-# First touch cannot beat writing the data, reading the chunk from the
-# original and writing it to the storage, one after the other.
-w, r, st = (statistics.median(res[k]) for k in ("seqwrite-base", "read-base", "store-base"))
-bound = 1 / (1 / w + 1 / r + 1 / st)
-print(f"first touch bound: write {w:.1f}, chunk read {r:.1f}, chunk store {st:.1f} MiB/s"
-      f" -> {bound:.1f} MiB/s, {bound / w:.3f} of base")
-'
+	dm_take "$store"
+	record image_read_under_writes dm "$(read_under_writes "$origin" "$snap")"
+	dm_remove
+
+	dm_take "$cow_file" take_ms
+	fio_stats --name=fill --filename="$origin" --rw=write --bs=1M --size="$HALF" "${FIO[@]}" >/dev/null
+	drop_caches
+	record image_read_stored_file dm "$(seq_read image "$snap" "$HALF")"
+	dm_remove
+}
+
+insmod "$ROOT/blksnap.ko"
+# Grow file storage in 64 MiB steps, not the default 1 GiB.
+echo 131072 >/sys/module/blksnap/parameters/diff_storage_minimum
+
+# Block-device storage: a loop device on tmpfs, used by both engines.
+truncate -s 320M "$work/store"
+store=$(losetup -f --show "$work/store")
+dd if=/dev/zero of="$store" bs=1M count=320 oflag=direct status=none
+
+# memory_round: on a sparse 1 TiB member, storage the block device above,
+# what the module holds before CREATE, after TAKE, after touching MEM_CHUNKS
+# chunks (one 4 KiB write each) and after DESTROY; and how much the free
+# memory fell over the take.
+memory_round() {
+	local m0 m1 m2 m3 f0 f1
+	truncate -s 1T "$work/big"
+	dev=$(losetup -f --show "$work/big")
+	"$BLKSNAP" attach -d "$dev" >/dev/null
+	read -r m0 f0 < <(held_bytes)
+	snap_take blksnap "$store" 320M take_ms_1tib
+	read -r m1 f1 < <(held_bytes)
+	python3 - "$dev" "$CHUNK" "$MEM_CHUNKS" >"$work/iolog" <<'EOF'
+import sys
+dev, chunk, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+print("fio version 2 iolog")
+print(f"{dev} add\n{dev} open")
+for i in range(n):
+    print(f"{dev} write {i * chunk} 4096")
+print(f"{dev} close")
+EOF
+	fio_stats --name=touch --filename="$dev" --read_iolog="$work/iolog" "${FIO[@]}" >/dev/null
+	read -r m2 _ < <(held_bytes)
+	"$BLKSNAP" snapshot_destroy -i "$id"
+	read -r m3 _ < <(held_bytes)
+	"$BLKSNAP" detach -d "$dev"
+	losetup -d "$dev"
+	rm "$work/big"
+	record memory_take_bytes_1tib blksnap $((m1 - m0))
+	record memory_take_bytes_per_gib blksnap $(((m1 - m0) / 1024))
+	record memory_take_memfree_drop_1tib blksnap $((f0 - f1))
+	record memory_bytes_per_touched_chunk blksnap $(((m2 - m1) / MEM_CHUNKS))
+	record memory_not_freed_after_destroy blksnap $((m3 - m0))
+}
+for round in $(seq "$MEM_ROUNDS"); do
+	memory_round
+done
+
+# The member, filled once so no run pays for tmpfs allocation.
+truncate -s "$SIZE" "$work/member"
+dev=$(losetup -f --show "$work/member")
+dd if=/dev/zero of="$dev" bs=1M count=256 oflag=direct status=none
+
+# File storage: ext4 on its own loop device. That device is backed by tmpfs
+# too: on a file of the host's disk (build/, over 9p) the guest waits for
+# the host, and the icount clock runs on while it waits, so times would
+# count the host's disk, not the guest's work.
+truncate -s 512M "$work/disk"
+disk_dev=$(losetup -f --show "$work/disk")
+mkfs.ext4 -q "$disk_dev"
+ext4=$work/ext4
+mkdir "$ext4"
+mount "$disk_dev" "$ext4"
+mkdir "$ext4/dir" "$work/dir"
+fallocate -l 192M "$ext4/dm-cow"
+cow_file=$(losetup -f --show "$ext4/dm-cow")
+
+conds=(base blksnap)
+if dmsetup targets | grep -q '^snapshot '; then
+	conds+=(dm)
+fi
+for round in $(seq "$ROUNDS"); do
+	# Rotate the order, so no condition always runs first or last.
+	n=${#conds[@]}
+	for i in $(seq 0 $((n - 1))); do
+		"${conds[(i + round) % n]}_round"
+	done
+done
+
+losetup -d "$cow_file"
+umount "$ext4"
+losetup -d "$disk_dev"
+rmmod blksnap
+losetup -d "$dev" "$store"
+umount "$work"
+python3 "$ROOT/bench/figures.py" <"$OUT"
+rm -f "$OUT"
