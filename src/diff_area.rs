@@ -190,6 +190,8 @@ pub(crate) struct DiffArea {
     remapped: AtomicUsize,
     /// Chunks being read, waiting to be stored or being stored.
     in_memory: AtomicUsize,
+    /// The most chunks in memory at once so far.
+    peak_in_memory: AtomicUsize,
     /// The bound on `in_memory` (`chunk_maximum_in_queue` at the take).
     max_in_memory: usize,
     /// Writes for the copy-on-write worker.
@@ -296,6 +298,7 @@ impl DiffArea {
                 started: AtomicBool::new(false),
                 remapped: AtomicUsize::new(0),
                 in_memory: AtomicUsize::new(0),
+                peak_in_memory: AtomicUsize::new(0),
                 max_in_memory,
                 pending <- new_irq_spinlock!(HeldWrites::new(), "blksnap:pending"),
                 cow_work <- new_work!("blksnap:cow"),
@@ -408,7 +411,8 @@ impl DiffArea {
                 ),
             }? Error),
         )?;
-        self.in_memory.fetch_add(1, Ordering::AcqRel);
+        let now = self.in_memory.fetch_add(1, Ordering::AcqRel) + 1;
+        self.peak_in_memory.fetch_max(now, Ordering::Relaxed);
         ChunkBuf::read_original(buf, self.clone(), first, bytes, index);
         Ok(chunk)
     }
@@ -757,6 +761,15 @@ impl DiffArea {
     pub(crate) fn retry_read(self: &Arc<Self>, bio: OwnedBio) {
         self.queue_read(bio);
         self.remapped.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// The chunks in memory (being read, waiting or being stored) now, and
+    /// the most at once so far.
+    pub(crate) fn chunks_in_memory(&self) -> (usize, usize) {
+        (
+            self.in_memory.load(Ordering::Relaxed),
+            self.peak_in_memory.load(Ordering::Relaxed),
+        )
     }
 
     /// Whether no clone of an image read and no read or store of a chunk

@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! snapshot ID taken=0|1 error=ERRNO error_dev=MAJ:MIN storage=file|device storage_dev=MAJ:MIN storage_ino=INO capacity=SECT used=SECT limit=SECT
-//! member MAJ:MIN image=NAME
+//! member MAJ:MIN image=NAME [chunks_in_memory=N chunks_in_memory_peak=N]
 //! ```
 //!
 //! `error` is 0 or the negative errno that corrupted the snapshot, and
@@ -19,6 +19,8 @@
 //! the storage device, or the device holding the storage file (0:0 for a
 //! file system without one), and `storage_ino` the file's inode (0 for a
 //! device); sizes are in 512-byte sectors; `image` is `-` before the take.
+//! A taken member also shows how many of its chunks copy-on-write holds in
+//! memory (being read, waiting or being stored), now and at most so far.
 //! Keys may be added at the end of a line; readers skip the ones they do
 //! not know.
 //!
@@ -85,6 +87,10 @@ fn describe(out: &mut Text, s: &Snapshot) -> fmt::Result {
         match &m.image {
             Some(image) => out.write_str(image.name().to_str().unwrap_or("?"))?,
             None => out.write_char('-')?,
+        }
+        if let Some(area) = &m.area {
+            let (now, peak) = area.chunks_in_memory();
+            write!(out, " chunks_in_memory={now} chunks_in_memory_peak={peak}")?;
         }
         out.write_char('\n')?;
     }

@@ -205,3 +205,87 @@ test_engine_take_of_a_100_tib_member_and_memory_per_chunk() {
 	expect_eq "snapshot_info -f error_code" 0 "$("$BLKSNAP" snapshot_info -d "$dev" -f error_code)"
 	sn_destroy "$id"
 }
+
+# en_peak DEV: the most chunks of DEV's snapshot in memory at once so far,
+# from the module's debugfs list.
+en_peak() {
+	local want
+	want="member $(sn_devnum "$1") "
+	grep -F "$want" /sys/kernel/debug/blksnap/snapshots/list |
+		sed -nE 's/.* chunks_in_memory_peak=([0-9]+).*/\1/p'
+}
+
+test_engine_many_chunks_in_flight_at_once() {
+	en_begin
+	local dev store id img peak
+	ft_loop 128M
+	dev=$REPLY
+	sn_fill "$dev" 1
+	ft_attach "$dev"
+	# The storage a block device: stores are bios too.
+	ft_loop 160M
+	store=$REPLY
+	sn_create "$store" 160M "$dev"
+	id=$REPLY
+	sn_take "$id"
+	sn_image "$dev"
+	img=$REPLY
+	expect_eq "chunks in memory at the take" 0 "$(en_peak "$dev")"
+	# Four writers at once, each on chunks of its own.
+	"$TAGBLK" write "$dev" --gen 2 --len 96M --order random --jobs 4 >/dev/null ||
+		fail "writes to the original failed"
+	peak=$(en_peak "$dev")
+	echo "chunks in memory at once, at most: $peak"
+	[ -n "$peak" ] && [ "$peak" -gt 1 ] || fail "copy-on-write never had more than one chunk in memory ($peak)"
+	sn_verify "$img" 1 "the image after the writes"
+	sn_verify "$dev" 2 "the written part of the original" --len 96M
+	sn_verify "$dev" 1 "the rest of the original" --offset 96M
+	sn_destroy "$id"
+}
+
+test_engine_writes_under_memory_pressure() {
+	en_begin
+	local member store dev id img hog avail src want got before
+	member=$FT_DIR/member
+	store=$FT_DIR/store
+	en_ext4 256M "$store"
+	en_ext4 192M "$member"
+	dev=$REPLY
+	sn_tmpfs 128M
+	src=$REPLY/src
+	head -c 96M /dev/urandom >"$src"
+	want=$(sha256sum <"$src")
+	head -c 16M /dev/urandom >"$member/before"
+	sync
+	before=$(sha256sum <"$member/before")
+	ft_attach "$dev"
+	sn_create "$store" 256M "$dev"
+	id=$REPLY
+	sn_take "$id"
+	sn_image "$dev"
+	img=$REPLY
+	# Memory that cannot be reclaimed (tmpfs without swap), until about
+	# 384 MiB are left, of which the loop devices' backing files (tmpfs
+	# too) take up to 200 MiB more: the writes below are written back under
+	# memory pressure while copy-on-write holds them.
+	avail=$(awk '/^MemAvailable:/ { print $2 }' /proc/meminfo)
+	[ "$avail" -gt $((512 * 1024)) ] || skip "only $((avail / 1024)) MiB available"
+	sn_tmpfs $(((avail - 384 * 1024) * 1024))
+	hog=$REPLY
+	head -c $(((avail - 384 * 1024) * 1024)) /dev/zero >"$hog/hog" 2>/dev/null || true
+	en_dirty_limit 4194304 2097152
+	timeout 300 dd if="$src" of="$member/after" bs=1M status=none conv=fsync ||
+		fail "buffered writes under memory pressure did not finish within 300 s"
+	rm -f "$hog/hog"
+	en_restore_dirty_limit
+	got=$(sha256sum <"$member/after")
+	expect_eq "checksum of the file written under pressure" "$want" "$got"
+	sn_mount ext4 "$img" "$FT_DIR/image" ro,noload
+	expect_eq "checksum of the image's file from before the take" "$before" \
+		"$(sha256sum <"$FT_DIR/image/before")"
+	[ ! -e "$FT_DIR/image/after" ] || fail "the image shows a file written after the take"
+	sn_umount "$FT_DIR/image"
+	fsck.ext4 -fn "$img" >/dev/null || fail "fsck of the image failed"
+	expect_eq "snapshot_info -f error_code" 0 "$("$BLKSNAP" snapshot_info -d "$dev" -f error_code)"
+	sn_destroy "$id"
+}
