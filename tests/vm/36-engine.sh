@@ -67,8 +67,9 @@ test_engine_member_dirty_pages_under_a_tiny_dirty_limit() {
 	member=$FT_DIR/member
 	store=$FT_DIR/store
 	# The storage on ext4 over a loop device: a disk-backed file system with
-	# a page cache and write-back of its own.
-	en_ext4 256M "$store"
+	# a page cache and write-back of its own, with room for the storage's
+	# limit.
+	en_ext4 512M "$store"
 	en_ext4 192M "$member"
 	dev=$REPLY
 	head -c 32M /dev/urandom >"$member/before"
@@ -249,7 +250,7 @@ test_engine_writes_under_memory_pressure() {
 	local member store dev id img hog avail src want got before
 	member=$FT_DIR/member
 	store=$FT_DIR/store
-	en_ext4 256M "$store"
+	en_ext4 512M "$store"
 	en_ext4 192M "$member"
 	dev=$REPLY
 	sn_tmpfs 128M
