@@ -198,7 +198,9 @@ test_engine_take_of_a_100_tib_member_and_memory_per_chunk() {
 	mem_touched=$(en_table_bytes)
 	per_chunk=$(((mem_touched - mem_table) / n))
 	echo "chunk table per touched chunk: $per_chunk bytes ($n chunks in a row)"
-	[ "$per_chunk" -lt 512 ] || fail "a touched chunk costs $per_chunk bytes"
+	# An upper bound: these caches also hold what the loop device, xfs and
+	# zram allocate for the same writes.
+	[ "$per_chunk" -lt 1024 ] || fail "a touched chunk costs $per_chunk bytes"
 	# The image still reads the zeroes of the take there, the original not.
 	for i in 0 $(((100 << 40) / 2 / 4096)) $(((100 << 40) / 4096 - 1)); do
 		sn_block_written "$img" "$i" && fail "image block $i is not the zeroes of the take"
