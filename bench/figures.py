@@ -40,6 +40,8 @@ EXTRA_RATIOS = [
     for name, _, unit, label in RATIOS
     if name.startswith("cow_") or name.startswith("image_read_stored") or name.endswith("under_writes")
 ] + [
+    ("image_read_under_writes_writer_iops", None, "IOPS", "the rate the writes under the image read reached"),
+    ("image_read_under_writes_writer_iops_dir", None, "IOPS", "the same, storage a directory on ext4"),
     ("loaded_unfiltered_seq", None, "IOPS", "module loaded, device not attached, 1 MiB sequential"),
 ]
 EXTRA_VALUES = [

@@ -178,17 +178,22 @@ first_touch_rand() {
 	record "sync_ms_after_$3${4:-}" "$1" "$s"
 }
 
-# read_under_writes WRITTEN READ: MiB/s of 1 MiB sequential reads of READ
-# while WRITTEN takes 4 KiB random writes at UNDER_IOPS (two fio processes:
-# --readonly, which keeps fio from opening the image for writing, is global).
+# read_under_writes COND KEY WRITTEN READ: records KEY, the MiB/s of 1 MiB
+# sequential reads of READ while WRITTEN takes 4 KiB random writes at
+# UNDER_IOPS, and KEY_writer_iops, the rate the writes reached (two fio
+# processes: --readonly, which keeps fio from opening the image for
+# writing, is global).
 read_under_writes() {
-	local writer
-	fio --name=writes --filename="$1" --rw=randwrite --bs=4k --rate_iops="$UNDER_IOPS" \
-		--time_based --runtime="$((RUNTIME + 1))" "${FIO[@]}" --output-format=json >/dev/null &
+	local writer bw
+	fio_stats --name=writes --filename="$3" --rw=randwrite --bs=4k \
+		--rate_iops="$UNDER_IOPS" --time_based --runtime="$((RUNTIME + 1))" \
+		"${FIO[@]}" >"$work/writer" &
 	writer=$!
 	sleep 0.5
-	seq_read reads "$2" "$SIZE" timed
+	bw=$(seq_read reads "$4" "$SIZE" timed)
 	wait "$writer"
+	record "$2" "$1" "$bw"
+	record "$2_writer_iops" "$1" "$(cut -d' ' -f3 "$work/writer")"
 }
 
 # held_bytes: caches dropped, prints in bytes the unreclaimable slab plus
@@ -277,7 +282,7 @@ base_round() {
 	rewrite_rand base "$dev"
 	drop_caches
 	record image_read_stored base "$(seq_read orig "$dev" "$SIZE")"
-	record image_read_under_writes base "$(read_under_writes "$dev" "$dev")"
+	read_under_writes base image_read_under_writes "$dev" "$dev"
 }
 
 # blksnap_set STORAGE SUFFIX TAKE-KEY: on a fresh snapshot of $dev with
@@ -300,7 +305,7 @@ blksnap_set() {
 	"$BLKSNAP" snapshot_destroy -i "$id"
 
 	snap_take blksnap "$1" 320M
-	record "image_read_under_writes$2" blksnap "$(read_under_writes "$dev" "$img")"
+	read_under_writes blksnap "image_read_under_writes$2" "$dev" "$img"
 	"$BLKSNAP" snapshot_destroy -i "$id"
 }
 
@@ -334,7 +339,7 @@ dm_round() {
 	dm_remove
 
 	dm_take "$store"
-	record image_read_under_writes dm "$(read_under_writes "$origin" "$snap")"
+	read_under_writes dm image_read_under_writes "$origin" "$snap"
 	dm_remove
 
 	# File storage: the exception store a loop device on a file of ext4;
