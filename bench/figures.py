@@ -85,7 +85,7 @@ def ratio_line(name, key, unit, label):
     for cond, runs in [("base", base)] + [(e, conds.get(e)) for e, _ in ENGINES]:
         if runs:
             raw.append(f"{cond} {statistics.median(runs.values()):.1f}")
-    print(f"{name + ' ' + cols[0]:<52}{'  '.join(cols[1:]):<36}"
+    print(f"{name + ' ' + cols[0]:<51} {'  '.join(cols[1:]):<36}"
           f"  # {unit}: {', '.join(raw)}; {label}")
 
 
@@ -101,7 +101,7 @@ def value_line(name, key, unit, label):
             ranges.append(f"{engine} {min(runs):.1f}..{max(runs):.1f}")
     if not cols:
         return
-    print(f"{name + ' ' + cols[0]:<52}{'  '.join(cols[1:]):<36}"
+    print(f"{name + ' ' + cols[0]:<51} {'  '.join(cols[1:]):<36}"
           f"  # {'; '.join(ranges)}; {label}")
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make bench`: builds what is needed and runs the benchmarks in one boot of
 # the test VM, then prints their figures (bench/figures.py).
-#   bench/run.sh [snapshot] [filter]   (both when none is named: about 15
+#   bench/run.sh [snapshot] [filter]   (both when none is named: about 11
 #   minutes under TCG with the defaults)
 # ROUNDS (default 3) and RUNTIME (seconds per timed fio run, default 3) set
 # the length: each condition runs ROUNDS times, in rotating order, and the
