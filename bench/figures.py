@@ -1,36 +1,64 @@
 #!/usr/bin/env python3
-"""Prints the figures of bench/snapshot-vm.sh from its "ROUND KEY CONDITION
-VALUE" lines: per figure the median over the rounds of the ratio of each
-engine (blksnap, dm) to the base measured in the same round, the spread of
-those ratios (max/min), and the medians of the raw values."""
+"""Prints the figures of bench/snapshot-vm.sh and bench/filter-vm.sh from
+their "ROUND KEY CONDITION VALUE" lines, one line per figure:
+
+    NAME RATIO (spread S)    for a ratio: the median over the rounds of
+                             engine/base, each base measured in the same
+                             round; S = max/min of the per-round ratios
+    NAME VALUE UNIT          for a time or a size: the median over rounds
+
+This module's figure comes first; where dm-snapshot ran the same work, its
+figure follows on the same line, then the raw medians. The figures the
+benchmark is judged by come first, the others after them. A figure without
+data (its benchmark not run) is left out."""
 import statistics
 import sys
 
+# (name, data key, unit of the raw values, what it measures). A key ending
+# in _dir has no base of its own: the base of the key without it is used.
 RATIOS = [
-    ("cow_first_touch_seq", "MiB/s", "1 MiB sequential writes, first touch"),
-    ("cow_first_touch_seq_sync", "MiB/s", "the same, the sync after the run counted"),
-    ("cow_first_touch_rand", "IOPS", "4 KiB random writes, 16 in flight, one per chunk"),
-    ("cow_first_touch_rand_sync", "IOPS", "the same, the sync after the run counted"),
-    ("rewrite_copied", "MiB/s", "1 MiB sequential rewrite of copied chunks"),
-    ("image_read_untouched", "MiB/s", "image read, no chunk copied"),
-    ("image_read_stored_bdev", "MiB/s", "image read, every chunk stored, block device, cold"),
-    ("image_read_stored_file", "MiB/s", "image read, every chunk stored, file on ext4, cold"),
-    ("image_read_under_writes", "MiB/s", "image read while the original takes 4 KiB writes"),
+    ("cow_first_touch_seq", None, "MiB/s", "1 MiB sequential writes, 16 in flight, every chunk untouched"),
+    ("cow_first_touch_seq_synced", None, "MiB/s", "the same, the sync after the run counted"),
+    ("cow_first_touch_rand", None, "IOPS", "4 KiB writes, 16 in flight, one per fresh chunk, random order"),
+    ("cow_first_touch_rand_synced", None, "IOPS", "the same, the sync after the run counted"),
+    ("cow_rewrite_seq", None, "MiB/s", "1 MiB sequential rewrites of copied chunks"),
+    ("cow_rewrite_rand", None, "IOPS", "4 KiB random rewrites of copied chunks"),
+    ("track_rand", None, "IOPS", "filter + CBT, no snapshot, 4 KiB random writes"),
+    ("track_seq", None, "IOPS", "filter + CBT, no snapshot, 1 MiB sequential writes"),
+    ("loaded_unfiltered", "loaded_unfiltered_rand", "IOPS", "module loaded, device not attached, 4 KiB random"),
+    ("image_read_untouched", None, "MiB/s", "image read, no chunk copied"),
+    ("image_read_stored", None, "MiB/s", "image read, every chunk stored, block-device storage, cold"),
+    ("image_read_under_writes", None, "MiB/s", "image read while the original takes 4 KiB writes at 1000 IOPS"),
 ]
 VALUES = [
-    ("take_ms", "ms", "TAKE, 256 MiB member, storage a directory on ext4 (dm: suspend, create, resume)"),
-    ("take_ms_tmpfs_dir", "ms", "TAKE, 256 MiB member, storage a directory on tmpfs"),
-    ("take_ms_bdev_storage", "ms", "TAKE, 256 MiB member, storage a block device"),
-    ("take_ms_1tib", "ms", "TAKE, sparse 1 TiB member, storage a block device"),
-    ("sync_ms_after_cow_first_touch_seq", "ms", "sync after the sequential first touch"),
-    ("sync_ms_after_cow_first_touch_rand", "ms", "sync after the random first touch"),
-    ("memory_take_bytes_per_gib", "B", "held after CREATE+TAKE, per GiB of member"),
-    ("memory_take_bytes_1tib", "B", "held after CREATE+TAKE of a 1 TiB member"),
-    ("memory_take_memfree_drop_1tib", "B", "fall of MemFree over CREATE+TAKE of a 1 TiB member"),
-    ("memory_bytes_per_touched_chunk", "B", "held per chunk touched after the take"),
-    ("memory_not_freed_after_destroy", "B", "held after DESTROY, vs before CREATE"),
+    ("take_4_devices_ms", None, "ms", "TAKE alone, 4 members of 1 GiB, storage a directory on ext4"),
+    ("take_bytes_1tib", None, "B", "held after CREATE+TAKE of a 1 TiB member"),
 ]
-ENGINES = ["blksnap", "dm"]
+EXTRA_RATIOS = [
+    (name + "_dir", None, unit, label.replace(", block-device storage", "") + "; storage a directory on ext4"
+     + (" (dm: a file of it, the first half read)" if name == "image_read_stored" else ""))
+    for name, _, unit, label in RATIOS
+    if name.startswith("cow_") or name.startswith("image_read_stored") or name.endswith("under_writes")
+] + [
+    ("image_read_under_writes_writer_iops", None, "IOPS", "the rate the writes under the image read reached"),
+    ("image_read_under_writes_writer_iops_dir", None, "IOPS", "the same, storage a directory on ext4"),
+    ("loaded_unfiltered_seq", None, "IOPS", "module loaded, device not attached, 1 MiB sequential"),
+]
+EXTRA_VALUES = [
+    ("take_ms", None, "ms", "TAKE, 256 MiB member, storage a block device (dm: suspend, create, resume)"),
+    ("take_ms_dir", None, "ms", "TAKE, 256 MiB member, storage a directory on ext4 (dm: a file of it)"),
+    ("take_ms_tmpfs_dir", None, "ms", "TAKE, 256 MiB member, storage a directory on tmpfs"),
+    ("take_ms_1tib_bdev", None, "ms", "TAKE, sparse 1 TiB member, storage a block device"),
+    ("sync_ms_after_cow_first_touch_seq", None, "ms", "sync after the sequential first touch"),
+    ("sync_ms_after_cow_first_touch_rand", None, "ms", "sync after the random first touch"),
+    ("sync_ms_after_cow_first_touch_seq_dir", None, "ms", "the same, storage a directory"),
+    ("sync_ms_after_cow_first_touch_rand_dir", None, "ms", "the same, storage a directory"),
+    ("memory_take_bytes_per_gib", None, "B", "held after CREATE+TAKE, per GiB of member"),
+    ("memory_take_memfree_drop_1tib", None, "B", "fall of MemFree over CREATE+TAKE of a 1 TiB member"),
+    ("memory_bytes_per_touched_chunk", None, "B", "held per chunk touched after the take"),
+    ("memory_not_freed_after_destroy", None, "B", "held after DESTROY, vs before CREATE"),
+]
+ENGINES = [("blksnap", ""), ("dm", "dm-snapshot ")]
 
 data = {}
 for line in sys.stdin:
@@ -42,34 +70,47 @@ def spread(xs):
     return max(xs) / min(xs) if min(xs) > 0 else float("nan")
 
 
-print("Ratios: median over rounds of engine/base measured in the same round;")
-print("spread = max/min of the per-round ratios; raw = medians.")
-print(f"{'figure':<28}{'blksnap':>9}{'spread':>8}{'dm-snap':>9}{'spread':>8}   raw medians")
-for key, unit, label in RATIOS:
+def ratio_line(name, key, unit, label):
+    key = key or name
     conds = data.get(key, {})
-    base = conds.get("base", {})
+    base = conds.get("base") or data.get(key.removesuffix("_dir"), {}).get("base", {})
     cols, raw = [], []
-    for engine in ENGINES:
+    for engine, prefix in ENGINES:
         runs = conds.get(engine, {})
-        ratios = [runs[r] / base[r] for r in runs if r in base and base[r] > 0]
+        ratios = [runs[r] / base[r] for r in runs if base.get(r, 0) > 0]
         if ratios:
-            cols.append(f"{statistics.median(ratios):>9.3f}{spread(ratios):>8.2f}")
-        else:
-            cols.append(f"{'-':>9}{'':>8}")
-    for cond in ["base"] + ENGINES:
-        if conds.get(cond):
-            raw.append(f"{cond} {statistics.median(conds[cond].values()):.1f}")
-    print(f"{key:<28}{''.join(cols)}   {unit}: {', '.join(raw)}   # {label}")
-print()
-print(f"{'figure':<34}{'blksnap':>12}{'dm-snap':>12}   (median; min..max)")
-for key, unit, label in VALUES:
-    conds = data.get(key, {})
+            cols.append(f"{prefix}{statistics.median(ratios):.3f} (spread {spread(ratios):.2f})")
+    if not cols:
+        return
+    for cond, runs in [("base", base)] + [(e, conds.get(e)) for e, _ in ENGINES]:
+        if runs:
+            raw.append(f"{cond} {statistics.median(runs.values()):.1f}")
+    print(f"{name + ' ' + cols[0]:<51} {'  '.join(cols[1:]):<36}"
+          f"  # {unit}: {', '.join(raw)}; {label}")
+
+
+def value_line(name, key, unit, label):
+    conds = data.get(key or name, {})
     cols, ranges = [], []
-    for engine in ENGINES:
+    for engine, prefix in ENGINES:
         runs = list(conds.get(engine, {}).values())
         if runs:
-            cols.append(f"{statistics.median(runs):>12.1f}")
+            v = statistics.median(runs)
+            v = f"{v:.0f}" if unit == "B" else f"{v:.1f}"
+            cols.append(f"{prefix}{v} {unit}")
             ranges.append(f"{engine} {min(runs):.1f}..{max(runs):.1f}")
-        else:
-            cols.append(f"{'-':>12}")
-    print(f"{key:<34}{''.join(cols)} {unit:<3} ({'; '.join(ranges)})   # {label}")
+    if not cols:
+        return
+    print(f"{name + ' ' + cols[0]:<51} {'  '.join(cols[1:]):<36}"
+          f"  # {'; '.join(ranges)}; {label}")
+
+
+for figure in RATIOS:
+    ratio_line(*figure)
+for figure in VALUES:
+    value_line(*figure)
+print("-- more figures")
+for figure in EXTRA_RATIOS:
+    ratio_line(*figure)
+for figure in EXTRA_VALUES:
+    value_line(*figure)

@@ -3,13 +3,14 @@
 #   (a) the module not loaded,
 #   (b) the module loaded and a filter attached to another device,
 #   (c) the pass-through filter attached to the measured device,
-# interleaving the three over several rounds in rotating order, and prints
-# the medians, the ratios (b)/(a) and (c)/(a), and the spread of each
-# condition (max/min), which shows how far to trust the ratios.
+# interleaving the three over several rounds in rotating order; 4 KiB
+# random and 1 MiB sequential direct writes, 16 in flight. The figures
+# (bench/figures.py) are the medians over the rounds of (c)/(a) (track_rand,
+# track_seq) and (b)/(a) (loaded_unfiltered_rand, loaded_unfiltered_seq).
 set -euo pipefail
 ROOT=${BLKSNAP_ROOT:-$(pwd)}
 ROUNDS=${ROUNDS:-3}
-RUNTIME=${RUNTIME:-5}
+RUNTIME=${RUNTIME:-3}
 BLKSNAP=$ROOT/target/debug/blksnap
 
 truncate -s 256M /tmp/bench-a /tmp/bench-b
@@ -43,23 +44,39 @@ teardown() {
 	esac
 }
 
-declare -A results
+OUT=$(mktemp /tmp/bench-results.XXXXXX)
+# record KEY CONDITION VALUE: one "ROUND KEY CONDITION VALUE" line for
+# bench/figures.py; (c) is the engine of the track_* figures, (b) that of
+# the loaded_unfiltered* ones, each against (a) of the same round.
+record() {
+	echo "$round $1 $2 $3" >>"$OUT"
+}
+
 orders=("a b c" "b c a" "c a b")
-for workload in "randwrite 4k" "write 1M"; do
+for workload in "randwrite 4k rand" "write 1M seq"; do
 	set -- $workload
-	fio_run warmup "$1" "$2" >/dev/null
+	RUNTIME=1 fio_run warmup "$1" "$2" >/dev/null
 	for round in $(seq "$ROUNDS"); do
 		# Rotate the order, so no condition always runs first or last.
 		for cond in ${orders[round % 3]}; do
 			setup $cond
-			results[$1-$cond]+="$(fio_run "$1" "$1" "$2") "
+			iops=$(fio_run "$1" "$1" "$2")
 			teardown $cond
+			case $cond in
+			a) record "track_$3" base "$iops"
+			   record "loaded_unfiltered_$3" base "$iops" ;;
+			b) record "loaded_unfiltered_$3" blksnap "$iops" ;;
+			c) record "track_$3" blksnap "$iops" ;;
+			esac
 		done
 	done
 done
 ! [ -d /sys/module/blksnap ] || rmmod blksnap
 losetup -d "$dev" "$other"
 
-for key in "${!results[@]}"; do
-	echo "$key ${results[$key]}"
-done | python3 "$ROOT/bench/ratios.py"
+if [ -n "${BENCH_OUT:-}" ]; then
+	cp "$OUT" "$BENCH_OUT"
+else
+	python3 "$ROOT/bench/figures.py" <"$OUT"
+fi
+rm -f "$OUT"

@@ -14,15 +14,19 @@
 #      untouched; 1 MiB sequential writes over the first half (first touch),
 #      then again (rewrite of copied chunks); 4 KiB random writes, 16 in
 #      flight, one in each chunk of the second half, in a random order
-#      (first touch), each run followed by a timed fsync of the written
-#      device and the storage; caches dropped, the whole image read (every
-#      chunk is stored);
+#      (first touch), then 4 KiB random writes over that half (rewrite);
+#      each first touch followed by a timed fsync of the written device and
+#      the storage; caches dropped, the whole image read (every chunk is
+#      stored);
 #   2. a fresh snapshot, same storage: the image read while the member takes
 #      4 KiB random writes at a fixed rate;
-#   3. a fresh snapshot whose storage is on ext4 on a loop device of its
-#      own (blksnap: a directory, so an unnamed file in it; dm: a loop device
-#      on a file of that ext4): TAKE timed, the first half written, synced,
-#      caches dropped, and the first half of the image read.
+#   3. blksnap: 1 and 2 again with the storage a directory on ext4 on a loop
+#      device of its own (so an unnamed file in it), every figure named with
+#      _dir; dm: a snapshot whose exception store is a loop device on a file
+#      of that ext4, the first half written, caches dropped, the first half
+#      of the image read (image_read_stored_dir);
+#   4. blksnap: TAKE of a snapshot of four sparse 1 GiB members, storage the
+#      directory on ext4 (take_4_devices_ms).
 # The base condition runs the same jobs on the member itself (reads of the
 # original instead of the image).
 # Before the rounds, MEM_ROUNDS times: the memory the module holds
@@ -34,7 +38,7 @@
 set -euo pipefail
 ROOT=${BLKSNAP_ROOT:-$(pwd)}
 ROUNDS=${ROUNDS:-3}
-RUNTIME=${RUNTIME:-5}
+RUNTIME=${RUNTIME:-3}
 BLKSNAP=$ROOT/target/debug/blksnap
 # Rate of the random writes that run under the image reads.
 UNDER_IOPS=${UNDER_IOPS:-1000}
@@ -42,6 +46,8 @@ UNDER_IOPS=${UNDER_IOPS:-1000}
 MEM_CHUNKS=${MEM_CHUNKS:-1024}
 # Times the memory figures are measured (each takes about a minute).
 MEM_ROUNDS=${MEM_ROUNDS:-1}
+# 4 KiB writes of each cow_rewrite_rand run.
+REWRITE_IOS=${REWRITE_IOS:-4096}
 
 MIB=$((1 << 20))
 SIZE=$((256 * MIB))
@@ -50,7 +56,7 @@ CHUNK=$((256 * 1024))
 SECTORS=$((SIZE / 512))
 OUT=$(mktemp /tmp/bench-results.XXXXXX)
 work=$(mktemp -d /tmp/bench-snap.XXXXXX)
-mount -t tmpfs -o size=1200M tmpfs "$work"
+mount -t tmpfs -o size=1300M tmpfs "$work"
 
 # Holds every figure as "ROUND KEY CONDITION VALUE" lines for figures.py.
 record() {
@@ -66,16 +72,22 @@ drop_caches() {
 	echo 3 >/proc/sys/vm/drop_caches
 }
 
-# sync_ms FILE...: fsyncs FILEs (the written device and the storage) and
-# prints how long that took, process start-up not counted. Not a global
-# sync: only the write-back the engine left behind counts.
+# sync_ms PATH...: fsyncs each file or device (the written device and the
+# storage) and syncs the file system of each directory (storage that is a
+# directory), and prints how long that took, process start-up not counted.
+# Not a global sync: only the write-back the engine left behind counts.
 sync_ms() {
 	python3 - "$@" <<'EOF'
-import os, sys, time
+import ctypes, os, stat, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
 fds = [os.open(f, os.O_RDONLY) for f in sys.argv[1:]]
 t0 = time.monotonic_ns()
 for fd in fds:
-    os.fsync(fd)
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        if libc.syncfs(fd) != 0:
+            raise OSError(ctypes.get_errno(), "syncfs")
+    else:
+        os.fsync(fd)
 print((time.monotonic_ns() - t0) / 1e6)
 EOF
 }
@@ -106,17 +118,34 @@ seq_read() {
 		--readonly "${timed[@]}" "${FIO[@]}" | cut -d' ' -f1
 }
 
-# first_touch_seq COND DEV KEY: 1 MiB sequential writes over the first half;
-# records KEY (MiB/s) and KEY_sync (the same, the sync after it counted).
+# first_touch_seq COND DEV KEY [SUFFIX]: 1 MiB sequential writes over the
+# first half; records KEY (MiB/s) and KEY_synced (the same, the sync of DEV
+# and $sync_store after it counted), each name followed by SUFFIX.
 first_touch_seq() {
 	local bw ms ios iops s
-	sync "$2" "$store"
+	sync
 	read -r bw ms iops ios < <(fio_stats --name=seq --filename="$2" --rw=write --bs=1M \
 		--size="$HALF" "${FIO[@]}")
-	s=$(sync_ms "$2" "$store")
-	record "$3" "$1" "$bw"
-	record "$3_sync" "$1" "$(python3 -c "print($HALF / $MIB / (($ms + $s) / 1000))")"
-	record "sync_ms_after_$3" "$1" "$s"
+	s=$(sync_ms "$2" "$sync_store")
+	record "$3${4:-}" "$1" "$bw"
+	record "$3_synced${4:-}" "$1" "$(python3 -c "print($HALF / $MIB / (($ms + $s) / 1000))")"
+	record "sync_ms_after_$3${4:-}" "$1" "$s"
+}
+
+# rewrite_seq COND DEV [SUFFIX]: the 1 MiB sequential writes of the first
+# half again, over copied chunks; records cow_rewrite_seq (MiB/s).
+rewrite_seq() {
+	record "cow_rewrite_seq${3:-}" "$1" "$(fio_stats --name=re --filename="$2" --rw=write \
+		--bs=1M --size="$HALF" "${FIO[@]}" | cut -d' ' -f1)"
+}
+
+# rewrite_rand COND DEV [SUFFIX]: 4 KiB random writes, 16 in flight, over the
+# second half (every chunk of it copied by then), REWRITE_IOS of them;
+# records cow_rewrite_rand (IOPS).
+rewrite_rand() {
+	record "cow_rewrite_rand${3:-}" "$1" "$(fio_stats --name=rerand --filename="$2" \
+		--rw=randwrite --bs=4k --offset="$HALF" --size="$HALF" \
+		--io_size="$((REWRITE_IOS * 4096))" --randseed=7 "${FIO[@]}" | cut -d' ' -f3)"
 }
 
 # iolog DEV: a replay log of one 4 KiB write in every chunk of the second
@@ -135,31 +164,36 @@ print(f"{dev} close")
 EOF
 }
 
-# first_touch_rand COND DEV KEY: the iolog replayed, 16 in flight; records
-# KEY (IOPS) and KEY_sync.
+# first_touch_rand COND DEV KEY [SUFFIX]: the iolog replayed, 16 in flight;
+# records KEY (IOPS) and KEY_synced, each name followed by SUFFIX.
 first_touch_rand() {
 	local bw ms ios iops s log=$work/iolog
 	iolog "$2" >"$log"
-	sync "$2" "$store"
+	sync
 	read -r bw ms iops ios < <(fio_stats --name=rand --filename="$2" --read_iolog="$log" \
 		"${FIO[@]}")
-	s=$(sync_ms "$2" "$store")
-	record "$3" "$1" "$iops"
-	record "$3_sync" "$1" "$(python3 -c "print($ios / (($ms + $s) / 1000))")"
-	record "sync_ms_after_$3" "$1" "$s"
+	s=$(sync_ms "$2" "$sync_store")
+	record "$3${4:-}" "$1" "$iops"
+	record "$3_synced${4:-}" "$1" "$(python3 -c "print($ios / (($ms + $s) / 1000))")"
+	record "sync_ms_after_$3${4:-}" "$1" "$s"
 }
 
-# read_under_writes WRITTEN READ: MiB/s of 1 MiB sequential reads of READ
-# while WRITTEN takes 4 KiB random writes at UNDER_IOPS (two fio processes:
-# --readonly, which keeps fio from opening the image for writing, is global).
+# read_under_writes COND KEY WRITTEN READ: records KEY, the MiB/s of 1 MiB
+# sequential reads of READ while WRITTEN takes 4 KiB random writes at
+# UNDER_IOPS, and KEY_writer_iops, the rate the writes reached (two fio
+# processes: --readonly, which keeps fio from opening the image for
+# writing, is global).
 read_under_writes() {
-	local writer
-	fio --name=writes --filename="$1" --rw=randwrite --bs=4k --rate_iops="$UNDER_IOPS" \
-		--time_based --runtime="$((RUNTIME + 1))" "${FIO[@]}" --output-format=json >/dev/null &
+	local writer bw
+	fio_stats --name=writes --filename="$3" --rw=randwrite --bs=4k \
+		--rate_iops="$UNDER_IOPS" --time_based --runtime="$((RUNTIME + 1))" \
+		"${FIO[@]}" >"$work/writer" &
 	writer=$!
 	sleep 0.5
-	seq_read reads "$2" "$SIZE" timed
+	bw=$(seq_read reads "$4" "$SIZE" timed)
 	wait "$writer"
+	record "$2" "$1" "$bw"
+	record "$2_writer_iops" "$1" "$(cut -d' ' -f3 "$work/writer")"
 }
 
 # held_bytes: caches dropped, prints in bytes the unreclaimable slab plus
@@ -239,68 +273,81 @@ dm_remove() {
 }
 
 base_round() {
+	sync_store=$store
 	drop_caches
 	record image_read_untouched base "$(seq_read orig "$dev" "$SIZE")"
 	first_touch_seq base "$dev" cow_first_touch_seq
-	record rewrite_copied base "$(fio_stats --name=re --filename="$dev" --rw=write --bs=1M \
-		--size="$HALF" "${FIO[@]}" | cut -d' ' -f1)"
+	rewrite_seq base "$dev"
 	first_touch_rand base "$dev" cow_first_touch_rand
+	rewrite_rand base "$dev"
 	drop_caches
-	record image_read_stored_bdev base "$(seq_read orig "$dev" "$SIZE")"
-	record image_read_under_writes base "$(read_under_writes "$dev" "$dev")"
+	record image_read_stored base "$(seq_read orig "$dev" "$SIZE")"
+	read_under_writes base image_read_under_writes "$dev" "$dev"
+}
+
+# blksnap_set STORAGE SUFFIX TAKE-KEY: on a fresh snapshot of $dev with
+# STORAGE, the first touches, the rewrites and the cold read of the image
+# with every chunk stored; then on another fresh one the image read under
+# writes. Every name is followed by SUFFIX.
+blksnap_set() {
+	sync_store=$1
+	snap_take blksnap "$1" 320M "$3"
+	if [ -z "$2" ]; then
+		drop_caches
+		record image_read_untouched blksnap "$(seq_read image "$img" "$SIZE")"
+	fi
+	first_touch_seq blksnap "$dev" cow_first_touch_seq "$2"
+	rewrite_seq blksnap "$dev" "$2"
+	first_touch_rand blksnap "$dev" cow_first_touch_rand "$2"
+	rewrite_rand blksnap "$dev" "$2"
 	drop_caches
-	record image_read_stored_file base "$(seq_read orig "$dev" "$HALF")"
+	record "image_read_stored$2" blksnap "$(seq_read image "$img" "$SIZE")"
+	"$BLKSNAP" snapshot_destroy -i "$id"
+
+	snap_take blksnap "$1" 320M
+	read_under_writes blksnap "image_read_under_writes$2" "$dev" "$img"
+	"$BLKSNAP" snapshot_destroy -i "$id"
 }
 
 blksnap_round() {
 	"$BLKSNAP" attach -d "$dev" >/dev/null
-	snap_take blksnap "$store" 320M take_ms_bdev_storage
-	drop_caches
-	record image_read_untouched blksnap "$(seq_read image "$img" "$SIZE")"
-	first_touch_seq blksnap "$dev" cow_first_touch_seq
-	record rewrite_copied blksnap "$(fio_stats --name=re --filename="$dev" --rw=write --bs=1M \
-		--size="$HALF" "${FIO[@]}" | cut -d' ' -f1)"
-	first_touch_rand blksnap "$dev" cow_first_touch_rand
-	drop_caches
-	record image_read_stored_bdev blksnap "$(seq_read image "$img" "$SIZE")"
-	"$BLKSNAP" snapshot_destroy -i "$id"
-
-	snap_take blksnap "$store" 320M
-	record image_read_under_writes blksnap "$(read_under_writes "$dev" "$img")"
-	"$BLKSNAP" snapshot_destroy -i "$id"
+	blksnap_set "$store" "" take_ms
+	blksnap_set "$ext4/dir" _dir take_ms_dir
 
 	snap_take blksnap "$work/dir" 320M take_ms_tmpfs_dir
 	"$BLKSNAP" snapshot_destroy -i "$id"
-
-	snap_take blksnap "$ext4/dir" 320M take_ms
-	fio_stats --name=fill --filename="$dev" --rw=write --bs=1M --size="$HALF" "${FIO[@]}" >/dev/null
-	drop_caches
-	record image_read_stored_file blksnap "$(seq_read image "$img" "$HALF")"
-	"$BLKSNAP" snapshot_destroy -i "$id"
 	"$BLKSNAP" detach -d "$dev"
+
+	# Four members of 1 GiB, storage a directory on ext4: TAKE alone.
+	id=$("$BLKSNAP" snapshot_create -f "$ext4/dir" -l 320M -d "${four[@]}")
+	record take_4_devices_ms blksnap "$(take_ms "$id")"
+	"$BLKSNAP" snapshot_destroy -i "$id"
 }
 
 dm_round() {
 	local origin=/dev/mapper/bench-origin snap=/dev/mapper/bench-snap
-	dm_take "$store" take_ms_bdev_storage
+	sync_store=$store
+	dm_take "$store" take_ms
 	drop_caches
 	record image_read_untouched dm "$(seq_read image "$snap" "$SIZE")"
 	first_touch_seq dm "$origin" cow_first_touch_seq
-	record rewrite_copied dm "$(fio_stats --name=re --filename="$origin" --rw=write --bs=1M \
-		--size="$HALF" "${FIO[@]}" | cut -d' ' -f1)"
+	rewrite_seq dm "$origin"
 	first_touch_rand dm "$origin" cow_first_touch_rand
+	rewrite_rand dm "$origin"
 	drop_caches
-	record image_read_stored_bdev dm "$(seq_read image "$snap" "$SIZE")"
+	record image_read_stored dm "$(seq_read image "$snap" "$SIZE")"
 	dm_remove
 
 	dm_take "$store"
-	record image_read_under_writes dm "$(read_under_writes "$origin" "$snap")"
+	read_under_writes dm image_read_under_writes "$origin" "$snap"
 	dm_remove
 
-	dm_take "$cow_file" take_ms
+	# File storage: the exception store a loop device on a file of ext4;
+	# the first half written, then read (every chunk read is stored).
+	dm_take "$cow_file" take_ms_dir
 	fio_stats --name=fill --filename="$origin" --rw=write --bs=1M --size="$HALF" "${FIO[@]}" >/dev/null
 	drop_caches
-	record image_read_stored_file dm "$(seq_read image "$snap" "$HALF")"
+	record image_read_stored_dir dm "$(seq_read image "$snap" "$HALF")"
 	dm_remove
 }
 
@@ -323,7 +370,7 @@ memory_round() {
 	dev=$(losetup -f --show "$work/big")
 	"$BLKSNAP" attach -d "$dev" >/dev/null
 	read -r m0 f0 < <(held_bytes)
-	snap_take blksnap "$store" 320M take_ms_1tib
+	snap_take blksnap "$store" 320M take_ms_1tib_bdev
 	read -r m1 f1 < <(held_bytes)
 	python3 - "$dev" "$CHUNK" "$MEM_CHUNKS" >"$work/iolog" <<'EOF'
 import sys
@@ -341,7 +388,7 @@ EOF
 	"$BLKSNAP" detach -d "$dev"
 	losetup -d "$dev"
 	rm "$work/big"
-	record memory_take_bytes_1tib blksnap $((m1 - m0))
+	record take_bytes_1tib blksnap $((m1 - m0))
 	record memory_take_bytes_per_gib blksnap $(((m1 - m0) / 1024))
 	record memory_take_memfree_drop_1tib blksnap $((f0 - f1))
 	record memory_bytes_per_touched_chunk blksnap $(((m2 - m1) / MEM_CHUNKS))
@@ -360,15 +407,23 @@ dd if=/dev/zero of="$dev" bs=1M count=256 oflag=direct status=none
 # too: on a file of the host's disk (build/, over 9p) the guest waits for
 # the host, and the icount clock runs on while it waits, so times would
 # count the host's disk, not the guest's work.
-truncate -s 512M "$work/disk"
+truncate -s 640M "$work/disk"
 disk_dev=$(losetup -f --show "$work/disk")
 mkfs.ext4 -q "$disk_dev"
 ext4=$work/ext4
 mkdir "$ext4"
 mount "$disk_dev" "$ext4"
 mkdir "$ext4/dir" "$work/dir"
-fallocate -l 192M "$ext4/dm-cow"
+fallocate -l 160M "$ext4/dm-cow"
 cow_file=$(losetup -f --show "$ext4/dm-cow")
+
+# The four sparse members of take_4_devices_ms, attached once.
+four=()
+for i in 1 2 3 4; do
+	truncate -s 1G "$work/four$i"
+	four+=("$(losetup -f --show "$work/four$i")")
+	"$BLKSNAP" attach -d "${four[-1]}" >/dev/null
+done
 
 conds=(base blksnap)
 if dmsetup targets | grep -q '^snapshot '; then
@@ -382,11 +437,19 @@ for round in $(seq "$ROUNDS"); do
 	done
 done
 
+for d in "${four[@]}"; do
+	"$BLKSNAP" detach -d "$d"
+	losetup -d "$d"
+done
 losetup -d "$cow_file"
 umount "$ext4"
 losetup -d "$disk_dev"
 rmmod blksnap
 losetup -d "$dev" "$store"
 umount "$work"
-python3 "$ROOT/bench/figures.py" <"$OUT"
+if [ -n "${BENCH_OUT:-}" ]; then
+	cp "$OUT" "$BENCH_OUT"
+else
+	python3 "$ROOT/bench/figures.py" <"$OUT"
+fi
 rm -f "$OUT"
