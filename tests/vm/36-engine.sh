@@ -165,9 +165,10 @@ test_engine_take_of_a_100_tib_member_and_memory_per_chunk() {
 	ft_attach "$dev"
 	# The storage on zram: its stores leave no page cache (whose xarray
 	# nodes would count below).
-	ft_zram 200M
+	# Room for the 2 x 512 chunks copied below (256 MiB).
+	ft_zram 384M
 	store=$REPLY
-	sn_create "$store" 200M "$dev"
+	sn_create "$store" 384M "$dev"
 	id=$REPLY
 	sync
 	mem_before=$(en_slab_kib)
