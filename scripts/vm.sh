@@ -15,9 +15,9 @@ kdir=$(kernel_dir)
 [ -f "$kdir/.complete" ] || die "no test kernel in $kdir: run make setup"
 # The debug kernel (DEBUG=1) runs the whole suite about twice as slowly.
 if [ -n "${DEBUG:-}" ]; then
-	VM_TIMEOUT=${VM_TIMEOUT:-2700}
+	VM_TIMEOUT=${VM_TIMEOUT:-3600}
 else
-	VM_TIMEOUT=${VM_TIMEOUT:-1800}
+	VM_TIMEOUT=${VM_TIMEOUT:-2700}
 fi
 tcg_qemu="-cpu qemu64 -accel tcg,thread=single"
 # VM_ICOUNT=N (TCG only): the guest clock counts instructions, 2^N ns each,
