@@ -583,8 +583,9 @@ impl DiffArea {
             let Some((_, sectors)) = chunk::chunk_sectors(index, self.shift, self.capacity) else {
                 continue;
             };
-            let sectors = sectors.next_multiple_of(PAGE_SECTORS);
+            // The store writes whole pages, past the chunk's end zeroed.
             let bytes = (sectors << SECTOR_SHIFT) as usize;
+            let sectors = sectors.next_multiple_of(PAGE_SECTORS);
             let buf = {
                 let mut inner = chunk.inner.lock();
                 match Chunk::step(&mut inner, Event::StoreBegins) {
