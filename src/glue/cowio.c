@@ -233,8 +233,7 @@ static void buf_kiocb_end(struct kiocb *iocb, long ret)
 /*
  * Reads or writes the buffer's bytes at sector of a storage file: direct
  * I/O, asynchronous, when the file was opened for it; otherwise (a file
- * system without direct I/O, such as one in memory) through its page
- * cache, here and now.
+ * system that refuses O_DIRECT) through its page cache, here and now.
  */
 static void buf_submit_file(struct blksnap_buf *buf, struct file *file,
 			    u64 sector)

@@ -223,7 +223,8 @@ int blksnap_bdev_rw(struct block_device *bdev, u64 sector, void *buf,
 /*
  * Opens a regular file, or an unnamed temporary file in a directory, for
  * direct I/O if its file system has it, so copies never wait in its page
- * cache; through the page cache otherwise (a file system in memory).
+ * cache; through the page cache otherwise (a file system that refuses
+ * O_DIRECT).
  */
 static struct file *storage_open_file(const char *path, int flags)
 {

@@ -417,10 +417,10 @@ impl StorageFile {
     }
 
     /// Fails with the error of a write-back of the storage that failed since
-    /// it was opened. Only a file without direct I/O (a file system in
-    /// memory) is written through its page cache, where such a failure
-    /// shows only here; once it has, data read back from the storage
-    /// cannot be trusted.
+    /// it was opened. Only a file whose file system refuses direct I/O is
+    /// written through its page cache, where such a failure shows only
+    /// here; once it has, data read back from the storage cannot be
+    /// trusted.
     pub(crate) fn check_written(&self) -> Result {
         // SAFETY: the file is open while `self` lives.
         to_result(unsafe { bindings::blksnap_storage_wb_check(self.as_ptr(), self.wb_since) })
