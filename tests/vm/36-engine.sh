@@ -61,49 +61,60 @@ en_table_bytes() {
 	awk '$1 ~ /^(kmalloc-(64|96|128)|radix_tree_node)$/ { b += $2 * $4 } END { print b }' /proc/slabinfo
 }
 
+# en_ext4_taken BEFORE: an ext4 member (EN_MEMBER mounted, EN_DEV) holding
+# the file "before" of BEFORE random bytes (EN_BEFORE its checksum), in a
+# taken snapshot (EN_ID, image EN_IMG) whose storage is a directory on ext4
+# over a loop device: a disk-backed file system with a page cache and
+# write-back of its own, with room for the storage's limit.
+en_ext4_taken() {
+	EN_MEMBER=$FT_DIR/member
+	en_ext4 512M "$FT_DIR/store"
+	en_ext4 192M "$EN_MEMBER"
+	EN_DEV=$REPLY
+	head -c "$1" /dev/urandom >"$EN_MEMBER/before"
+	sync
+	EN_BEFORE=$(sha256sum <"$EN_MEMBER/before")
+	ft_attach "$EN_DEV"
+	sn_create "$FT_DIR/store" 256M "$EN_DEV"
+	EN_ID=$REPLY
+	sn_take "$EN_ID"
+	sn_image "$EN_DEV"
+	EN_IMG=$REPLY
+}
+
+# en_ext4_image_ok: the image of en_ext4_taken still holds "before" as it
+# was and no "after", checks clean, and the snapshot is intact; destroys it.
+en_ext4_image_ok() {
+	sn_mount ext4 "$EN_IMG" "$FT_DIR/image" ro,noload
+	[ -f "$FT_DIR/image/before" ] || fail "the image lost the file from before the take"
+	expect_eq "checksum of the image's file from before the take" "$EN_BEFORE" \
+		"$(sha256sum <"$FT_DIR/image/before")"
+	[ ! -e "$FT_DIR/image/after" ] || fail "the image shows a file written after the take"
+	sn_umount "$FT_DIR/image"
+	fsck.ext4 -fn "$EN_IMG" >/dev/null || fail "fsck of the image failed"
+	expect_eq "snapshot_info -f error_code" 0 "$("$BLKSNAP" snapshot_info -d "$EN_DEV" -f error_code)"
+	sn_destroy "$EN_ID"
+}
+
 test_engine_member_dirty_pages_under_a_tiny_dirty_limit() {
 	en_begin
-	local member store dev id img before after pid
-	member=$FT_DIR/member
-	store=$FT_DIR/store
-	# The storage on ext4 over a loop device: a disk-backed file system with
-	# a page cache and write-back of its own, with room for the storage's
-	# limit.
-	en_ext4 512M "$store"
-	en_ext4 192M "$member"
-	dev=$REPLY
-	head -c 32M /dev/urandom >"$member/before"
-	sync
-	before=$(sha256sum <"$member/before")
-	ft_attach "$dev"
-	sn_create "$store" 256M "$dev"
-	id=$REPLY
-	sn_take "$id"
-	sn_image "$dev"
-	img=$REPLY
+	local pid
+	en_ext4_taken 32M
 	# Every dirty page of the member waits for copy-on-write before it can
 	# be written back; with a dirty limit this small, a copy-on-write that
 	# went through the storage's page cache is throttled by the member's
 	# own dirty pages.
 	en_dirty_limit 1048576 524288
 	(
-		dd if=/dev/urandom of="$member/after" bs=1M count=96 status=none &&
-			rm "$member/before" && sync
+		dd if=/dev/urandom of="$EN_MEMBER/after" bs=1M count=96 status=none &&
+			rm "$EN_MEMBER/before" && sync
 	) &
 	pid=$!
 	SN_PIDS+=("$pid")
 	ft_wait 240 sn_exited "$pid" || fail "buffered writes to the member did not finish within 240 s"
 	wait "$pid" || fail "buffered writes to the member failed"
 	en_restore_dirty_limit
-	sn_mount ext4 "$img" "$FT_DIR/image" ro,noload
-	[ -f "$FT_DIR/image/before" ] || fail "the image lost the file deleted after the take"
-	after=$(sha256sum <"$FT_DIR/image/before")
-	expect_eq "checksum of the image's file from before the take" "$before" "$after"
-	[ ! -e "$FT_DIR/image/after" ] || fail "the image shows a file written after the take"
-	sn_umount "$FT_DIR/image"
-	fsck.ext4 -fn "$img" >/dev/null || fail "fsck of the image failed"
-	expect_eq "snapshot_info -f error_code" 0 "$("$BLKSNAP" snapshot_info -d "$dev" -f error_code)"
-	sn_destroy "$id"
+	en_ext4_image_ok
 }
 
 test_engine_one_chunk_in_memory_keeps_the_image_exact() {
@@ -250,25 +261,12 @@ test_engine_many_chunks_in_flight_at_once() {
 
 test_engine_writes_under_memory_pressure() {
 	en_begin
-	local member store dev id img hog avail src want got before
-	member=$FT_DIR/member
-	store=$FT_DIR/store
-	en_ext4 512M "$store"
-	en_ext4 192M "$member"
-	dev=$REPLY
+	local hog avail src want
 	sn_tmpfs 128M
 	src=$REPLY/src
 	head -c 96M /dev/urandom >"$src"
 	want=$(sha256sum <"$src")
-	head -c 16M /dev/urandom >"$member/before"
-	sync
-	before=$(sha256sum <"$member/before")
-	ft_attach "$dev"
-	sn_create "$store" 256M "$dev"
-	id=$REPLY
-	sn_take "$id"
-	sn_image "$dev"
-	img=$REPLY
+	en_ext4_taken 16M
 	# Memory that cannot be reclaimed (tmpfs without swap), until about
 	# 384 MiB are left, of which the loop devices' backing files (tmpfs
 	# too) take up to 200 MiB more: the writes below are written back under
@@ -279,18 +277,10 @@ test_engine_writes_under_memory_pressure() {
 	hog=$REPLY
 	head -c $(((avail - 384 * 1024) * 1024)) /dev/zero >"$hog/hog" 2>/dev/null || true
 	en_dirty_limit 4194304 2097152
-	timeout 300 dd if="$src" of="$member/after" bs=1M status=none conv=fsync ||
+	timeout 300 dd if="$src" of="$EN_MEMBER/after" bs=1M status=none conv=fsync ||
 		fail "buffered writes under memory pressure did not finish within 300 s"
 	rm -f "$hog/hog"
 	en_restore_dirty_limit
-	got=$(sha256sum <"$member/after")
-	expect_eq "checksum of the file written under pressure" "$want" "$got"
-	sn_mount ext4 "$img" "$FT_DIR/image" ro,noload
-	expect_eq "checksum of the image's file from before the take" "$before" \
-		"$(sha256sum <"$FT_DIR/image/before")"
-	[ ! -e "$FT_DIR/image/after" ] || fail "the image shows a file written after the take"
-	sn_umount "$FT_DIR/image"
-	fsck.ext4 -fn "$img" >/dev/null || fail "fsck of the image failed"
-	expect_eq "snapshot_info -f error_code" 0 "$("$BLKSNAP" snapshot_info -d "$dev" -f error_code)"
-	sn_destroy "$id"
+	expect_eq "checksum of the file written under pressure" "$want" "$(sha256sum <"$EN_MEMBER/after")"
+	en_ext4_image_ok
 }
