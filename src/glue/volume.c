@@ -17,6 +17,7 @@
 #include <linux/bio.h>
 #include <linux/blkdev.h>
 #include <linux/fiemap.h>
+#include <linux/fileattr.h>
 #include <linux/fs.h>
 #include <linux/mm.h>
 #include <linux/mman.h>
@@ -242,10 +243,23 @@ bool blksnap_file_lives_on(struct file *file, dev_t dev, u64 *offset)
 	return false;
 }
 
-static bool volume_fs_supported(struct super_block *sb)
+/*
+ * ext4 and xfs keep a pinned file's blocks where they are; the data of an
+ * xfs realtime file is on another device than the file system's.
+ */
+static bool volume_fs_supported(struct file *file)
 {
-	return sb->s_bdev && (!strcmp(sb->s_type->name, "ext4") ||
-			      !strcmp(sb->s_type->name, "xfs"));
+	struct super_block *sb = file_inode(file)->i_sb;
+	struct fileattr fa = {};
+
+	if (!sb->s_bdev || !file_inode(file)->i_op->fiemap ||
+	    IS_DAX(file_inode(file)))
+		return false;
+	if (!strcmp(sb->s_type->name, "ext4"))
+		return true;
+	return !strcmp(sb->s_type->name, "xfs") &&
+	       !vfs_fileattr_get(file->f_path.dentry, &fa) &&
+	       !(fa.fsx_xflags & FS_XFLAG_REALTIME);
 }
 
 static int cmp_dev_sector(const void *a, const void *b)
@@ -297,8 +311,7 @@ struct blksnap_volume *blksnap_volume_map(struct file *file)
 
 	if (!S_ISREG(inode->i_mode))
 		return ERR_PTR(-EINVAL);
-	if (!volume_fs_supported(sb) || !inode->i_op->fiemap ||
-	    IS_DAX(inode)) {
+	if (!volume_fs_supported(file)) {
 		pr_err("in-volume storage: the file's extents cannot be pinned on file system type %s\n",
 		       sb->s_type->name);
 		return ERR_PTR(-EOPNOTSUPP);

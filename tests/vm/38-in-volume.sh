@@ -230,3 +230,196 @@ test_in_volume_whole_disk_image_exact_but_the_storage() {
 	e2fsck -fn "$IV_P1" >"$FT_DIR/fsck.log" 2>&1 || { tail "$FT_DIR/fsck.log"; fail "the original p1 does not check clean"; }
 	sm_log_clean
 }
+
+test_in_volume_xfs_on_a_whole_disk_under_file_writes() {
+	command -v mkfs.xfs >/dev/null || skip "mkfs.xfs is not installed"
+	iv_begin
+	local mnt=$FT_DIR/xfs id img ext pid
+	# xfs wants 300 MiB at least.
+	ft_loop 320M
+	local dev=$REPLY
+	iv_fs xfs "$dev" "$mnt" 64M
+	ft_attach "$dev"
+	sn_create "$mnt/diff" 0 "$dev"
+	id=$REPLY
+	ext=$(iv_extents "$id")
+	expect_eq "the in-volume extents against filefrag" "$(iv_fiemap "$mnt/diff" | sort -n)" \
+		"$(sort -n <<<"$ext")"
+	sn_take "$id"
+	sn_image "$dev"
+	img=$REPLY
+	iv_writer "$mnt" &
+	pid=$!
+	SN_PIDS+=("$pid")
+	sleep 5
+	dd if=/dev/urandom of="$mnt/tree/big/f1" bs=64k count=4 conv=notrunc,fsync status=none
+	kill "$pid"
+	wait "$pid" 2>/dev/null || true
+	sync
+	expect_eq "snapshot_info -f error_code" 0 "$("$BLKSNAP" snapshot_info -d "$dev" -f error_code)"
+	iv_pinned "$mnt/diff"
+	ft_drop_caches
+	iv_zeros "$img" 0 "$ext" "the image"
+	iv_image_fs_ok xfs "$img" "$FT_DIR/image"
+	sn_destroy "$id"
+	rm "$mnt/diff" || fail "the storage file cannot be deleted after destroy"
+	umount "$mnt"
+	xfs_repair -n "$dev" >"$FT_DIR/repair.log" 2>&1 || { tail "$FT_DIR/repair.log"; fail "the original does not check clean"; }
+	sm_log_clean
+}
+
+test_in_volume_partition_member_with_a_second_member() {
+	iv_begin
+	local mnt=$FT_DIR/p1 id ext other
+	iv_disk 128M 196608
+	iv_fs ext4 "$IV_P1" "$mnt" 40M
+	ft_loop 32M
+	other=$REPLY
+	sn_fill "$other" 1
+	ft_attach "$IV_P1"
+	ft_attach "$other"
+	sn_create "$mnt/diff" 0 "$other" "$IV_P1"
+	id=$REPLY
+	ext=$(iv_extents "$id")
+	sn_take "$id"
+	"$TAGBLK" write "$other" --gen 2 --order random --jobs 4 >/dev/null || fail "writes to $other failed"
+	dd if=/dev/urandom of="$mnt/tree/big/f2" bs=64k count=8 conv=notrunc,fsync status=none
+	mkdir "$mnt/after" && head -c 4M /dev/urandom >"$mnt/after/f" && sync
+	expect_eq "snapshot_info -f error_code" 0 "$("$BLKSNAP" snapshot_info -d "$other" -f error_code)"
+	ft_drop_caches
+	sn_image "$other"
+	sn_verify "$REPLY" 1 "the image of $other"
+	sn_verify "$other" 2 "$other"
+	sn_image "$IV_P1"
+	iv_zeros "$REPLY" 0 "$ext" "the image of $IV_P1"
+	iv_image_fs_ok ext4 "$REPLY" "$FT_DIR/image"
+	sn_destroy "$id"
+	sm_log_clean
+}
+
+test_in_volume_overflow_corrupts_the_snapshot_not_the_original() {
+	iv_begin
+	local mnt=$FT_DIR/p1 id img err
+	iv_disk 128M 65536
+	iv_fs ext4 "$IV_P1" "$mnt" 16M
+	"$TAGBLK" write "$IV_DISK" --gen 1 --offset "$IV_RAW" --order seq --jobs 2 >/dev/null
+	ft_attach "$IV_DISK"
+	# A limit, which in-volume storage does not grow to.
+	sn_create "$mnt/diff" 64M "$IV_DISK"
+	id=$REPLY
+	sn_take "$id"
+	sn_image "$IV_DISK"
+	img=$REPLY
+	# 64 MiB of changes for 16 MiB of storage; the writes must all succeed.
+	"$TAGBLK" write "$IV_DISK" --gen 2 --offset "$IV_RAW" --len 64M --order seq --jobs 4 >/dev/null ||
+		fail "writes to the original failed while the snapshot overflowed"
+	sn_wait_event "$id" no_space 30 || { cat "$FT_DIR/events" 2>/dev/null; fail "no no_space event within 30 s"; }
+	sn_wait_event "$id" corrupted 30 || { cat "$FT_DIR/events" 2>/dev/null; fail "no corrupted event within 30 s"; }
+	expect_eq "snapshot_info -f error_code after the overflow" -28 \
+		"$("$BLKSNAP" snapshot_info -d "$IV_DISK" -f error_code)"
+	err=$(dd if="$img" of=/dev/null bs=4k count=1 iflag=direct 2>&1) && fail "a read of the overflowed image succeeded"
+	[[ $err == *"Input/output error"* ]] || fail "a read of the overflowed image failed without EIO: $err"
+	expect_eq "the storage file's size" $((16 << 20)) "$(stat -c %s "$mnt/diff")"
+	ft_drop_caches
+	sn_verify "$IV_DISK" 2 "the overwritten part of the original" --offset "$IV_RAW" --len 64M
+	sn_verify "$IV_DISK" 1 "the rest of the original" --offset $((IV_RAW + (64 << 20)))
+	ft_verify "$mnt" "$FT_DIR/sums" "the tree on the original"
+	sn_destroy "$id"
+	umount "$mnt"
+	e2fsck -fn "$IV_P1" >"$FT_DIR/fsck.log" 2>&1 || { tail "$FT_DIR/fsck.log"; fail "the original does not check clean"; }
+	sm_log_clean
+}
+
+# iv_refused ERRNO WHAT FILE DEV: a snapshot of DEV with FILE as storage is
+# refused with ERRNO when DEV is added, and no snapshot is left.
+iv_refused() {
+	sn_expect_error "$1" "$2" "$BLKSNAP" snapshot_create -f "$3" -d "$4"
+	expect_eq "snapshots left after: $2" "" "$("$BLKSNAP" snapshot_collect | tr -d ' \n')"
+}
+
+test_in_volume_refuses_files_it_cannot_use() {
+	iv_begin
+	local mnt=$FT_DIR/p1 p2mnt=$FT_DIR/p2 e2=$FT_DIR/e2 dev2 id
+	# p1: ext4 from MiB 1 to 65, p2: ext4 from MiB 66 to 130.
+	ft_image 160M
+	ft_write_mbr "$REPLY" 2048 131072
+	sm_mbr_entry "$REPLY" 1 135168 131072
+	ft_loop_file "$REPLY" -P
+	IV_DISK=$REPLY
+	IV_P1=${IV_DISK}p1
+	ft_wait 5 test -b "${IV_DISK}p2" || fail "${IV_DISK}p2 did not appear after losetup -P"
+	ft_settle
+	iv_fs ext4 "$IV_P1" "$mnt" 16M
+	ft_attach "$IV_P1"
+	ft_attach "$IV_DISK"
+	truncate -s 32M "$mnt/sparse"
+	iv_refused EINVAL "a sparse file" "$mnt/sparse" "$IV_P1"
+	fallocate -l 8M "$mnt/small"
+	iv_refused EINVAL "a file smaller than diff_storage_minimum" "$mnt/small" "$IV_P1"
+	fallocate -l 16M "$mnt/swap"
+	chmod 600 "$mnt/swap"
+	mkswap "$mnt/swap" >/dev/null
+	if swapon "$mnt/swap" 2>/dev/null; then
+		iv_refused EBUSY "a swap file in use" "$mnt/swap" "$IV_P1"
+		swapoff "$mnt/swap"
+	fi
+	# The files are ordinary again.
+	rm "$mnt/sparse" "$mnt/small" "$mnt/swap"
+	# ext2 (the ext4 driver serves it): its extents are not pinned.
+	mkfs.ext2 -q -F "${IV_DISK}p2"
+	mkdir -p "$e2"
+	ft_mount ext2 "${IV_DISK}p2" "$e2"
+	fallocate -l 16M "$e2/diff" 2>/dev/null || dd if=/dev/zero of="$e2/diff" bs=1M count=16 status=none
+	iv_refused EOPNOTSUPP "a file on ext2" "$e2/diff" "${IV_DISK}p2"
+	# The whole disk holds both partitions: the file on p1 makes it
+	# in-volume storage there too.
+	sn_create "$mnt/diff" 0 "$IV_DISK"
+	id=$REPLY
+	grep -qE "^snapshot $id .*storage=in-volume " "$IV_LIST" || fail "no in-volume storage for the disk: $(cat "$IV_LIST")"
+	sn_destroy "$id"
+	umount "$e2"
+	# A file on p2 is ordinary storage for p1: another file system.
+	mkfs.ext4 -q -F "${IV_DISK}p2"
+	mkdir -p "$p2mnt"
+	ft_mount ext4 "${IV_DISK}p2" "$p2mnt"
+	fallocate -l 16M "$p2mnt/diff"
+	sn_create "$p2mnt/diff" 0 "$IV_P1"
+	id=$REPLY
+	grep -qE "^snapshot $id .*storage=file " "$IV_LIST" || fail "storage on p2 for p1 is not a plain file: $(cat "$IV_LIST")"
+	sn_take "$id"
+	dd if=/dev/urandom of="$mnt/tree/big/f3" bs=64k count=4 conv=notrunc,fsync status=none
+	sn_image "$IV_P1"
+	iv_image_fs_ok ext4 "$REPLY" "$FT_DIR/image"
+	sn_destroy "$id"
+	sm_log_clean
+}
+
+test_in_volume_storage_and_another_snapshot() {
+	iv_begin
+	local mnt=$FT_DIR/p1 id other
+	iv_disk 128M 65536
+	iv_fs ext4 "$IV_P1" "$mnt" 16M
+	ft_attach "$IV_DISK"
+	ft_attach "$IV_P1"
+	sm_q "SNAPSHOT_CREATE with in-volume storage" "$SM_UUID" create "$mnt/diff" 0
+	sm_q "SNAPSHOT_CREATE with other storage" "$SM_UUID" create "$FT_DIR" 0
+	sm_q_run
+	id=${SM_OUT[0]}
+	other=${SM_OUT[1]}
+	SN_IDS+=("$id" "$other")
+	# The storage file lies on a member of another snapshot: it cannot
+	# become in-volume storage, whose writes that snapshot would not see.
+	sm_q "SNAPSHOTADD of the partition to the other snapshot" "" add "$IV_P1" "$other"
+	sm_q "SNAPSHOTADD of the disk holding the storage" EBUSY add "$IV_DISK" "$id"
+	sm_q "SNAPSHOT_DESTROY of the other snapshot" "" destroy "$other"
+	sm_q "SNAPSHOTADD of the disk holding the storage" "" add "$IV_DISK" "$id"
+	sm_q "SNAPSHOT_CREATE with other storage again" "$SM_UUID" create "$FT_DIR" 0
+	sm_q_run
+	other=${SM_OUT[4]}
+	SN_IDS+=("$other")
+	# Nor can the partition holding in-volume storage join another one.
+	sm_q "SNAPSHOTADD of the partition holding in-volume storage" EBUSY add "$IV_P1" "$other"
+	sm_q_run
+	grep -qE "^snapshot $id .*storage=in-volume " "$IV_LIST" || fail "no in-volume storage: $(cat "$IV_LIST")"
+	sm_log_clean
+}
