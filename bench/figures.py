@@ -29,6 +29,8 @@ RATIOS = [
     ("image_read_untouched", None, "MiB/s", "image read, no chunk copied"),
     ("image_read_stored", None, "MiB/s", "image read, every chunk stored, block-device storage, cold"),
     ("image_read_under_writes", None, "MiB/s", "image read while the original takes 4 KiB writes at 1000 IOPS"),
+    ("cow_first_touch_seq_in_volume", None, "MiB/s", "cow_first_touch_seq, in-volume storage (a file on the member)"),
+    ("image_read_stored_in_volume", None, "MiB/s", "image read, every chunk stored, in-volume storage, cold (64 MiB)"),
 ]
 VALUES = [
     ("take_4_devices_ms", None, "ms", "TAKE alone, 4 members of 1 GiB, storage a directory on ext4"),

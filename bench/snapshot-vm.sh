@@ -26,7 +26,11 @@
 #      of that ext4, the first half written, caches dropped, the first half
 #      of the image read (image_read_stored_dir);
 #   4. blksnap: TAKE of a snapshot of four sparse 1 GiB members, storage the
-#      directory on ext4 (take_4_devices_ms).
+#      directory on ext4 (take_4_devices_ms);
+#   5. blksnap and base: on a disk whose first partition is an ext4 holding
+#      a preallocated file, the in-volume storage, and 64 MiB more, the
+#      sequential first touch of those 64 MiB and the cold read of them
+#      (cow_first_touch_seq_in_volume, image_read_stored_in_volume).
 # The base condition runs the same jobs on the member itself (reads of the
 # original instead of the image).
 # Before the rounds, MEM_ROUNDS times: the memory the module holds
@@ -104,6 +108,8 @@ print(d["bw"] / 1024, d["runtime"], d["iops"], d["total_ios"])'
 
 # Options shared by every job: direct I/O, 16 in flight.
 FIO=(--direct=1 --ioengine=libaio --iodepth=16)
+# Where seq_read and first_touch_seq start on the device, in bytes.
+OFF=0
 
 # fio files split names at colons unless they are escaped.
 esc() {
@@ -115,7 +121,7 @@ seq_read() {
 	local timed=()
 	[ "${4:-}" = timed ] && timed=(--time_based --runtime="$RUNTIME")
 	fio_stats --name="$1" --filename="$(esc "$2")" --rw=read --bs=1M --size="$3" \
-		--readonly "${timed[@]}" "${FIO[@]}" | cut -d' ' -f1
+		--offset="$OFF" --readonly "${timed[@]}" "${FIO[@]}" | cut -d' ' -f1
 }
 
 # first_touch_seq COND DEV KEY [SUFFIX]: 1 MiB sequential writes over the
@@ -125,7 +131,7 @@ first_touch_seq() {
 	local bw ms ios iops s
 	sync
 	read -r bw ms iops ios < <(fio_stats --name=seq --filename="$2" --rw=write --bs=1M \
-		--size="$HALF" "${FIO[@]}")
+		--offset="$OFF" --size="$HALF" "${FIO[@]}")
 	s=$(sync_ms "$2" "$sync_store")
 	record "$3${4:-}" "$1" "$bw"
 	record "$3_synced${4:-}" "$1" "$(python3 -c "print($HALF / $MIB / (($ms + $s) / 1000))")"
@@ -283,6 +289,34 @@ base_round() {
 	drop_caches
 	record image_read_stored base "$(seq_read orig "$dev" "$SIZE")"
 	read_under_writes base image_read_under_writes "$dev" "$dev"
+	in_volume_set base
+}
+
+# in_volume_set COND: on the raw part of $ivdisk, whose first partition
+# holds an ext4 with the preallocated file $ivmnt/diff: the 1 MiB
+# sequential first touch of its first 64 MiB and the cold read of them
+# from the image (every chunk stored); for blksnap with the storage
+# in-volume (that file), for base on the disk alone. (64 MiB, not half the
+# member, so that everything the benchmark keeps fits the VM's memory.)
+in_volume_set() {
+	# first_touch_seq writes $HALF bytes: a quarter of the member here.
+	local dev=$ivdisk HALF=$((SIZE / 4))
+	sync_store=$ivdisk
+	OFF=$IV_OFF
+	if [ "$1" = blksnap ]; then
+		"$BLKSNAP" attach -d "$dev" >/dev/null
+		snap_take blksnap "$ivmnt/diff" 0
+	else
+		img=$dev
+	fi
+	first_touch_seq "$1" "$dev" cow_first_touch_seq _in_volume
+	drop_caches
+	record image_read_stored_in_volume "$1" "$(seq_read image "$img" "$HALF")"
+	if [ "$1" = blksnap ]; then
+		"$BLKSNAP" snapshot_destroy -i "$id"
+		"$BLKSNAP" detach -d "$dev"
+	fi
+	OFF=0
 }
 
 # blksnap_set STORAGE SUFFIX TAKE-KEY: on a fresh snapshot of $dev with
@@ -317,6 +351,7 @@ blksnap_round() {
 	snap_take blksnap "$work/dir" 320M take_ms_tmpfs_dir
 	"$BLKSNAP" snapshot_destroy -i "$id"
 	"$BLKSNAP" detach -d "$dev"
+	in_volume_set blksnap
 
 	# Four members of 1 GiB, storage a directory on ext4: TAKE alone.
 	id=$("$BLKSNAP" snapshot_create -f "$ext4/dir" -l 320M -d "${four[@]}")
@@ -417,6 +452,29 @@ mkdir "$ext4/dir" "$work/dir"
 fallocate -l 160M "$ext4/dm-cow"
 cow_file=$(losetup -f --show "$ext4/dm-cow")
 
+# In-volume storage: a disk with an ext4 partition of 100 MiB from sector
+# 2048, holding the preallocated storage file, then the 64 MiB the work
+# runs on.
+IV_OFF=$(((2048 + 204800) * 512))
+truncate -s $((IV_OFF + SIZE / 4)) "$work/ivdisk"
+python3 - "$work/ivdisk" <<'EOF'
+import struct, sys
+entry = struct.pack("<B3sB3sII", 0, b"\0\2\0", 0x83, b"\xfe\xff\xff", 2048, 204800)
+with open(sys.argv[1], "r+b") as f:
+    f.seek(446)
+    f.write(entry)
+    f.seek(510)
+    f.write(b"\x55\xaa")
+EOF
+ivdisk=$(losetup -f --show -P "$work/ivdisk")
+udevadm settle --timeout=10 2>/dev/null || sleep 1
+mkfs.ext4 -q "${ivdisk}p1"
+ivmnt=$work/iv
+mkdir "$ivmnt"
+mount "${ivdisk}p1" "$ivmnt"
+fallocate -l 80M "$ivmnt/diff"
+dd if=/dev/zero of="$ivdisk" bs=1M seek=$((IV_OFF / MIB)) count=64 oflag=direct status=none
+
 # The four sparse members of take_4_devices_ms, attached once.
 four=()
 for i in 1 2 3 4; do
@@ -434,6 +492,9 @@ for round in $(seq "$ROUNDS"); do
 	n=${#conds[@]}
 	for i in $(seq 0 $((n - 1))); do
 		"${conds[(i + round) % n]}_round"
+		# Give the blocks the storage files freed back to tmpfs, so the
+		# rounds fit the VM's memory.
+		fstrim "$ext4"
 	done
 done
 
@@ -442,7 +503,8 @@ for d in "${four[@]}"; do
 	losetup -d "$d"
 done
 losetup -d "$cow_file"
-umount "$ext4"
+umount "$ext4" "$ivmnt"
+losetup -d "$ivdisk"
 losetup -d "$disk_dev"
 rmmod blksnap
 losetup -d "$dev" "$store"

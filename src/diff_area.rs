@@ -651,7 +651,9 @@ impl DiffArea {
         loop {
             let (sector, count) = bio.sectors();
             let end = sector.saturating_add(count);
-            let next = self.hidden.partition_point(|&(_, hidden_end)| hidden_end <= sector);
+            let next = self
+                .hidden
+                .partition_point(|&(_, hidden_end)| hidden_end <= sector);
             let Some(&(start, hidden_end)) = self.hidden.get(next).filter(|h| h.0 < end) else {
                 return self.read(bio);
             };

@@ -433,8 +433,9 @@ fn add(
         // In-volume storage is written below the filter: a device that
         // holds another snapshot's cannot be copied on write.
         if i != index && s.storage.is_in_volume() && s.storage.lives_on(dev) {
-            pr_err!("the device holds the in-volume difference storage of another snapshot: refused
-");
+            pr_err!(
+                "the device holds the in-volume difference storage of another snapshot: refused\n"
+            );
             return Err(EBUSY);
         }
     }
@@ -445,8 +446,7 @@ fn add(
             .flat_map(|s| s.members.iter())
             .any(|m| storage.lives_on(m.bdev.devs().0));
         if taken_elsewhere {
-            pr_err!("the difference storage lies on a member of another snapshot: refused
-");
+            pr_err!("the difference storage lies on a member of another snapshot: refused\n");
             return Err(EBUSY);
         }
         storage.make_in_volume()?;
