@@ -71,6 +71,9 @@ unsigned int blksnap_bdev_io_min(struct block_device *bdev);
 dev_t blksnap_bdev_dev(struct block_device *bdev);
 dev_t blksnap_bdev_whole_dev(struct block_device *bdev);
 bool blksnap_bdev_unsupported(struct block_device *bdev);
+struct blksnap_parts;
+struct blksnap_parts *blksnap_freeze_parts(struct block_device *bdev);
+void blksnap_thaw_parts(struct blksnap_parts *parts);
 int blksnap_bdev_rw(struct block_device *bdev, u64 sector, void *buf,
 		    size_t len, bool write);
 struct file *blksnap_storage_open(const char *path, void *holder);

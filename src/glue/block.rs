@@ -123,12 +123,24 @@ impl BlockDevice {
         }
     }
 
-    /// Freezes the file system on the device (if any) until the guard drops.
+    /// Freezes the file system on the device (if any), and for a whole
+    /// disk those of its partitions too, until the guard drops.
     pub(crate) fn freeze(&self) -> Result<Frozen<'_>> {
         // SAFETY: valid by the type invariant.
         to_result(unsafe { bindings::bdev_freeze(self.as_ptr()) })?;
-        // INVARIANT: frozen just above.
-        Ok(Frozen { bdev: self })
+        // SAFETY: valid by the type invariant; process context.
+        let parts = unsafe { bindings::blksnap_freeze_parts(self.as_ptr()) };
+        // SAFETY: plain pointer inspection (null: no partitions).
+        if !parts.is_null() && unsafe { bindings::blksnap_is_err(parts.cast()) } {
+            // SAFETY: frozen just above.
+            let _ = unsafe { bindings::bdev_thaw(self.as_ptr()) };
+            // SAFETY: as above.
+            return Err(Error::from_errno(unsafe {
+                bindings::blksnap_ptr_err(parts.cast())
+            }));
+        }
+        // INVARIANT: frozen just above, with its partitions in `parts`.
+        Ok(Frozen { bdev: self, parts })
     }
 
     /// Takes a reference that keeps the structure alive.
@@ -164,13 +176,20 @@ impl Drop for DiskLock<'_> {
 ///
 /// # Invariants
 ///
-/// `bdev_freeze` succeeded on `bdev` and was not yet undone.
+/// `bdev_freeze` succeeded on `bdev` and was not yet undone; `parts` is
+/// null or what `blksnap_freeze_parts` returned for `bdev`, not yet thawed.
 pub(crate) struct Frozen<'a> {
     bdev: &'a BlockDevice,
+    /// The frozen partitions of a whole disk, or null.
+    parts: *mut bindings::blksnap_parts,
 }
 
 impl Drop for Frozen<'_> {
     fn drop(&mut self) {
+        if !self.parts.is_null() {
+            // SAFETY: frozen by `freeze`, thawed once.
+            unsafe { bindings::blksnap_thaw_parts(self.parts) };
+        }
         // SAFETY: frozen by the type invariant. A thaw error means the
         // device was thawed by someone else, which leaves nothing to undo.
         let _ = unsafe { bindings::bdev_thaw(self.bdev.as_ptr()) };

@@ -166,6 +166,74 @@ bool blksnap_bdev_unsupported(struct block_device *bdev)
 	return false;
 }
 
+/*
+ * The partitions of a whole disk, each referenced and frozen: freezing a
+ * whole disk (bdev_freeze) does not reach the file systems of its
+ * partitions.
+ */
+struct blksnap_parts {
+	unsigned int nr;
+	struct block_device *part[];
+};
+
+static void parts_thaw(struct blksnap_parts *parts, unsigned int frozen)
+{
+	unsigned int i;
+
+	for (i = 0; i < parts->nr; i++) {
+		if (i < frozen)
+			bdev_thaw(parts->part[i]);
+		put_device(&parts->part[i]->bd_device);
+	}
+	kfree(parts);
+}
+
+/*
+ * Freezes the partitions of bdev, a whole disk; NULL if it is a partition
+ * or has none, an ERR_PTR if one cannot be frozen (then none is).
+ */
+struct blksnap_parts *blksnap_freeze_parts(struct block_device *bdev)
+{
+	struct xarray *tbl = &bdev->bd_disk->part_tbl;
+	struct blksnap_parts *parts;
+	struct block_device *part;
+	unsigned int n = 0, i;
+	unsigned long idx;
+	int ret;
+
+	if (bdev_is_partition(bdev))
+		return NULL;
+	rcu_read_lock();
+	xa_for_each_start(tbl, idx, part, 1)
+		n++;
+	rcu_read_unlock();
+	if (!n)
+		return NULL;
+	parts = kzalloc(struct_size(parts, part, n), GFP_KERNEL);
+	if (!parts)
+		return ERR_PTR(-ENOMEM);
+	rcu_read_lock();
+	xa_for_each_start(tbl, idx, part, 1) {
+		if (parts->nr < n && kobject_get_unless_zero(&part->bd_device.kobj))
+			parts->part[parts->nr++] = part;
+	}
+	rcu_read_unlock();
+	for (i = 0; i < parts->nr; i++) {
+		ret = bdev_freeze(parts->part[i]);
+		if (ret) {
+			parts_thaw(parts, i);
+			return ERR_PTR(ret);
+		}
+	}
+	return parts;
+}
+
+/* Thaws and lets go of what blksnap_freeze_parts() froze. */
+void blksnap_thaw_parts(struct blksnap_parts *parts)
+{
+	parts_thaw(parts, parts->nr);
+}
+
 static void sync_end_io(struct bio *bio)
 {
 	complete(bio->bi_private);

@@ -941,3 +941,38 @@ test_snapshot_more_storage_write_error_spares_the_original() {
 	sn_destroy "$id"
 	sm_log_clean
 }
+
+test_snapshot_more_whole_disk_member_freezes_its_partitions() {
+	sm_begin
+	local disk p1 mnt=$FT_DIR/p1 id img sum
+	ft_image 96M
+	ft_write_mbr "$REPLY" 2048 131072
+	ft_loop_file "$REPLY" -P
+	disk=$REPLY
+	p1=${disk}p1
+	ft_wait 5 test -b "$p1" || fail "$p1 did not appear after losetup -P"
+	ft_settle
+	mkfs.ext4 -q -F "$p1"
+	mkdir "$mnt"
+	ft_mount ext4 "$p1" "$mnt"
+	ft_attach "$disk"
+	sn_tmpfs 64M
+	sn_create "$REPLY" 32M "$disk"
+	id=$REPLY
+	# Written and fsynced just before the take: in the journal only, until
+	# a freeze of the file system writes it home.
+	dd if=/dev/urandom of="$mnt/f" bs=64k count=16 conv=fsync status=none
+	sum=$(sha256sum <"$mnt/f")
+	sn_take "$id"
+	sn_image "$disk"
+	img=$REPLY
+	ft_loop_file "$img" -r -o $((2048 * 512)) --sizelimit $((131072 * 512))
+	! dumpe2fs -h "$REPLY" 2>/dev/null | grep -q needs_recovery ||
+		fail "the partition's file system in the image of the whole disk needs a journal replay: the take did not freeze it"
+	sn_mount ext4 "$REPLY" "$FT_DIR/image" ro,noload
+	expect_eq "checksum of the file fsynced before the take, in the image" "$sum" "$(sha256sum <"$FT_DIR/image/f")"
+	sn_umount "$FT_DIR/image"
+	losetup -d "$REPLY"
+	sn_destroy "$id"
+	sm_log_clean
+}
