@@ -1124,6 +1124,91 @@ mod tests {
         assert!(!state_path(&t.output).exists());
     }
 
+    /// An image whose `zeros` read as zeroes and must not be read at all.
+    struct ZeroedImage<'a> {
+        data: Cursor<&'a [u8]>,
+        zeros: &'a [ByteRange],
+    }
+
+    impl Read for ZeroedImage<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let (a, b) = (
+                self.data.position(),
+                self.data.position() + buf.len() as u64,
+            );
+            if self.zeros.iter().any(|z| z.start < b && a < z.end) {
+                return Err(io::Error::other(format!("read {a}..{b} of a zero range")));
+            }
+            self.data.read(buf)
+        }
+    }
+
+    impl Seek for ZeroedImage<'_> {
+        fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+            self.data.seek(pos)
+        }
+    }
+
+    #[test]
+    fn in_volume_extents_are_not_read_and_end_up_as_zeroes() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = target(dir.path());
+        let cap = 16 * 4096;
+        // The storage's extents: blocks 3..5 and 9, which the image reads
+        // as zeroes whatever the device held there.
+        let zeros = vec![
+            ByteRange::new(3 * 4096, 5 * 4096),
+            ByteRange::new(9 * 4096, 10 * 4096),
+        ];
+        let mut data = disk(cap, 1);
+        for z in &zeros {
+            data[z.start as usize..z.end as usize].fill(0);
+        }
+        let run_zeroed = |data: &[u8], info: CbtInfo, map: Vec<u8>, incremental| {
+            let mut cbt_map = || Ok(map.clone());
+            let mut check = || Ok(());
+            let image = Image {
+                reader: ZeroedImage {
+                    data: Cursor::new(data),
+                    zeros: &zeros,
+                },
+                info,
+                cbt_map: &mut cbt_map,
+                check: &mut check,
+                zeros: zeros.clone(),
+            };
+            backup_image(image, &t, incremental, &Cancel::new(), &mut Silent)
+        };
+        let r = run_zeroed(&data, info(cap as u64, 1), vec![1; 16], false).unwrap();
+        assert_eq!(r.copied, cap as u64, "zero ranges count as copied");
+        assert_eq!(fs::read(&t.output).unwrap(), data);
+        assert_eq!(r.state.sha256, sha_hex(&data));
+        // Left sparse where the extents are.
+        let blocks = fs::metadata(&t.output).unwrap().blocks();
+        assert!(blocks * 512 < cap as u64, "{blocks} blocks");
+        assert_eq!(
+            fs::read_to_string(checksum_path(&t.output)).unwrap(),
+            format!("{}  loop9.img\n", sha_hex(&data))
+        );
+
+        // The backup file holds old data where the extents are (as after a
+        // backup made with the storage elsewhere); an incremental backup
+        // with nothing marked in the change tracking still zeroes them.
+        let mut stale = data.clone();
+        stale[3 * 4096..5 * 4096].fill(0x77);
+        stale[9 * 4096..10 * 4096].fill(0x66);
+        fs::write(&t.output, &stale).unwrap();
+        let mut new = data.clone();
+        new[12 * 4096..13 * 4096].fill(0x55);
+        let mut map = vec![1u8; 16];
+        map[12] = 2;
+        let r = run_zeroed(&new, info(cap as u64, 2), map, true).unwrap();
+        assert_eq!(r.mode, Mode::Incremental { since: 1 });
+        assert_eq!(r.copied, 4 * 4096, "the changed block and the three zeroed");
+        assert_eq!(fs::read(&t.output).unwrap(), new);
+        assert_eq!(r.state.sha256, sha_hex(&new));
+    }
+
     #[test]
     fn an_image_of_another_size_is_refused() {
         let dir = tempfile::tempdir().unwrap();
