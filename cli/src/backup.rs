@@ -66,7 +66,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cancel::{self, Cancel, CancelRead};
 use crate::copy::{copy_ranges, CopyError, CopyOptions, PIECE};
-use crate::in_volume::{to_sectors, StorageFile};
+use crate::in_volume::{listed_ranges, ranges_on, to_sectors, Listed, StorageFile};
 use crate::plan::{
     changed_ranges, choose_mode, full_ranges, merge_ranges, total_len, BackupState, ByteRange,
     FullReason, Mode, Previous,
@@ -534,6 +534,8 @@ fn open_image(path: &Path, cancel: &Cancel) -> Result<File> {
 struct Member {
     /// The device.
     device: BlockDevice,
+    /// Its device number.
+    rdev: u64,
     /// The byte ranges of its image that read as zeroes: the extents of
     /// in-volume storage on it.
     zeros: Vec<ByteRange>,
@@ -595,17 +597,22 @@ pub fn backup(
         Some(size) => Some(StorageFile::create(&storage.path, size)?),
         None => None,
     };
-    let members = devices
+    let mut members = devices
         .into_iter()
         .zip(targets)
         .map(|(device, t)| {
+            let rdev = fs::metadata(&t.device)
+                .map_err(|e| file_error("cannot stat", &t.device, e))?
+                .rdev();
             let zeros = match &made {
-                Some(file) => fs::metadata(&t.device)
-                    .map(|m| file.ranges_on(m.rdev()))
-                    .map_err(|e| file_error("cannot stat", &t.device, e))?,
+                Some(file) => file.ranges_on(rdev),
                 None => Vec::new(),
             };
-            Ok(Member { device, zeros })
+            Ok(Member {
+                device,
+                rdev,
+                zeros,
+            })
         })
         .collect::<Result<Vec<_>>>()?;
     cancel
@@ -617,15 +624,23 @@ pub fn backup(
         id,
         armed: true,
     };
-    let result = in_snapshot(
-        control,
-        &id,
-        &members,
-        targets,
-        incremental,
-        cancel,
-        observer,
-    );
+    let result = (|| {
+        for m in &members {
+            m.device.attach_and_add(&id)?;
+        }
+        if made.is_some() {
+            use_listed_extents(&mut members, &id);
+        }
+        in_snapshot(
+            control,
+            &id,
+            &members,
+            targets,
+            incremental,
+            cancel,
+            observer,
+        )
+    })();
     let destroyed = held.destroy();
     let released = match made {
         Some(file) if destroyed.is_ok() => release(file, &members),
@@ -693,7 +708,25 @@ fn release(file: StorageFile, members: &[Member]) -> std::result::Result<(), Str
     file.remove().map_err(|e| e.to_string())
 }
 
-/// The part of [`backup`] while snapshot `id` exists.
+/// Takes the extents of in-volume storage from the module's debugfs list
+/// of snapshot `id`, when it can be read: what the image reads as zeroes
+/// is what the module says. Otherwise the members keep the extents FIEMAP
+/// gave when the file was made, which the pinned file keeps.
+fn use_listed_extents(members: &mut [Member], id: &Uuid) {
+    let list = Path::new(crate::status::DEBUGFS).join("snapshots/list");
+    let listed = fs::read_to_string(list).map_or(Listed::Unknown, |text| {
+        listed_ranges(&text, &id.to_string())
+    });
+    for m in members {
+        match &listed {
+            Listed::Unknown => {}
+            Listed::NotInVolume => m.zeros.clear(),
+            Listed::Extents(holder, ranges) => m.zeros = ranges_on(m.rdev, *holder, ranges),
+        }
+    }
+}
+
+/// The part of [`backup`] while snapshot `id` exists, its devices added.
 fn in_snapshot(
     control: &Control,
     id: &Uuid,
@@ -703,15 +736,12 @@ fn in_snapshot(
     cancel: &Cancel,
     observer: &mut dyn Observer,
 ) -> Result<Vec<DeviceBackup>> {
-    for m in members {
-        m.device.attach_and_add(id)?;
-    }
     cancel
         .check()
         .map_err(|e| Error::new(format!("before taking snapshot {id}"), e))?;
     control.snapshot_take(id)?;
     let mut done = Vec::new();
-    for (Member { device, zeros }, target) in members.iter().zip(targets) {
+    for (Member { device, zeros, .. }, target) in members.iter().zip(targets) {
         cancel
             .check()
             .map_err(|e| file_error("backing up", &target.device, e))?;

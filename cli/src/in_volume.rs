@@ -234,10 +234,7 @@ impl StorageFile {
     /// number): the file system's own device, or the whole disk it is a
     /// partition of; empty for any other device.
     pub fn ranges_on(&self, device: u64) -> Vec<ByteRange> {
-        match offset_in(device, self.device_number) {
-            Some(offset) => shift(&self.ranges, offset),
-            None => Vec::new(),
-        }
+        ranges_on(device, self.device_number, &self.ranges)
     }
 
     /// Leaves the file in place and returns its path.
@@ -268,6 +265,66 @@ impl Drop for StorageFile {
     }
 }
 
+/// Returns `ranges`, byte ranges of device `holder`, as byte ranges of
+/// device `device`: the same device, or the whole disk `holder` is a
+/// partition of; empty for any other device.
+pub fn ranges_on(device: u64, holder: u64, ranges: &[ByteRange]) -> Vec<ByteRange> {
+    match offset_in(device, holder) {
+        Some(offset) => shift(ranges, offset),
+        None => Vec::new(),
+    }
+}
+
+/// What the module's debugfs list says of a snapshot's in-volume storage.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listed {
+    /// The snapshot is not listed (or the list is from a module that
+    /// lists no extents): nothing is known.
+    Unknown,
+    /// Its storage is not in-volume storage: no extents read as zeroes.
+    NotInVolume,
+    /// Its in-volume storage: the device number of the storage's file
+    /// system and the extents as sorted, merged byte ranges on it.
+    Extents(u64, Vec<ByteRange>),
+}
+
+/// Returns what `list`, the text of the module's debugfs snapshot list,
+/// says of the in-volume storage of snapshot `id`.
+pub fn listed_ranges(list: &str, id: &str) -> Listed {
+    let listed = crate::status::parse_list(list);
+    let Some(s) = listed.iter().find(|s| s.id == id) else {
+        return Listed::Unknown;
+    };
+    if s.storage != crate::status::IN_VOLUME {
+        return Listed::NotInVolume;
+    }
+    extents_of(s).map_or(Listed::Unknown, |(dev, ranges)| {
+        Listed::Extents(dev, ranges)
+    })
+}
+
+/// Returns the storage device and extents of a listed snapshot with
+/// in-volume storage, `None` if they cannot be read.
+fn extents_of(s: &crate::status::ListedSnapshot) -> Option<(u64, Vec<ByteRange>)> {
+    if s.extents.is_empty() {
+        return None;
+    }
+    let (major, minor) = s.storage_dev.split_once(':')?;
+    let dev = libc::makedev(major.parse().ok()?, minor.parse().ok()?);
+    let ranges: Vec<ByteRange> = s
+        .extents
+        .iter()
+        .map(|&(start, count)| {
+            let start = start.checked_mul(SECTOR_SIZE)?;
+            Some(ByteRange::new(
+                start,
+                start.checked_add(count.checked_mul(SECTOR_SIZE)?)?,
+            ))
+        })
+        .collect::<Option<_>>()?;
+    Some((dev, crate::plan::merge_ranges(&ranges, &[], u64::MAX)))
+}
+
 /// Returns `ranges` moved `offset` bytes up.
 fn shift(ranges: &[ByteRange], offset: u64) -> Vec<ByteRange> {
     ranges
@@ -283,7 +340,9 @@ fn extent_ranges(file: &File, size: u64) -> io::Result<Vec<ByteRange>> {
     let extents = file_extents(file)?;
     let mut covered = 0;
     let mut ranges: Vec<ByteRange> = Vec::with_capacity(extents.len());
-    for e in extents.iter().filter(|e| e.length > 0) {
+    // Only what lies below the file's size: an extent allocated past it is
+    // not part of the storage.
+    for e in extents.iter().filter(|e| e.length > 0 && e.logical < size) {
         if e.flags & (FIEMAP_EXTENT_UNKNOWN | FIEMAP_EXTENT_DELALLOC) != 0 || e.logical != covered {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -293,8 +352,9 @@ fn extent_ranges(file: &File, size: u64) -> io::Result<Vec<ByteRange>> {
                 ),
             ));
         }
-        covered = e.logical + e.length;
-        ranges.push(ByteRange::new(e.physical, e.physical + e.length));
+        let length = e.length.min(size - e.logical);
+        covered = e.logical + length;
+        ranges.push(ByteRange::new(e.physical, e.physical + length));
     }
     if covered < size {
         return Err(io::Error::new(
@@ -715,6 +775,40 @@ bad line
             choose_mount(&only, (7, 0)).map(|m| m.mount_point.clone()),
             Some("/srv/bind".into())
         );
+    }
+
+    #[test]
+    fn the_listed_extents_are_the_modules_word() {
+        let list = "\
+snapshot aaaa taken=1 error=0 error_dev=0:0 storage=in-volume storage_dev=8:1 storage_ino=12 capacity=16 used=0 limit=16
+member 8:1 image=blksnap-image_8:1
+in_volume_extent start=100 count=8
+in_volume_extent start=50 count=8
+in_volume_extent start=58 count=2
+snapshot bbbb taken=1 error=0 error_dev=0:0 storage=file storage_dev=8:1 storage_ino=13 capacity=16 used=0 limit=16
+member 8:2 image=blksnap-image_8:2
+snapshot cccc taken=0 error=0 error_dev=0:0 storage=in-volume storage_dev=8:1 storage_ino=14 capacity=16 used=0 limit=16
+";
+        let r = ByteRange::new;
+        assert_eq!(
+            listed_ranges(list, "aaaa"),
+            Listed::Extents(
+                libc::makedev(8, 1),
+                vec![r(50 * 512, 60 * 512), r(100 * 512, 108 * 512)]
+            )
+        );
+        assert_eq!(listed_ranges(list, "bbbb"), Listed::NotInVolume);
+        assert_eq!(
+            listed_ranges(list, "cccc"),
+            Listed::Unknown,
+            "no extents listed"
+        );
+        assert_eq!(listed_ranges(list, "dddd"), Listed::Unknown, "not listed");
+        assert_eq!(listed_ranges("", "aaaa"), Listed::Unknown);
+        // The same device: as they are; another: none.
+        let dev = libc::makedev(8, 1);
+        assert_eq!(ranges_on(dev, dev, &[r(0, 512)]), [r(0, 512)]);
+        assert!(ranges_on(libc::makedev(250, 7), dev, &[r(0, 512)]).is_empty());
     }
 
     #[test]
