@@ -335,3 +335,32 @@ test_in_volume_cli_refusals() {
 	sn_collect
 	expect_eq "snapshots after the refusals" "" "$REPLY"
 }
+
+test_in_volume_cli_backup_interrupted_removes_the_file() {
+	iv_begin
+	local dev mnt=$FT_DIR/mnt out=$FT_DIR/big.img pid rc=0 err sig
+	# Big enough for the copy to take seconds, as in 40-backup.
+	ft_loop 256M
+	dev=$REPLY
+	iv_fs ext4 "$dev" "$mnt"
+	for sig in INT TERM; do
+		"$BLKSNAP" backup -d "$dev" -o "$out" >"$FT_DIR/int.out" 2>"$FT_DIR/int.err" &
+		pid=$!
+		SN_PIDS+=("$pid")
+		ft_wait 60 test -e "$out.partial" || fail "no copy to $out.partial began in 60 s: $(cat "$FT_DIR/int.err")"
+		compgen -G "$mnt/.blksnap-diff-*" >/dev/null || fail "no storage file in $mnt while the backup copies"
+		kill -0 "$pid" 2>/dev/null || fail "the backup ended before the $sig: $(cat "$FT_DIR/int.out" "$FT_DIR/int.err")"
+		kill -"$sig" "$pid"
+		ft_wait 60 sn_exited "$pid" || fail "the backup still runs 60 s after $sig"
+		rc=0
+		wait "$pid" || rc=$?
+		expect_eq "exit status after $sig" 1 "$rc"
+		err=$(grep -v '^blksnap: difference storage: ' "$FT_DIR/int.err")
+		expect_eq "error lines after $sig" 1 "$(wc -l <<<"$err")"
+		[[ $err == *"interrupted by SIG$sig"*"was destroyed"* ]] ||
+			fail "stderr after $sig does not name it and the destroyed snapshot: $err"
+		bk_no_snapshot "the $sig"
+		iv_no_storage_file "$mnt" "the $sig"
+		[ ! -e "$out" ] && [ ! -e "$out.partial" ] || fail "a backup file is left after the $sig"
+	done
+}
