@@ -122,7 +122,9 @@ bool blksnap_image_remap_read(struct bio *bio, struct block_device *original,
 			      void *owner);
 void blksnap_msleep(unsigned int ms);
 const char *blksnap_disk_name(struct gendisk *disk);
+struct blksnap_volume;
 bool blksnap_image_remap_storage(struct bio *bio, struct file *storage,
+				 const struct blksnap_volume *volume,
 				 u64 sector, void *owner);
 
 /* src/glue/cowio.c: the I/O of copy-on-write and the table of chunks. */
@@ -143,17 +145,44 @@ void blksnap_buf_from_bio(struct blksnap_buf *buf, size_t buf_off,
 			  struct bio *bio, size_t bio_off, size_t len);
 void blksnap_buf_start(struct blksnap_buf *buf,
 		       struct block_device *original, struct file *storage,
-		       u64 sector, size_t bytes, blksnap_io_end_t end,
-		       void *owner, const void *cookie, u64 index);
+		       const struct blksnap_volume *volume, u64 sector,
+		       size_t bytes, blksnap_io_end_t end, void *owner,
+		       const void *cookie, u64 index);
 int blksnap_buf_storage_rw(struct blksnap_buf *buf, struct file *storage,
-			   u64 sector, size_t bytes, bool write);
+			   const struct blksnap_volume *volume, u64 sector,
+			   size_t bytes, bool write);
 struct xarray *blksnap_xa_create(void);
 void *blksnap_xa_load(struct xarray *xa, u64 index);
 int blksnap_xa_insert(struct xarray *xa, u64 index, void *entry);
 void *blksnap_xa_take_next(struct xarray *xa, u64 *index);
 void blksnap_xa_destroy(struct xarray *xa);
 
+/* src/glue/volume.c: difference storage in a file on a member's file system. */
+int blksnap_volume_init(void);
+void blksnap_volume_exit(void);
+bool blksnap_file_lives_on(struct file *file, dev_t dev, u64 *offset);
+struct blksnap_volume *blksnap_volume_map(struct file *file);
+void blksnap_volume_unmap(struct blksnap_volume *v);
+u64 blksnap_volume_sectors(const struct blksnap_volume *v);
+dev_t blksnap_volume_dev(const struct blksnap_volume *v);
+unsigned int blksnap_volume_nr(const struct blksnap_volume *v);
+bool blksnap_volume_extent(const struct blksnap_volume *v, unsigned int i,
+			   bool by_dev, u64 *dev_sector, u64 *count);
+bool blksnap_volume_locate(const struct blksnap_volume *v, u64 sector,
+			   u64 count, u64 *dev_sector);
+struct block_device *blksnap_volume_bdev(const struct blksnap_volume *v);
+int blksnap_volume_pieces(const struct blksnap_volume *v, u64 sector,
+			  size_t bytes,
+			  void (*submit)(void *ctx, u64 dev_sector,
+					 size_t offset, size_t len),
+			  void *ctx);
+struct bio *blksnap_bio_split_front(struct bio *bio, unsigned int sectors);
+void blksnap_bio_zero_end(struct bio *bio);
+
 #ifndef __BINDGEN__
+/* The bios of in-volume storages, which no filter is offered. */
+extern struct bio_set blksnap_volume_bios;
+
 /*
  * Implemented in Rust (src/glue/entry.rs), called by the hooks. Hidden from
  * bindgen: Rust defines them, it must not also declare them.

@@ -181,6 +181,9 @@ pub(crate) struct DiffArea {
     /// Whether the image accepts writes (the `image_writable` parameter at
     /// the take).
     writable: bool,
+    /// The sectors of the device that hold in-volume storage, as sorted
+    /// `[start, end)` ranges: the image reads them as zeros.
+    hidden: KVec<(u64, u64)>,
     /// Set at destroy: queued writes pass without a copy, image reads fail.
     closing: AtomicBool,
     /// Set once the take is complete: until then writes are only queued.
@@ -258,6 +261,7 @@ impl DiffArea {
         cbt: Arc<IrqSpinLock<CbtMap>>,
     ) -> Result<Arc<Self>> {
         let capacity = original.nr_sectors();
+        let hidden = storage.hidden_on(original.devs())?;
         let shift = chunk::chunk_shift(capacity, original.io_min(), &chunk_params());
         let chunk_count = chunk::chunk_count(capacity, shift);
         let chunk_bytes = chunk::chunk_buffer_bytes(capacity, shift);
@@ -294,6 +298,7 @@ impl DiffArea {
                 events,
                 cbt,
                 writable: params::image_writable() != 0,
+                hidden,
                 closing: AtomicBool::new(false),
                 started: AtomicBool::new(false),
                 remapped: AtomicUsize::new(0),
@@ -629,11 +634,46 @@ impl DiffArea {
                 self.kick_cow();
                 return;
             }
+            BioOp::Read if !self.hidden.is_empty() => return self.read_around_storage(bio),
             BioOp::Read => {}
             // A read-only image.
             BioOp::Write => return bio.end(Err(EIO)),
             BioOp::Other => return bio.end(Ok(())),
         }
+        self.read(bio);
+    }
+
+    /// Reads of the sectors an in-volume storage holds on this member
+    /// complete with zeros, the rest of `bio` is read as usual: the copies
+    /// written there since the take are not data of the image, and a file
+    /// system reads its preallocated file as zeros anyway.
+    fn read_around_storage(self: &Arc<Self>, mut bio: OwnedBio) {
+        loop {
+            let (sector, count) = bio.sectors();
+            let end = sector.saturating_add(count);
+            let next = self.hidden.partition_point(|&(_, hidden_end)| hidden_end <= sector);
+            let Some(&(start, hidden_end)) = self.hidden.get(next).filter(|h| h.0 < end) else {
+                return self.read(bio);
+            };
+            // The bio lies in one chunk, so the pieces fit a u32.
+            let visible = start.saturating_sub(sector);
+            let piece = if visible > 0 {
+                visible
+            } else {
+                hidden_end.min(end) - sector
+            };
+            match bio.split_front(u32::try_from(piece).unwrap_or(u32::MAX)) {
+                Some(front) if visible > 0 => self.read(front),
+                Some(front) => front.end_with_zeros(),
+                // The piece is the whole bio.
+                None if visible > 0 => return self.read(bio),
+                None => return bio.end_with_zeros(),
+            }
+        }
+    }
+
+    /// Serves an image read.
+    fn read(self: &Arc<Self>, bio: OwnedBio) {
         let Some((index, within)) = self.single_chunk(&bio) else {
             return self.queue_read(bio);
         };
@@ -650,7 +690,7 @@ impl DiffArea {
         let mut inner = chunk.inner.lock();
         match Chunk::step(&mut inner, Event::ImageReadArrives) {
             Some(Action::HoldBio) => inner.reads.push(bio),
-            Some(Action::ServeFromStorage) if self.storage.file().is_block_device() => {
+            Some(Action::ServeFromStorage) if self.storage.file().uses_bios() => {
                 let place = inner.place + within;
                 drop(inner);
                 self.remap_storage(bio, place);
@@ -867,7 +907,7 @@ impl DiffArea {
         let storage = self.storage.file();
         // A storage device is read with bios, never through its page
         // cache, which the stores (bios too) do not update.
-        let direct = if storage.is_block_device() {
+        let direct = if storage.uses_bios() {
             Err(EINVAL)
         } else {
             storage.read_into_bio(place + within, bio, offset, len)

@@ -8,6 +8,12 @@
 //! writes to the storage file itself, below the page cache
 //! (`src/glue/cowio.c`); a storage that can grow no more queues the
 //! `no_space` event.
+//!
+//! A preallocated regular file on the file system of one of the snapshot's
+//! own members becomes *in-volume storage* when that member is added
+//! ([`DiffStorage::make_in_volume`], `src/glue/volume.c`): pinned, written
+//! below its file system to the sectors it has, never grown, and read as
+//! zeros through the member's image.
 
 use kernel::new_condvar;
 use kernel::new_mutex;
@@ -26,6 +32,8 @@ use crate::storage::StorageAccount;
 #[pin_data]
 pub(crate) struct DiffStorage {
     file: StorageFile,
+    /// The file's size when it was opened, before any growth, in sectors.
+    given: u64,
     /// Where the storage's bytes end up (see [`crate::placement`]).
     footprint: KBox<Footprint>,
     /// Identifies the snapshot as the exclusive opener of a storage device;
@@ -48,6 +56,7 @@ impl DiffStorage {
         let holder = KBox::new(0u8, GFP_KERNEL)?;
         let file = StorageFile::open(path, (&*holder as *const u8).cast())?;
         let footprint = snapio::footprint(file.place())?;
+        let given = file.sectors();
         let step = u64::from(params::diff_storage_minimum());
         let account = if file.is_block_device() {
             StorageAccount::for_block_device(file.sectors(), step)
@@ -57,6 +66,7 @@ impl DiffStorage {
         Arc::pin_init(
             pin_init!(Self {
                 file,
+                given,
                 footprint,
                 _holder: holder,
                 events,
@@ -152,9 +162,68 @@ impl DiffStorage {
         }
     }
 
+    /// Whether the storage is a regular file on a file system of device
+    /// `dev` (or of a partition of it).
+    pub(crate) fn lives_on(&self, dev: u32) -> bool {
+        self.file.lives_on(dev).is_some()
+    }
+
+    /// Whether the storage is in-volume storage.
+    pub(crate) fn is_in_volume(&self) -> bool {
+        self.file.is_in_volume()
+    }
+
+    /// Makes the storage file, which lives on a member of its own snapshot,
+    /// in-volume storage; nothing if it is already. EINVAL if it was
+    /// smaller than `diff_storage_minimum` when the snapshot was created or
+    /// is not fully allocated, EOPNOTSUPP on a file system whose extents
+    /// cannot be pinned, EBUSY if it is pinned as swap. Called before the
+    /// take, under the snapshot registry's lock.
+    pub(crate) fn make_in_volume(&self) -> Result {
+        if self.file.is_in_volume() {
+            return Ok(());
+        }
+        let minimum = u64::from(params::diff_storage_minimum());
+        if self.given < minimum {
+            pr_err!(
+                "in-volume storage: the file had {} sectors, fewer than diff_storage_minimum ({}); preallocate it before create\n",
+                self.given,
+                minimum
+            );
+            return Err(EINVAL);
+        }
+        self.file.pin()?;
+        // No copy was stored yet: the take comes later. The file has the
+        // size it was given (and its first growth, if any), never more.
+        let mut account = self.account.lock();
+        *account = StorageAccount::for_block_device(self.file.sectors(), minimum);
+        Ok(())
+    }
+
+    /// The sectors of member device `devs` (its device and whole-disk
+    /// numbers) that hold this in-volume storage, as sorted, merged
+    /// `[start, end)` ranges; empty for any other storage or member.
+    pub(crate) fn hidden_on(&self, devs: (u32, u32)) -> Result<KVec<(u64, u64)>> {
+        let mut hidden = KVec::new();
+        let (Some(offset), Some((_, extents))) =
+            (self.file.lives_on(devs.0), self.file.volume_extents(true))
+        else {
+            return Ok(hidden);
+        };
+        // In the order of the device: merging neighbours keeps it sorted.
+        for (start, count) in extents {
+            let (start, end) = (start + offset, start + offset + count);
+            match hidden.last_mut() {
+                Some(last) if last.1 == start => last.1 = end,
+                _ => hidden.push((start, end), GFP_KERNEL)?,
+            }
+        }
+        Ok(hidden)
+    }
+
     /// Refuses (EINVAL) a member whose data lies in this storage, and,
     /// for a member of this storage's own snapshot (`own`), one the
-    /// storage rests on.
+    /// storage rests on, unless it is in-volume storage on that member.
     pub(crate) fn is_on(&self, member: &Footprint, own: bool) -> Result {
         let dev = |place| match place {
             Place::Device(dev) => (dev >> 20, dev & 0xfffff),
@@ -169,7 +238,11 @@ impl DiffStorage {
             );
             return Err(EINVAL);
         }
-        if own && self.footprint.rests_on(member) {
+        let in_volume = match member.place() {
+            Place::Device(dev) => self.is_in_volume() && self.lives_on(dev),
+            Place::File { .. } => false,
+        };
+        if own && !in_volume && self.footprint.rests_on(member) {
             pr_err!(
                 "the difference storage is written through device {}:{}, a member of its own snapshot: refused\n",
                 major,

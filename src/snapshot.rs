@@ -428,6 +428,29 @@ fn add(
     if list[index].taken {
         return Err(EBUSY);
     }
+    let dev = bdev.devs().0;
+    for (i, s) in list.iter().enumerate() {
+        // In-volume storage is written below the filter: a device that
+        // holds another snapshot's cannot be copied on write.
+        if i != index && s.storage.is_in_volume() && s.storage.lives_on(dev) {
+            pr_err!("the device holds the in-volume difference storage of another snapshot: refused
+");
+            return Err(EBUSY);
+        }
+    }
+    let storage = &list[index].storage;
+    if storage.lives_on(dev) && !storage.is_in_volume() {
+        let taken_elsewhere = list
+            .iter()
+            .flat_map(|s| s.members.iter())
+            .any(|m| storage.lives_on(m.bdev.devs().0));
+        if taken_elsewhere {
+            pr_err!("the difference storage lies on a member of another snapshot: refused
+");
+            return Err(EBUSY);
+        }
+        storage.make_in_volume()?;
+    }
     for (i, s) in list.iter().enumerate() {
         s.storage.is_on(&footprint, i == index)?;
     }

@@ -38,12 +38,21 @@ int blksnap_cowio_init(void)
 		return ret;
 	ret = bioset_init(&store_bioset, BIO_POOL_SIZE, 0, BIOSET_NEED_BVECS);
 	if (ret)
-		bioset_exit(&read_bioset);
+		goto err_read;
+	ret = blksnap_volume_init();
+	if (ret)
+		goto err_store;
+	return 0;
+err_store:
+	bioset_exit(&store_bioset);
+err_read:
+	bioset_exit(&read_bioset);
 	return ret;
 }
 
 void blksnap_cowio_exit(void)
 {
+	blksnap_volume_exit();
 	bioset_exit(&store_bioset);
 	bioset_exit(&read_bioset);
 }
@@ -188,33 +197,75 @@ static void buf_bio_end(struct bio *bio)
 	buf_io_put(buf);
 }
 
-/* Sends the buffer's bytes to or from sector of bdev, in as many bios as needed. */
-static void buf_submit_bios(struct blksnap_buf *buf, struct block_device *bdev,
-			    u64 sector, struct bio_set *bs)
+/*
+ * Sends len bytes of the buffer, from byte offset on, to or from sector of
+ * bdev, in as many bios as needed.
+ */
+static void buf_submit_range(struct blksnap_buf *buf, struct block_device *bdev,
+			     u64 sector, size_t offset, size_t len,
+			     struct bio_set *bs)
 {
 	blk_opf_t opf = buf->write ? REQ_OP_WRITE : REQ_OP_READ;
-	size_t left = buf->bytes;
-	unsigned int i = 0;
 
-	while (left) {
-		unsigned int nr = min_t(unsigned int, BIO_MAX_VECS, buf->nr - i);
+	while (len) {
+		unsigned int first = offset >> PAGE_SHIFT;
+		unsigned int nr = min_t(unsigned int, BIO_MAX_VECS,
+					DIV_ROUND_UP(offset_in_page(offset) + len,
+						     PAGE_SIZE));
 		struct bio *bio = bio_alloc_bioset(bdev, nr, opf, GFP_NOIO, bs);
 
 		bio->bi_iter.bi_sector = sector;
 		bio->bi_private = buf;
 		bio->bi_end_io = buf_bio_end;
-		while (left && i < buf->nr) {
-			size_t n = min_t(size_t, left, PAGE_SIZE);
+		while (len && first < buf->nr) {
+			size_t in_page = offset_in_page(offset);
+			size_t n = min_t(size_t, len, PAGE_SIZE - in_page);
 
-			if (bio_add_page(bio, buf->bv[i].bv_page, n, 0) != n)
+			if (bio_add_page(bio, buf->bv[first].bv_page, n,
+					 in_page) != n)
 				break;
-			left -= n;
+			offset += n;
+			len -= n;
 			sector += n >> SECTOR_SHIFT;
-			i++;
+			first = offset >> PAGE_SHIFT;
 		}
 		atomic_inc(&buf->pending);
 		submit_bio_noacct(bio);
+		if (first >= buf->nr)
+			break;
 	}
+}
+
+static void buf_submit_bios(struct blksnap_buf *buf, struct block_device *bdev,
+			    u64 sector, struct bio_set *bs)
+{
+	buf_submit_range(buf, bdev, sector, 0, buf->bytes, bs);
+}
+
+struct volume_submit {
+	struct blksnap_buf *buf;
+	const struct blksnap_volume *volume;
+};
+
+static void volume_submit_piece(void *ctx, u64 dev_sector, size_t offset,
+				size_t len)
+{
+	struct volume_submit *s = ctx;
+
+	buf_submit_range(s->buf, blksnap_volume_bdev(s->volume), dev_sector,
+			 offset, len, &blksnap_volume_bios);
+}
+
+/* Sends the buffer's bytes to or from sector of an in-volume storage. */
+static void buf_submit_volume(struct blksnap_buf *buf,
+			      const struct blksnap_volume *volume, u64 sector)
+{
+	struct volume_submit s = { .buf = buf, .volume = volume };
+	int ret = blksnap_volume_pieces(volume, sector, buf->bytes,
+					volume_submit_piece, &s);
+
+	if (ret)
+		buf_io_error(buf, ret);
 }
 
 static void buf_kiocb_end(struct kiocb *iocb, long ret)
@@ -276,9 +327,11 @@ static bool storage_is_bdev(struct file *file)
 }
 
 static void buf_storage_submit(struct blksnap_buf *buf, struct file *storage,
-			       u64 sector)
+			       const struct blksnap_volume *volume, u64 sector)
 {
-	if (storage_is_bdev(storage))
+	if (volume)
+		buf_submit_volume(buf, volume, sector);
+	else if (storage_is_bdev(storage))
 		buf_submit_bios(buf, file_bdev(storage), sector, &store_bioset);
 	else
 		buf_submit_file(buf, storage, sector);
@@ -298,13 +351,15 @@ static void buf_zero_tail(struct blksnap_buf *buf, size_t bytes)
  * Reads bytes at sector of the original device into the buffer (the
  * filter does not see the read), if original; otherwise writes bytes of
  * the buffer (rounded up to whole pages, the rest of the last page zeroed)
- * at sector of the storage. On completion, maybe in interrupt context,
+ * at sector of the storage (through its extents, for in-volume storage).
+ * On completion, maybe in interrupt context,
  * end(owner, cookie, index, error) is called.
  */
 void blksnap_buf_start(struct blksnap_buf *buf,
 		       struct block_device *original, struct file *storage,
-		       u64 sector, size_t bytes, blksnap_io_end_t end,
-		       void *owner, const void *cookie, u64 index)
+		       const struct blksnap_volume *volume, u64 sector,
+		       size_t bytes, blksnap_io_end_t end, void *owner,
+		       const void *cookie, u64 index)
 {
 	if (original) {
 		buf_start(buf, bytes, false);
@@ -320,19 +375,20 @@ void blksnap_buf_start(struct blksnap_buf *buf,
 	if (original)
 		buf_submit_bios(buf, original, sector, &read_bioset);
 	else
-		buf_storage_submit(buf, storage, sector);
+		buf_storage_submit(buf, storage, volume, sector);
 	buf_io_put(buf);
 }
 
 /* Reads or writes bytes (rounded up to pages) at sector of the storage, and waits. */
 int blksnap_buf_storage_rw(struct blksnap_buf *buf, struct file *storage,
-			   u64 sector, size_t bytes, bool write)
+			   const struct blksnap_volume *volume, u64 sector,
+			   size_t bytes, bool write)
 {
 	DECLARE_COMPLETION_ONSTACK(done);
 
 	buf_start(buf, round_up(bytes, PAGE_SIZE), write);
 	buf->done = &done;
-	buf_storage_submit(buf, storage, sector);
+	buf_storage_submit(buf, storage, volume, sector);
 	buf_io_put(buf);
 	wait_for_completion_io(&done);
 	return buf->error;

@@ -157,10 +157,19 @@ impl ChunkBuf {
         index: u64,
     ) {
         let buf = this.as_ptr();
-        let (dev, file) = if store {
-            (core::ptr::null_mut(), owner.storage().as_ptr())
+        let (dev, file, volume) = if store {
+            let storage = owner.storage();
+            (
+                core::ptr::null_mut(),
+                storage.as_ptr(),
+                storage.volume_ptr(),
+            )
         } else {
-            (owner.original().as_ptr(), core::ptr::null_mut())
+            (
+                owner.original().as_ptr(),
+                core::ptr::null_mut(),
+                core::ptr::null(),
+            )
         };
         let (owner, cookie) = (Arc::into_raw(owner), Arc::into_raw(this));
         // SAFETY: the buffer and the owner (which holds the original and
@@ -171,6 +180,7 @@ impl ChunkBuf {
                 buf,
                 dev,
                 file,
+                volume,
                 sector,
                 bytes,
                 Some(io_end::<T>),
@@ -192,7 +202,14 @@ impl ChunkBuf {
     ) -> Result {
         // SAFETY: the buffer and the storage are live until we return.
         to_result(unsafe {
-            bindings::blksnap_buf_storage_rw(self.as_ptr(), storage.as_ptr(), sector, bytes, write)
+            bindings::blksnap_buf_storage_rw(
+                self.as_ptr(),
+                storage.as_ptr(),
+                storage.volume_ptr(),
+                sector,
+                bytes,
+                write,
+            )
         })
     }
 }

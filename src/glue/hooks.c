@@ -89,7 +89,12 @@ static void notrace submit_bio_hook(unsigned long ip, unsigned long parent_ip,
 	if (!blksnap_bdev_filtered(bdev, bdev_is_partition(bdev) ?
 				   bdev_whole(bdev) : NULL))
 		return;
-	if (within_module(parent_ip, THIS_MODULE))
+	/*
+	 * The module's own bios, and the rest of an in-volume storage's bio
+	 * that the block layer split and submits again.
+	 */
+	if (within_module(parent_ip, THIS_MODULE) ||
+	    bio->bi_pool == &blksnap_volume_bios)
 		return;
 	atomic_inc(&hooks_inflight);
 	ftrace_regs_set_instruction_pointer(fregs, (unsigned long)submit_bio_redirect);

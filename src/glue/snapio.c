@@ -782,21 +782,33 @@ bool blksnap_image_remap_read(struct bio *bio, struct block_device *original,
 
 /*
  * Sends image read bio, which lies in one stored chunk, to sector of a
- * storage that is a block device; false if it is not, if the read is not
- * aligned to the storage's logical blocks, or if memory is short. The
+ * storage that is a block device, or to the sectors of an in-volume
+ * storage's device that hold it; false if it is neither, if those sectors
+ * are not contiguous, if the read is not aligned to the device's logical
+ * blocks, or if memory is short. The
  * owner learns its outcome like that of blksnap_image_remap_read().
  */
 bool blksnap_image_remap_storage(struct bio *bio, struct file *storage,
+				 const struct blksnap_volume *volume,
 				 u64 sector, void *owner)
 {
+	struct block_device *bdev;
 	unsigned int mask;
 
-	if (!storage_is_bdev(storage))
+	if (volume) {
+		bdev = blksnap_volume_bdev(volume);
+		if (!blksnap_volume_locate(volume, sector, bio_sectors(bio),
+					   &sector))
+			return false;
+	} else if (storage_is_bdev(storage)) {
+		bdev = file_bdev(storage);
+	} else {
 		return false;
-	mask = bdev_logical_block_size(file_bdev(storage)) - 1;
+	}
+	mask = bdev_logical_block_size(bdev) - 1;
 	if (((sector << SECTOR_SHIFT) | bio->bi_iter.bi_size) & mask)
 		return false;
-	return remap(bio, file_bdev(storage), sector, owner, false);
+	return remap(bio, bdev, sector, owner, false);
 }
 
 void blksnap_msleep(unsigned int ms)

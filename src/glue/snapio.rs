@@ -5,7 +5,9 @@
 //! does not see, the difference storage file, the footprints of storages
 //! and members (what lies below them), image disks, the work queue.
 
+use core::marker::PhantomData;
 use core::ptr::NonNull;
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use kernel::error::to_result;
 use kernel::prelude::*;
@@ -95,9 +97,11 @@ impl OwnedBio {
     }
 
     /// Sends a read that lies in one stored chunk to `sector` of `storage`,
-    /// a block device, as a clone that fills this bio's pages; the owner
-    /// is told through `blksnap_image_read_done(owner)`. Gives the bio back
-    /// if the storage is a file or memory is short.
+    /// a block device or an in-volume storage, as a clone that fills this
+    /// bio's pages; the owner is told through
+    /// `blksnap_image_read_done(owner)`. Gives the bio back if the storage
+    /// is a file, if the sectors are not contiguous on the device, or if
+    /// memory is short.
     ///
     /// # Safety
     ///
@@ -112,13 +116,35 @@ impl OwnedBio {
         // SAFETY: the bio is owned and live, the storage is open and kept
         // open by `owner`, which the caller keeps valid until the outcome.
         if unsafe {
-            bindings::blksnap_image_remap_storage(ptr, storage.as_ptr(), sector, owner as *mut _)
+            bindings::blksnap_image_remap_storage(
+                ptr,
+                storage.as_ptr(),
+                storage.volume_ptr(),
+                sector,
+                owner as *mut _,
+            )
         } {
             core::mem::forget(self);
             Ok(())
         } else {
             Err(self)
         }
+    }
+
+    /// Cuts the first `sectors` off this bio as a bio of its own, which
+    /// must be ended before this one completes; `None` unless `sectors`
+    /// lies within the bio.
+    pub(crate) fn split_front(&mut self, sectors: u32) -> Option<OwnedBio> {
+        // SAFETY: the bio is owned and live.
+        let front = unsafe { bindings::blksnap_bio_split_front(self.0.as_ptr(), sectors) };
+        // SAFETY: a new bio, owned by the caller, chained to this one.
+        NonNull::new(front).map(|_| unsafe { OwnedBio::from_raw(front) })
+    }
+
+    /// Completes a read with zeros.
+    pub(crate) fn end_with_zeros(self) {
+        // SAFETY: the bio is owned and live; ending it gives it back.
+        unsafe { bindings::blksnap_bio_zero_end(self.into_raw()) };
     }
 
     /// The raw bio, for the glue's C calls; it stays owned.
@@ -383,6 +409,9 @@ pub(crate) struct StorageFile {
     file: NonNull<bindings::file>,
     /// The write-back error state of the file's mapping when it was opened.
     wb_since: u32,
+    /// The pinned extents of an in-volume storage, null for any other;
+    /// set once, before the snapshot is taken, by [`StorageFile::pin`].
+    volume: AtomicPtr<bindings::blksnap_volume>,
 }
 
 // SAFETY: a struct file may be used and released from any thread.
@@ -409,11 +438,82 @@ impl StorageFile {
         let file = unsafe { NonNull::new_unchecked(file) };
         // SAFETY: the file was just opened.
         let wb_since = unsafe { bindings::blksnap_storage_wb_sample(file.as_ptr()) };
-        Ok(Self { file, wb_since })
+        Ok(Self {
+            file,
+            wb_since,
+            volume: AtomicPtr::new(core::ptr::null_mut()),
+        })
     }
 
     pub(super) fn as_ptr(&self) -> *mut bindings::file {
         self.file.as_ptr()
+    }
+
+    /// The in-volume mapping for the C side, or null.
+    pub(super) fn volume_ptr(&self) -> *const bindings::blksnap_volume {
+        self.volume.load(Ordering::Acquire)
+    }
+
+    /// Makes this regular file in-volume storage (see `volume.c`): pins it
+    /// and maps its extents, from then on written and read as sectors of
+    /// its file system's device. EBUSY if it is pinned already; the
+    /// caller serialises the calls.
+    pub(crate) fn pin(&self) -> Result {
+        if !self.volume_ptr().is_null() {
+            return Err(EBUSY);
+        }
+        // SAFETY: the file is open while `self` lives; process context.
+        let volume = unsafe { bindings::blksnap_volume_map(self.as_ptr()) };
+        // SAFETY: plain pointer inspection.
+        if unsafe { bindings::blksnap_is_err(volume.cast()) } {
+            // SAFETY: as above.
+            return Err(Error::from_errno(unsafe {
+                bindings::blksnap_ptr_err(volume.cast())
+            }));
+        }
+        self.volume.store(volume, Ordering::Release);
+        Ok(())
+    }
+
+    /// Where the file system of this regular file starts on device `dev`,
+    /// in sectors, if it lies on `dev` or on a partition of it.
+    pub(crate) fn lives_on(&self, dev: u32) -> Option<u64> {
+        let mut offset = 0u64;
+        // SAFETY: the file is open while `self` lives; `offset` is writable.
+        unsafe { bindings::blksnap_file_lives_on(self.as_ptr(), dev, &mut offset) }
+            .then_some(offset)
+    }
+
+    /// Whether this is in-volume storage.
+    pub(crate) fn is_in_volume(&self) -> bool {
+        !self.volume_ptr().is_null()
+    }
+
+    /// Whether the storage is read and written with the module's own bios
+    /// (a block device, or in-volume storage), never through a page cache.
+    pub(crate) fn uses_bios(&self) -> bool {
+        self.is_in_volume() || self.is_block_device()
+    }
+
+    /// For in-volume storage: its file system's device and its extents on
+    /// it, as (first sector, sectors), in file order or, if `by_dev`, in
+    /// the order of the device.
+    pub(crate) fn volume_extents(&self, by_dev: bool) -> Option<(u32, VolumeExtents<'_>)> {
+        let volume = self.volume_ptr();
+        if volume.is_null() {
+            return None;
+        }
+        // SAFETY: the mapping lives until `self` is dropped.
+        let dev = unsafe { bindings::blksnap_volume_dev(volume) };
+        Some((
+            dev,
+            VolumeExtents {
+                volume,
+                by_dev,
+                next: 0,
+                _file: PhantomData,
+            },
+        ))
     }
 
     /// Fails with the error of a write-back of the storage that failed since
@@ -433,6 +533,11 @@ impl StorageFile {
 
     /// The size of the file or device, in sectors.
     pub(crate) fn sectors(&self) -> u64 {
+        let volume = self.volume_ptr();
+        if !volume.is_null() {
+            // SAFETY: the mapping lives until `self` is dropped.
+            return unsafe { bindings::blksnap_volume_sectors(volume) };
+        }
         // SAFETY: the file is open while `self` lives.
         unsafe { bindings::blksnap_storage_sectors(self.as_ptr()) }
     }
@@ -470,8 +575,43 @@ impl StorageFile {
 
 impl Drop for StorageFile {
     fn drop(&mut self) {
+        let volume = *self.volume.get_mut();
+        if !volume.is_null() {
+            // SAFETY: mapped by `pin`, unmapped once; no I/O of the storage
+            // is left once its snapshot lets go of it.
+            unsafe { bindings::blksnap_volume_unmap(volume) };
+        }
         // SAFETY: opened by `open`, released once.
         unsafe { bindings::blksnap_storage_close(self.as_ptr()) };
+    }
+}
+
+/// The extents of an in-volume storage on its file system's device.
+pub(crate) struct VolumeExtents<'a> {
+    volume: *const bindings::blksnap_volume,
+    by_dev: bool,
+    next: u32,
+    _file: PhantomData<&'a StorageFile>,
+}
+
+impl Iterator for VolumeExtents<'_> {
+    type Item = (u64, u64);
+
+    fn next(&mut self) -> Option<(u64, u64)> {
+        let (mut start, mut count) = (0u64, 0u64);
+        // SAFETY: the mapping lives while the `StorageFile` it was taken
+        // from does, which the lifetime ensures.
+        let found = unsafe {
+            bindings::blksnap_volume_extent(
+                self.volume,
+                self.next,
+                self.by_dev,
+                &mut start,
+                &mut count,
+            )
+        };
+        self.next += 1;
+        found.then_some((start, count))
     }
 }
 

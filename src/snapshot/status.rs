@@ -10,7 +10,8 @@
 //! per member, in the order of SNAPSHOT_COLLECT:
 //!
 //! ```text
-//! snapshot ID taken=0|1 error=ERRNO error_dev=MAJ:MIN storage=file|device storage_dev=MAJ:MIN storage_ino=INO capacity=SECT used=SECT limit=SECT
+//! snapshot ID taken=0|1 error=ERRNO error_dev=MAJ:MIN storage=file|device|in-volume storage_dev=MAJ:MIN storage_ino=INO capacity=SECT used=SECT limit=SECT
+//! in_volume_extent start=SECT count=SECT
 //! member MAJ:MIN image=NAME [chunks_in_memory=N chunks_in_memory_peak=N]
 //! ```
 //!
@@ -19,6 +20,9 @@
 //! the storage device, or the device holding the storage file (0:0 for a
 //! file system without one), and `storage_ino` the file's inode (0 for a
 //! device); sizes are in 512-byte sectors; `image` is `-` before the take.
+//! In-volume storage (a file on a member's own file system) is followed by
+//! one `in_volume_extent` line per extent of the file, in file order, in
+//! sectors of `storage_dev`: the images read those sectors as zeros.
 //! A taken member also shows how many of its chunks copy-on-write holds in
 //! memory (being read, waiting or being stored), now and at most so far.
 //! Keys may be added at the end of a line; readers skip the ones they do
@@ -69,8 +73,10 @@ fn describe(out: &mut Text, s: &Snapshot) -> fmt::Result {
         }
         write!(out, "{b:02x}")?;
     }
-    let (kind, dev, ino) = match s.storage.file().place() {
+    let file = s.storage.file();
+    let (kind, dev, ino) = match file.place() {
         Place::Device(dev) => ("device", dev, 0),
+        Place::File { device, ino, .. } if file.is_in_volume() => ("in-volume", device, ino),
         Place::File { device, ino, .. } => ("file", device, ino),
     };
     let (capacity, used, limit) = s.storage.usage();
@@ -82,6 +88,11 @@ fn describe(out: &mut Text, s: &Snapshot) -> fmt::Result {
         Dev(s.events.error_dev()),
         Dev(dev),
     )?;
+    if let Some((_, extents)) = file.volume_extents(false) {
+        for (start, count) in extents {
+            writeln!(out, "in_volume_extent start={start} count={count}")?;
+        }
+    }
     for m in s.members.iter() {
         write!(out, "member {} image=", Dev(m.bdev.devs().0))?;
         match &m.image {
