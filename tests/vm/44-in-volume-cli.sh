@@ -5,8 +5,9 @@
 # backup checks clean, holds the file tree, and the storage file is gone
 # afterwards), an incremental backup after it that copies the storage's
 # extents again, a whole-disk member whose partition holds the file system,
-# and the refusals: no mounted file system, no room, an existing file, a
-# file system other than ext4 or xfs, a size below the minimum.
+# SIGINT and SIGTERM during such a backup (the file is removed), and the
+# refusals: no mounted file system, no room, an existing file, a file
+# system other than ext4 or xfs, a size below the minimum.
 # Uses the ft_* helpers of 10-filter.sh, the sn_* helpers of 30-snapshot.sh,
 # sm_begin and sm_param of 31-snapshot-more.sh and the bk_* helpers of
 # 40-backup.sh.
@@ -14,21 +15,21 @@
 
 # diff_storage_minimum for these tests, in sectors: 8 MiB, so that small
 # loop disks can hold in-volume storage.
-IV_MINIMUM=16384
+IVC_MINIMUM=16384
 
-# --- Helpers (prefixed iv_) -------------------------------------------------
+# --- Helpers (prefixed ivc_; those of 38-in-volume.sh are iv_) -----------
 
-# iv_begin: starts a test like sm_begin, with diff_storage_minimum at
-# $IV_MINIMUM until it ends.
-iv_begin() {
+# ivc_begin: starts a test like sm_begin, with diff_storage_minimum at
+# $IVC_MINIMUM until it ends.
+ivc_begin() {
 	sm_begin
-	sm_param diff_storage_minimum "$IV_MINIMUM"
+	sm_param diff_storage_minimum "$IVC_MINIMUM"
 }
 
-# iv_fs FSTYPE DEV DIR: makes a new FSTYPE file system on DEV, mounts it on
+# ivc_fs FSTYPE DEV DIR: makes a new FSTYPE file system on DEV, mounts it on
 # DIR and writes the tree of ft_make_tree to DIR/t; its checksums, relative
 # to DIR, go to $FT_DIR/sums.
-iv_fs() {
+ivc_fs() {
 	local fstype=$1 dev=$2 dir=$3 force=-F
 	command -v "mkfs.$fstype" >/dev/null || skip "mkfs.$fstype is not installed"
 	[ "$fstype" = ext4 ] || force=-f
@@ -41,10 +42,10 @@ iv_fs() {
 	ft_sums "$dir" t >"$FT_DIR/sums"
 }
 
-# iv_extents ID: the in-volume extents of snapshot ID in the module's
+# ivc_extents ID: the in-volume extents of snapshot ID in the module's
 # debugfs list, one "START COUNT" line each (sectors) -> $FT_DIR/extents;
 # there must be at least one.
-iv_extents() {
+ivc_extents() {
 	awk -v id="$1" '
 		$1 == "snapshot" { here = ($2 == id) }
 		here && $1 == "in_volume_extent" {
@@ -54,59 +55,59 @@ iv_extents() {
 	[ -s "$FT_DIR/extents" ] || fail "no in_volume_extent line for $1: $(cat /sys/kernel/debug/blksnap/snapshots/list)"
 }
 
-# iv_extents_sectors: the sectors of $FT_DIR/extents together.
-iv_extents_sectors() {
+# ivc_extents_sectors: the sectors of $FT_DIR/extents together.
+ivc_extents_sectors() {
 	awk '{ n += $2 } END { print n + 0 }' "$FT_DIR/extents"
 }
 
-# iv_punch FILE: makes the extents of $FT_DIR/extents holes of FILE, which
+# ivc_punch FILE: makes the extents of $FT_DIR/extents holes of FILE, which
 # then read as zeroes.
-iv_punch() {
+ivc_punch() {
 	local start count
 	while read -r start count; do
 		fallocate -p -o $((start * 512)) -l $((count * 512)) "$1"
 	done <"$FT_DIR/extents"
 }
 
-# iv_no_storage_file DIR WHAT: no .blksnap-diff-* file is left in DIR.
-iv_no_storage_file() {
+# ivc_no_storage_file DIR WHAT: no .blksnap-diff-* file is left in DIR.
+ivc_no_storage_file() {
 	! compgen -G "$1/.blksnap-diff-*" >/dev/null ||
 		fail "$(ls -a "$1"/.blksnap-diff-*) is left after $2"
 }
 
-# iv_want_size DEV...: the size the backup rule gives in-volume storage for
+# ivc_want_size DEV...: the size the backup rule gives in-volume storage for
 # these devices when the file system has room: 10 % of their bytes, at
 # least the minimum, in whole 4 KiB blocks.
-iv_want_size() {
+ivc_want_size() {
 	local total=0 d want
 	for d in "$@"; do
 		total=$((total + $(blockdev --getsize64 "$d")))
 	done
 	want=$((total / 10))
-	[ "$want" -ge $((IV_MINIMUM * 512)) ] || want=$((IV_MINIMUM * 512))
+	[ "$want" -ge $((IVC_MINIMUM * 512)) ] || want=$((IVC_MINIMUM * 512))
 	echo $(((want + 4095) / 4096 * 4096))
 }
 
-# iv_storage_note ERR DEV MNT: the stderr of a backup without --file names
+# ivc_storage_note ERR DEV MNT: the stderr of a backup without --file names
 # the in-volume storage it made on MNT, of the size the rule gives DEV ->
 # $REPLY (the file).
-iv_storage_note() {
+ivc_storage_note() {
 	local line
 	line=$(grep '^blksnap: difference storage: ' "$1") ||
 		fail "no line about the difference storage on stderr: $(cat "$1")"
 	[[ $line =~ ^blksnap:\ difference\ storage:\ ([0-9]+)\ bytes\ of\ in-volume\ storage\ in\ (.*/\.blksnap-diff-[0-9a-f]{16}),\ on\ the\ file\ system\ of\ (.*)$ ]] ||
 		fail "unexpected line about the storage: $line"
-	expect_eq "size of the in-volume storage" "$(iv_want_size "$2")" "${BASH_REMATCH[1]}"
+	expect_eq "size of the in-volume storage" "$(ivc_want_size "$2")" "${BASH_REMATCH[1]}"
 	expect_eq "directory of the in-volume storage" "$3" "$(dirname "${BASH_REMATCH[2]}")"
 	expect_eq "device of the in-volume storage" "$2" "${BASH_REMATCH[3]}"
 	REPLY=${BASH_REMATCH[2]}
 }
 
-# iv_check_backup FSTYPE OUT STORE WHAT: the backup file OUT checks clean
+# ivc_check_backup FSTYPE OUT STORE WHAT: the backup file OUT checks clean
 # (after its log is replayed, for xfs), mounts read-only, holds the tree
 # of $FT_DIR/sums, and holds the in-volume storage file STORE (its name
 # under the mount point) as zeroes.
-iv_check_backup() {
+ivc_check_backup() {
 	local fstype=$1 out=$2 store=$3 what=$4 mnt=$FT_DIR/out-mnt loop= opts=ro,noload
 	bk_sums_ok "$out" verify
 	if [ "$fstype" = ext4 ]; then
@@ -131,53 +132,53 @@ iv_check_backup() {
 	sn_umount "$mnt"
 }
 
-# iv_backup_without_file FSTYPE SIZE: backs up a mounted FSTYPE loop disk
+# ivc_backup_without_file FSTYPE SIZE: backs up a mounted FSTYPE loop disk
 # of SIZE without --file while files are written to it, and checks the
 # backup, the storage file and the snapshot are gone. Leaves the device in
-# $IV_DEV, the mount in $IV_MNT and the backup in $IV_OUT.
-iv_backup_without_file() {
+# $IVC_DEV, the mount in $IVC_MNT and the backup in $IVC_OUT.
+ivc_backup_without_file() {
 	local fstype=$1 size=$2 pid rc=0 store i
-	iv_begin
+	ivc_begin
 	ft_loop "$size"
-	IV_DEV=$REPLY
-	IV_MNT=$FT_DIR/mnt
-	IV_OUT=$FT_DIR/backup.img
-	iv_fs "$fstype" "$IV_DEV" "$IV_MNT"
-	timeout 900 "$BLKSNAP" backup -d "$IV_DEV" -o "$IV_OUT" >"$FT_DIR/b.out" 2>"$FT_DIR/b.err" &
+	IVC_DEV=$REPLY
+	IVC_MNT=$FT_DIR/mnt
+	IVC_OUT=$FT_DIR/backup.img
+	ivc_fs "$fstype" "$IVC_DEV" "$IVC_MNT"
+	timeout 900 "$BLKSNAP" backup -d "$IVC_DEV" -o "$IVC_OUT" >"$FT_DIR/b.out" 2>"$FT_DIR/b.err" &
 	pid=$!
 	SN_PIDS+=("$pid")
 	# Written while the backup copies: copies go to the in-volume storage.
-	ft_wait 120 test -e "$IV_OUT.partial" || fail "no copy began in 120 s: $(cat "$FT_DIR/b.err")"
+	ft_wait 120 test -e "$IVC_OUT.partial" || fail "no copy began in 120 s: $(cat "$FT_DIR/b.err")"
 	for i in 1 2 3 4; do
-		head -c 512K /dev/urandom >"$IV_MNT/after-$i"
-		sync "$IV_MNT/after-$i"
+		head -c 512K /dev/urandom >"$IVC_MNT/after-$i"
+		sync "$IVC_MNT/after-$i"
 	done
-	rm -rf "$IV_MNT/t/small"
+	rm -rf "$IVC_MNT/t/small"
 	sync
 	wait "$pid" || rc=$?
 	expect_eq "status of the backup (stderr: $(cat "$FT_DIR/b.err"))" 0 "$rc"
-	iv_storage_note "$FT_DIR/b.err" "$IV_DEV" "$IV_MNT"
+	ivc_storage_note "$FT_DIR/b.err" "$IVC_DEV" "$IVC_MNT"
 	store=$(basename "$REPLY")
 	expect_eq "stderr lines of the backup" 1 "$(wc -l <"$FT_DIR/b.err")"
 	expect_eq "mode of the backup" full "$(bk_field "$FT_DIR/b.out" mode)"
-	expect_eq "bytes copied" "$(blockdev --getsize64 "$IV_DEV")" "$(bk_field "$FT_DIR/b.out" copied)"
+	expect_eq "bytes copied" "$(blockdev --getsize64 "$IVC_DEV")" "$(bk_field "$FT_DIR/b.out" copied)"
 	bk_no_snapshot "the backup"
-	iv_no_storage_file "$IV_MNT" "the backup"
-	iv_check_backup "$fstype" "$IV_OUT" "$store" "the backup of $fstype"
+	ivc_no_storage_file "$IVC_MNT" "the backup"
+	ivc_check_backup "$fstype" "$IVC_OUT" "$store" "the backup of $fstype"
 	# The original holds the files written during the backup.
 	for i in 1 2 3 4; do
-		expect_eq "size of after-$i" 524288 "$(stat -c %s "$IV_MNT/after-$i")"
+		expect_eq "size of after-$i" 524288 "$(stat -c %s "$IVC_MNT/after-$i")"
 	done
-	IV_STORE=$store
+	IVC_STORE=$store
 }
 
 # --- Tests ------------------------------------------------------------------
 
 test_in_volume_cli_snapshot_create_image_is_the_disk_but_the_file() {
-	iv_begin
+	ivc_begin
 	ft_loop 128M
 	local dev=$REPLY mnt=$FT_DIR/mnt file copy=$FT_DIR/copy.img id img out used
-	iv_fs ext4 "$dev" "$mnt"
+	ivc_fs ext4 "$dev" "$mnt"
 	file=$mnt/.diff
 	out=$("$BLKSNAP" snapshot_create -f "$file" --in-volume-size 16M -d "$dev")
 	sn_uuid_ok "$out" || fail "snapshot_create printed '$out', not one UUID"
@@ -203,11 +204,11 @@ test_in_volume_cli_snapshot_create_image_is_the_disk_but_the_file() {
 	sync
 	used=$("$BLKSNAP" status --json | sed -n 's/.*"used_sectors":\([0-9]*\).*/\1/p')
 	[ "${used:-0}" -gt 0 ] || fail "the in-volume storage holds no copies after writes ($used)"
-	iv_extents "$id"
-	expect_eq "sectors of the extents" 32768 "$(iv_extents_sectors)"
+	ivc_extents "$id"
+	expect_eq "sectors of the extents" 32768 "$(ivc_extents_sectors)"
 	"$BLKSNAP" status --json | grep -q "\"kind\":\"in-volume\".*\"extents\":\[{\"start_sector\":$(head -n 1 "$FT_DIR/extents" | cut -d' ' -f1)," ||
 		fail "status --json does not show the extents: $("$BLKSNAP" status --json)"
-	iv_punch "$copy"
+	ivc_punch "$copy"
 	bk_verify "$copy" "$img" "the image against the disk at the take with the storage's extents zeroed"
 	fsck.ext4 -fn "$img" >"$FT_DIR/fsck.log" 2>&1 || { tail -n 20 "$FT_DIR/fsck.log"; fail "fsck of the image failed"; }
 	sn_mount ext4 "$img" "$FT_DIR/image" ro,noload
@@ -221,33 +222,33 @@ test_in_volume_cli_snapshot_create_image_is_the_disk_but_the_file() {
 }
 
 test_in_volume_cli_backup_without_file_on_ext4() {
-	iv_backup_without_file ext4 128M
-	local old=$IV_STORE size rc=0
-	size=$(iv_want_size "$IV_DEV")
+	ivc_backup_without_file ext4 128M
+	local old=$IVC_STORE size rc=0
+	size=$(ivc_want_size "$IVC_DEV")
 	# Nothing written since but the storage's extents, which the backup
 	# marked as changed: an incremental backup copies at least them (in
 	# new in-volume storage), and the result is still the file system.
-	head -c 64K /dev/urandom >"$IV_MNT/later"
+	head -c 64K /dev/urandom >"$IVC_MNT/later"
 	sync
-	ft_sums "$IV_MNT" t later >"$FT_DIR/sums"
-	timeout 600 "$BLKSNAP" backup -d "$IV_DEV" -o "$IV_OUT" -I >"$FT_DIR/i.out" 2>"$FT_DIR/i.err" || rc=$?
+	ft_sums "$IVC_MNT" t later >"$FT_DIR/sums"
+	timeout 600 "$BLKSNAP" backup -d "$IVC_DEV" -o "$IVC_OUT" -I >"$FT_DIR/i.out" 2>"$FT_DIR/i.err" || rc=$?
 	expect_eq "status of the incremental backup (stderr: $(cat "$FT_DIR/i.err"))" 0 "$rc"
 	expect_eq "mode of the incremental backup" incremental "$(bk_field "$FT_DIR/i.out" mode)"
 	ft_expect_ge "bytes copied by the incremental backup" "$size" "$(bk_field "$FT_DIR/i.out" copied)"
-	iv_storage_note "$FT_DIR/i.err" "$IV_DEV" "$IV_MNT"
+	ivc_storage_note "$FT_DIR/i.err" "$IVC_DEV" "$IVC_MNT"
 	[ "$(basename "$REPLY")" != "$old" ] || fail "the storage file has the same name twice: $REPLY"
 	bk_no_snapshot "the incremental backup"
-	iv_no_storage_file "$IV_MNT" "the incremental backup"
-	iv_check_backup ext4 "$IV_OUT" "$(basename "$REPLY")" "the incremental backup of ext4"
+	ivc_no_storage_file "$IVC_MNT" "the incremental backup"
+	ivc_check_backup ext4 "$IVC_OUT" "$(basename "$REPLY")" "the incremental backup of ext4"
 }
 
 test_in_volume_cli_backup_without_file_on_xfs() {
 	# mkfs.xfs refuses file systems under 300 MiB.
-	iv_backup_without_file xfs 320M
+	ivc_backup_without_file xfs 320M
 }
 
 test_in_volume_cli_backup_of_a_whole_disk_with_the_fs_on_a_partition() {
-	iv_begin
+	ivc_begin
 	local disk part mnt=$FT_DIR/mnt out=$FT_DIR/disk.img rc=0 store
 	ft_image 96M
 	ft_write_mbr "$REPLY" 2048 $((80 << 11))
@@ -255,13 +256,13 @@ test_in_volume_cli_backup_of_a_whole_disk_with_the_fs_on_a_partition() {
 	disk=$REPLY
 	part=${disk}p1
 	ft_wait 5 test -b "$part" || fail "$part did not appear after losetup -P"
-	iv_fs ext4 "$part" "$mnt"
+	ivc_fs ext4 "$part" "$mnt"
 	timeout 600 "$BLKSNAP" backup -d "$disk" -o "$out" >"$FT_DIR/b.out" 2>"$FT_DIR/b.err" || rc=$?
 	expect_eq "status of the backup (stderr: $(cat "$FT_DIR/b.err"))" 0 "$rc"
-	iv_storage_note "$FT_DIR/b.err" "$disk" "$mnt"
+	ivc_storage_note "$FT_DIR/b.err" "$disk" "$mnt"
 	store=$(basename "$REPLY")
 	bk_no_snapshot "the backup"
-	iv_no_storage_file "$mnt" "the backup"
+	ivc_no_storage_file "$mnt" "the backup"
 	bk_sums_ok "$out" verify
 	# The partition of the backup is the file system.
 	ft_loop_file "$out" -P -r
@@ -275,7 +276,7 @@ test_in_volume_cli_backup_of_a_whole_disk_with_the_fs_on_a_partition() {
 }
 
 test_in_volume_cli_refusals() {
-	iv_begin
+	ivc_begin
 	local dev mnt=$FT_DIR/mnt tmp rc=0 err
 	ft_loop 64M
 	dev=$REPLY
@@ -292,7 +293,7 @@ test_in_volume_cli_refusals() {
 	sm_unfiltered "$dev" || fail "the refused backup attached the filter"
 
 	# Mounted read-only: the same.
-	iv_fs ext4 "$dev" "$mnt"
+	ivc_fs ext4 "$dev" "$mnt"
 	mount -o remount,ro "$mnt"
 	sn_expect_error "" "a backup of a read-only mount without --file" \
 		"$BLKSNAP" backup -d "$dev" -o "$FT_DIR/x.img"
@@ -306,14 +307,14 @@ test_in_volume_cli_refusals() {
 	err=$(cat "$FT_DIR/err")
 	[[ $err == *"$mnt (on $dev) has no room for it: half of its free space"*"diff_storage_minimum); give the difference storage with --file"* ]] ||
 		fail "unexpected message: $err"
-	iv_no_storage_file "$mnt" "the backup without room"
-	sm_param diff_storage_minimum "$IV_MINIMUM"
+	ivc_no_storage_file "$mnt" "the backup without room"
+	sm_param diff_storage_minimum "$IVC_MINIMUM"
 
 	# snapshot_create --in-volume-size: a size below the minimum, an
 	# existing file, another file system; nothing is created or left.
 	sn_expect_error "" "snapshot_create with a size below the minimum" \
 		"$BLKSNAP" snapshot_create -f "$mnt/d" -s 4M -d "$dev"
-	grep -q "is below the module's diff_storage_minimum, $((IV_MINIMUM * 512)) bytes" "$FT_DIR/err" ||
+	grep -q "is below the module's diff_storage_minimum, $((IVC_MINIMUM * 512)) bytes" "$FT_DIR/err" ||
 		fail "unexpected message: $(cat "$FT_DIR/err")"
 	[ ! -e "$mnt/d" ] || fail "$mnt/d was created"
 	echo data >"$mnt/d"
@@ -337,12 +338,12 @@ test_in_volume_cli_refusals() {
 }
 
 test_in_volume_cli_backup_interrupted_removes_the_file() {
-	iv_begin
+	ivc_begin
 	local dev mnt=$FT_DIR/mnt out=$FT_DIR/big.img pid rc=0 err sig
 	# Big enough for the copy to take seconds, as in 40-backup.
 	ft_loop 256M
 	dev=$REPLY
-	iv_fs ext4 "$dev" "$mnt"
+	ivc_fs ext4 "$dev" "$mnt"
 	for sig in INT TERM; do
 		"$BLKSNAP" backup -d "$dev" -o "$out" >"$FT_DIR/int.out" 2>"$FT_DIR/int.err" &
 		pid=$!
@@ -360,7 +361,7 @@ test_in_volume_cli_backup_interrupted_removes_the_file() {
 		[[ $err == *"interrupted by SIG$sig"*"was destroyed"* ]] ||
 			fail "stderr after $sig does not name it and the destroyed snapshot: $err"
 		bk_no_snapshot "the $sig"
-		iv_no_storage_file "$mnt" "the $sig"
+		ivc_no_storage_file "$mnt" "the $sig"
 		[ ! -e "$out" ] && [ ! -e "$out.partial" ] || fail "a backup file is left after the $sig"
 	done
 }
