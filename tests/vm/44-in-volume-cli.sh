@@ -75,17 +75,19 @@ ivc_no_storage_file() {
 		fail "$(ls -a "$1"/.blksnap-diff-*) is left after $2"
 }
 
-# ivc_want_size DEV...: the size the backup rule gives in-volume storage for
-# these devices when the file system has room: 10 % of their bytes, at
-# least the minimum, in whole 4 KiB blocks.
+# ivc_want_size DIR DEV...: the size the backup rule gives in-volume
+# storage for these devices when the file system of DIR has room: 10 % of
+# their bytes, at least the minimum, in whole blocks of that file system.
 ivc_want_size() {
-	local total=0 d want
+	local total=0 d want bs
+	bs=$(stat -f -c %s "$1")
+	shift
 	for d in "$@"; do
 		total=$((total + $(blockdev --getsize64 "$d")))
 	done
 	want=$((total / 10))
 	[ "$want" -ge $((IVC_MINIMUM * 512)) ] || want=$((IVC_MINIMUM * 512))
-	echo $(((want + 4095) / 4096 * 4096))
+	echo $(((want + bs - 1) / bs * bs))
 }
 
 # ivc_storage_note ERR DEV MNT: the stderr of a backup without --file names
@@ -97,7 +99,7 @@ ivc_storage_note() {
 		fail "no line about the difference storage on stderr: $(cat "$1")"
 	[[ $line =~ ^blksnap:\ difference\ storage:\ ([0-9]+)\ bytes\ of\ in-volume\ storage\ in\ (.*/\.blksnap-diff-[0-9a-f]{16}),\ on\ the\ file\ system\ of\ (.*)$ ]] ||
 		fail "unexpected line about the storage: $line"
-	expect_eq "size of the in-volume storage" "$(ivc_want_size "$2")" "${BASH_REMATCH[1]}"
+	expect_eq "size of the in-volume storage" "$(ivc_want_size "$3" "$2")" "${BASH_REMATCH[1]}"
 	expect_eq "directory of the in-volume storage" "$3" "$(dirname "${BASH_REMATCH[2]}")"
 	expect_eq "device of the in-volume storage" "$2" "${BASH_REMATCH[3]}"
 	REPLY=${BASH_REMATCH[2]}
@@ -191,9 +193,12 @@ test_in_volume_cli_snapshot_create_image_is_the_disk_but_the_file() {
 	grep -q "in-volume $(sn_devnum "$dev") ino $(stat -c %i "$file")" "$FT_DIR/status.txt" ||
 		fail "status does not show the in-volume storage: $(cat "$FT_DIR/status.txt")"
 	# The copy of the disk at the take: the file system frozen from before
-	# the copy until after the take, so nothing changes in between.
+	# the copy until after the take, so nothing changes in between; read
+	# direct, since the device's page cache may hold blocks from before
+	# the file system wrote them (the file data does not go through it).
 	fsfreeze -f "$mnt"
-	dd if="$dev" of="$copy" bs=1M status=none conv=sparse || { fsfreeze -u "$mnt"; fail "copying the disk failed"; }
+	dd if="$dev" of="$copy" bs=1M iflag=direct status=none conv=sparse ||
+		{ fsfreeze -u "$mnt"; fail "copying the disk failed"; }
 	sn_take "$id" || { fsfreeze -u "$mnt"; return 1; }
 	fsfreeze -u "$mnt"
 	sn_image "$dev"
@@ -223,8 +228,8 @@ test_in_volume_cli_snapshot_create_image_is_the_disk_but_the_file() {
 
 test_in_volume_cli_backup_without_file_on_ext4() {
 	ivc_backup_without_file ext4 128M
-	local old=$IVC_STORE size rc=0
-	size=$(ivc_want_size "$IVC_DEV")
+	local old=$IVC_STORE size rc=0 store
+	size=$(ivc_want_size "$IVC_MNT" "$IVC_DEV")
 	# Nothing written since but the storage's extents, which the backup
 	# marked as changed: an incremental backup copies at least them (in
 	# new in-volume storage), and the result is still the file system.
@@ -236,10 +241,11 @@ test_in_volume_cli_backup_without_file_on_ext4() {
 	expect_eq "mode of the incremental backup" incremental "$(bk_field "$FT_DIR/i.out" mode)"
 	ft_expect_ge "bytes copied by the incremental backup" "$size" "$(bk_field "$FT_DIR/i.out" copied)"
 	ivc_storage_note "$FT_DIR/i.err" "$IVC_DEV" "$IVC_MNT"
-	[ "$(basename "$REPLY")" != "$old" ] || fail "the storage file has the same name twice: $REPLY"
+	store=$(basename "$REPLY")
+	[ "$store" != "$old" ] || fail "the storage file has the same name twice: $store"
 	bk_no_snapshot "the incremental backup"
 	ivc_no_storage_file "$IVC_MNT" "the incremental backup"
-	ivc_check_backup ext4 "$IVC_OUT" "$(basename "$REPLY")" "the incremental backup of ext4"
+	ivc_check_backup ext4 "$IVC_OUT" "$store" "the incremental backup of ext4"
 }
 
 test_in_volume_cli_backup_without_file_on_xfs() {
