@@ -869,9 +869,9 @@ mod tests {
         format!(
             "snapshot {ID3} taken=1 error=0 error_dev=0:0 storage=in-volume storage_dev=8:1 \
              storage_ino=13 capacity=2097152 used=512 limit=2097152\n\
-             member 8:0 image=blksnap-image_8:0\n\
              in_volume_extent start=34816 count=65536\n\
              in_volume_extent start=1050624 count=2031616 future=2\n\
+             member 8:0 image=blksnap-image_8:0\n\
              in_volume_extent start=x count=1\n\
              snapshot {ID} taken=0 error=0 error_dev=0:0 storage=file storage_dev=8:1 \
              storage_ino=12 capacity=4096 used=0 limit=8192\n\
