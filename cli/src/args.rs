@@ -110,10 +110,10 @@ pub enum Command {
     /// never grows it, and the image reads its blocks as zeroes. It must be
     /// fully allocated, on ext4 or xfs, and at least diff_storage_minimum
     /// sectors long (a module parameter). --in-volume-size SIZE makes such a
-    /// file: FILE must not exist; it is created with mode 0600 and SIZE
-    /// bytes allocated by fallocate (no data written), on ext4 or xfs only.
-    /// The file stays after the snapshot is destroyed: remove it then. If
-    /// the snapshot cannot be created, the file is removed again.
+    /// file: the --file path must not exist; the file is created with mode
+    /// 0600 and SIZE bytes allocated by fallocate (no data written), on
+    /// ext4 or xfs only. It stays after the snapshot is destroyed: remove it
+    /// then. If the snapshot cannot be created, it is removed again.
     #[command(name = "snapshot_create")]
     SnapshotCreate(SnapshotCreateArgs),
     /// Add a block device to a snapshot.
