@@ -22,6 +22,17 @@ fn parse_id(text: &str) -> Result<Uuid, String> {
         })
 }
 
+/// Parses a size of in-volume storage: the form of a limit, not 0.
+fn parse_size(text: &str) -> Result<Limit, String> {
+    let size: Limit = text
+        .parse()
+        .map_err(|e: crate::ParseLimitError| e.to_string().replacen("limit", "size", 1))?;
+    if size.bytes() == 0 {
+        return Err(format!("invalid size {text:?}: it is 0"));
+    }
+    Ok(size)
+}
+
 /// Returns the clap command of `blksnap`, for generating its documentation.
 pub fn command() -> clap::Command {
     Cli::command()
@@ -91,6 +102,18 @@ pub enum Command {
     /// snapshot, with the filter attached first where it is not; if one
     /// cannot be added, the snapshot is destroyed again and nothing is
     /// printed. Prints only the new UUID, on one line.
+    ///
+    /// A regular file on a file system of a --device (or of a partition of
+    /// a whole-disk --device) becomes in-volume storage: the module pins it
+    /// while the snapshot lives (writing, truncating, renaming or removing
+    /// it fails), writes the copies into its blocks below the file system,
+    /// never grows it, and the image reads its blocks as zeroes. It must be
+    /// fully allocated, on ext4 or xfs, and at least diff_storage_minimum
+    /// sectors long (a module parameter). --in-volume-size SIZE makes such a
+    /// file: the --file path must not exist; the file is created with mode
+    /// 0600 and SIZE bytes allocated by fallocate (no data written), on
+    /// ext4 or xfs only. It stays after the snapshot is destroyed: remove it
+    /// then. If the snapshot cannot be created, it is removed again.
     #[command(name = "snapshot_create")]
     SnapshotCreate(SnapshotCreateArgs),
     /// Add a block device to a snapshot.
@@ -169,6 +192,24 @@ pub enum Command {
     /// NAME is the device's file name (sdb1.img for /dev/sdb1). The
     /// snapshot is destroyed at the end, also after an error and on SIGINT,
     /// SIGTERM or SIGHUP, which stop the copy and exit with status 1.
+    ///
+    /// Without --file, the difference storage is in-volume storage (see
+    /// snapshot_create) that backup makes and removes itself, so that a
+    /// machine with one disk can be backed up: the first --device that
+    /// holds a mounted, writable ext4 or xfs file system (found in
+    /// /proc/self/mountinfo; for a whole disk, its partitions count, in
+    /// order) gets the file MOUNTPOINT/.blksnap-diff-RANDOM of 10 % of the
+    /// size of all --device together, at least the module's
+    /// diff_storage_minimum and at most half of the file system's free
+    /// space. If no --device holds such a file system, or half of its free
+    /// space is below diff_storage_minimum, backup fails and asks for
+    /// --file. A line on standard error names the file; it is removed once
+    /// the snapshot is destroyed, also after an error or a signal. Its
+    /// blocks read as zeroes in the image and are not read, but written as
+    /// zeroes (a full backup leaves them sparse); after the snapshot they
+    /// are marked as changed in the change tracking, since the copies
+    /// written there are not tracked, so the next incremental backup copies
+    /// them again.
     ///
     /// Next to each backup file FILE: FILE.sha256, the SHA-256 of the whole
     /// file in the format of sha256sum (check it with `sha256sum -c` or
@@ -270,6 +311,19 @@ pub struct SnapshotCreateArgs {
     /// 512-byte sectors. 0, the default, grows nothing.
     #[arg(short, long, value_name = "BYTES", default_value = "0")]
     pub limit: Limit,
+    /// Create --file as in-volume storage of SIZE bytes (N[K|M|G], as for
+    /// --limit, rounded up to the file system's block) on the file system
+    /// of a --device: a new file, mode 0600, allocated with fallocate, on
+    /// ext4 or xfs. In-volume storage never grows, so --limit does not go
+    /// with it.
+    #[arg(
+        short = 's',
+        long,
+        value_name = "SIZE",
+        conflicts_with = "limit",
+        value_parser = parse_size
+    )]
+    pub in_volume_size: Option<Limit>,
     /// Block device to add to the snapshot. Several may follow one -d
     /// (`-d /dev/sda1 /dev/sdb1`), and -d may be repeated.
     #[arg(short, long, value_name = "DEVICE", num_args = 1..)]
@@ -313,13 +367,15 @@ pub struct WaitEventArgs {
 #[derive(clap::Args, Debug)]
 pub struct BackupArgs {
     /// Difference storage of the snapshot: a regular file, a directory or a
-    /// block device, as for snapshot_create.
+    /// block device, as for snapshot_create. Without it, in-volume storage
+    /// is made on a backed-up device (see above).
     #[arg(short, long, value_name = "PATH")]
-    pub file: PathBuf,
+    pub file: Option<PathBuf>,
     /// Most bytes the difference storage may grow to, N[K|M|G], as for
-    /// snapshot_create.
-    #[arg(short, long, value_name = "BYTES", default_value = "0")]
-    pub limit: Limit,
+    /// snapshot_create; 0, the default, grows nothing. Only with --file
+    /// (in-volume storage never grows).
+    #[arg(short, long, value_name = "BYTES", requires = "file")]
+    pub limit: Option<Limit>,
     /// Block device to back up; repeat -d for several.
     #[arg(short, long, value_name = "DEVICE", required = true)]
     pub device: Vec<PathBuf>,
@@ -712,6 +768,70 @@ mod tests {
     }
 
     #[test]
+    fn snapshot_create_in_volume_size_forms() {
+        for args in [
+            &[
+                "snapshot_create",
+                "-f",
+                "/mnt/d",
+                "-s",
+                "1G",
+                "-d",
+                "/dev/loop0",
+            ][..],
+            &[
+                "snapshot_create",
+                "--file=/mnt/d",
+                "--in-volume-size=1024M",
+                "-d/dev/loop0",
+            ],
+            &[
+                "snapshot_create",
+                "-s1073741824",
+                "-f",
+                "/mnt/d",
+                "--device",
+                "/dev/loop0",
+            ],
+        ] {
+            match parse_ok(args) {
+                Command::SnapshotCreate(a) => {
+                    assert_eq!(
+                        a.in_volume_size,
+                        Some(Limit::from_bytes(1 << 30)),
+                        "{args:?}"
+                    );
+                    assert_eq!(a.file, Path::new("/mnt/d"), "{args:?}");
+                    assert_eq!(a.limit.bytes(), 0, "{args:?}");
+                    assert_eq!(a.device, [Path::new("/dev/loop0")], "{args:?}");
+                }
+                other => panic!("{args:?} parsed as {other:?}"),
+            }
+        }
+        match parse_ok(&["snapshot_create", "-f", "/d"]) {
+            Command::SnapshotCreate(a) => assert_eq!(a.in_volume_size, None),
+            other => panic!("parsed as {other:?}"),
+        }
+        // It needs a file, is not 0, has the form of a limit, and does not
+        // go with --limit.
+        parse_err(&["snapshot_create", "-s", "1G", "-d", "/dev/loop0"]);
+        parse_err(&["snapshot_create", "-f", "/d", "-s"]);
+        let line = parse_err(&["snapshot_create", "-f", "/d", "-s", "0"]);
+        assert!(line.contains("invalid size \"0\": it is 0"), "{line}");
+        for bad in ["1T", "x", "1.5G", ""] {
+            let line = parse_err(&[
+                "snapshot_create",
+                "-f",
+                "/d",
+                &format!("--in-volume-size={bad}"),
+            ]);
+            assert!(line.contains("invalid size"), "{bad}: {line}");
+        }
+        let line = parse_err(&["snapshot_create", "-f", "/d", "-s", "1G", "-l", "2G"]);
+        assert!(line.contains("--limit"), "{line}");
+    }
+
+    #[test]
     fn snapshot_create_rejects_bad_options() {
         parse_err(&["snapshot_create"]);
         parse_err(&["snapshot_create", "-l", "1G", "-d", "/dev/loop0"]);
@@ -952,8 +1072,8 @@ mod tests {
             ],
         ] {
             let a = backup_args(args);
-            assert_eq!(a.file, Path::new("/var/tmp"), "{args:?}");
-            assert_eq!(a.limit.sectors(), 2_097_152, "{args:?}");
+            assert_eq!(a.file.as_deref(), Some(Path::new("/var/tmp")), "{args:?}");
+            assert_eq!(a.limit.unwrap_or_default().sectors(), 2_097_152, "{args:?}");
             assert!(!a.incremental && !a.quiet, "{args:?}");
             assert_eq!(a.targets().unwrap(), want, "{args:?}");
         }
@@ -969,7 +1089,7 @@ mod tests {
             "-q",
         ]);
         assert!(a.incremental && a.quiet);
-        assert_eq!(a.limit.bytes(), 0);
+        assert_eq!(a.limit.unwrap_or_default().bytes(), 0);
         let a = backup_args(&[
             "backup",
             "--file",
@@ -1029,9 +1149,50 @@ mod tests {
     }
 
     #[test]
+    fn backup_without_file_uses_in_volume_storage() {
+        for args in [
+            &["backup", "-d", "/dev/sda1", "-o", "/mnt/nas/sda1.img"][..],
+            &[
+                "backup",
+                "--device=/dev/sda1",
+                "--output=/mnt/nas/sda1.img",
+                "-I",
+            ],
+        ] {
+            let a = backup_args(args);
+            assert_eq!(a.file, None, "{args:?}");
+            assert_eq!(a.limit.unwrap_or_default().bytes(), 0, "{args:?}");
+            assert_eq!(
+                a.targets().unwrap(),
+                [target("/dev/sda1", "/mnt/nas/sda1.img")],
+                "{args:?}"
+            );
+        }
+        // A limit is for a storage that grows, which in-volume storage
+        // does not.
+        let err = Cli::try_parse_from([
+            "blksnap",
+            "backup",
+            "-d",
+            "/dev/sda1",
+            "-o",
+            "/b/x",
+            "-l",
+            "1G",
+        ])
+        .unwrap_err()
+        .render()
+        .to_string();
+        assert!(
+            err.contains("required arguments were not provided"),
+            "{err}"
+        );
+        assert!(err.contains("--file <PATH>"), "{err}");
+    }
+
+    #[test]
     fn backup_rejects_bad_options() {
-        // No storage, no device, nowhere to write, both places to write.
-        parse_err(&["backup", "-d", "/dev/loop0", "-o", "/b/x"]);
+        // No device, nowhere to write, both places to write.
         parse_err(&["backup", "-f", "/t", "-o", "/b/x"]);
         parse_err(&["backup", "-f", "/t", "-d", "/dev/loop0"]);
         parse_err(&[

@@ -14,6 +14,12 @@
 //!   (`HEX  NAME`), so that `sha256sum -c` and `blksnap verify --checksum`
 //!   can check it.
 //!
+//! With in-volume storage ([`Storage::in_volume`]), [`backup`] creates the
+//! storage file on a backed-up device's file system first and removes it
+//! after the snapshot is destroyed; its extents read as zeroes in the image
+//! ([`Image::zeros`]), so they are not read, and are marked as changed in
+//! the change tracking afterwards, for the next incremental backup.
+//!
 //! A full copy goes to `FILE.partial`, created sparse at the device's size,
 //! and replaces `FILE` only once complete, so an interrupted full backup
 //! leaves the previous one as it was. An incremental copy writes only the
@@ -39,6 +45,7 @@
 //! let storage = Storage {
 //!     path: "/var/tmp".into(),
 //!     limit_sectors: 2 << 20,
+//!     in_volume: None,
 //! };
 //! let targets = [Target {
 //!     device: "/dev/sdb1".into(),
@@ -51,6 +58,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -58,8 +66,10 @@ use sha2::{Digest, Sha256};
 
 use crate::cancel::{self, Cancel, CancelRead};
 use crate::copy::{copy_ranges, CopyError, CopyOptions, PIECE};
+use crate::in_volume::{listed_ranges, ranges_on, to_sectors, Listed, StorageFile};
 use crate::plan::{
-    changed_ranges, choose_mode, full_ranges, total_len, BackupState, FullReason, Mode, Previous,
+    changed_ranges, choose_mode, full_ranges, merge_ranges, total_len, BackupState, ByteRange,
+    FullReason, Mode, Previous,
 };
 use crate::{BlockDevice, CbtInfo, Control, Error, Result, Uuid};
 
@@ -185,6 +195,12 @@ pub struct Image<'a, R> {
     /// Fails if the snapshot broke; called after the copy, before the
     /// backup file is committed.
     pub check: &'a mut dyn FnMut() -> Result<()>,
+    /// Ranges of the image that read as zeroes whatever the device held:
+    /// the extents of an in-volume difference storage on this device.
+    /// Sorted, not overlapping; not read, written as zeroes (left sparse in
+    /// a full copy), and always part of an incremental copy, since the
+    /// change tracking does not see them become zeroes.
+    pub zeros: Vec<ByteRange>,
 }
 
 /// What [`backup_image`] did for one device.
@@ -257,6 +273,7 @@ pub fn backup_image<R: Read + Seek>(
         info,
         cbt_map,
         check,
+        zeros,
     } = image;
     let size = reader.seek(SeekFrom::End(0)).map_err(|e| {
         Error::new(
@@ -294,7 +311,7 @@ pub fn backup_image<R: Read + Seek>(
         }
     }
     let (copied, hex) = match mode {
-        Mode::Full(_) => full_copy(&mut reader, target, size, cancel, observer, check)?,
+        Mode::Full(_) => full_copy(&mut reader, target, size, &zeros, cancel, observer, check)?,
         Mode::Incremental { since } => {
             let map = cbt_map()?;
             let ranges = changed_ranges(&map, since, info.block_size, size).map_err(|e| {
@@ -303,7 +320,16 @@ pub fn backup_image<R: Read + Seek>(
                     io::Error::new(io::ErrorKind::InvalidData, e.to_string()),
                 )
             })?;
-            incremental_copy(&mut reader, target, &ranges, cancel, observer, check)?
+            let ranges = merge_ranges(&ranges, &zeros, size);
+            incremental_copy(
+                &mut reader,
+                target,
+                &ranges,
+                &zeros,
+                cancel,
+                observer,
+                check,
+            )?
         }
     };
     replace_file(
@@ -327,6 +353,7 @@ fn full_copy(
     reader: &mut (impl Read + Seek),
     target: &Target,
     size: u64,
+    zeros: &[ByteRange],
     cancel: &Cancel,
     observer: &mut dyn Observer,
     check: &mut dyn FnMut() -> Result<()>,
@@ -347,6 +374,7 @@ fn full_copy(
             piece: PIECE,
             sparse: true,
             cancel,
+            zeros,
         };
         let copied = copy_ranges(
             reader,
@@ -366,7 +394,7 @@ fn full_copy(
             .map_err(|e| file_error("backing up to", &target.output, e))?;
         fs::rename(&partial, &target.output)
             .map_err(|e| file_error("cannot rename to", &target.output, e))?;
-        Ok((copied.read, hex_digest(hash)))
+        Ok((copied.read + copied.known_zero, hex_digest(hash)))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&partial);
@@ -380,7 +408,8 @@ fn full_copy(
 fn incremental_copy(
     reader: &mut (impl Read + Seek),
     target: &Target,
-    ranges: &[crate::plan::ByteRange],
+    ranges: &[ByteRange],
+    zeros: &[ByteRange],
     cancel: &Cancel,
     observer: &mut dyn Observer,
     check: &mut dyn FnMut() -> Result<()>,
@@ -403,6 +432,7 @@ fn incremental_copy(
         piece: PIECE,
         sparse: false,
         cancel,
+        zeros,
     };
     let copied = copy_ranges(reader, &mut file, ranges, &opts, None, &mut |n| {
         observer.advance(n)
@@ -422,7 +452,7 @@ fn incremental_copy(
     });
     observer.finish();
     let digest = digest.map_err(|e| file_error("cannot read", output, e))?;
-    Ok((copied.read, digest))
+    Ok((copied.read + copied.known_zero, digest))
 }
 
 /// What [`backup`] did.
@@ -442,6 +472,11 @@ pub struct Storage {
     pub path: PathBuf,
     /// Most 512-byte sectors it may grow to.
     pub limit_sectors: u64,
+    /// `Some(bytes)`: `path` does not exist yet; [`backup`] creates it as
+    /// in-volume storage of that size on a backed-up device's file system
+    /// ([`StorageFile::create`]) and removes it after the snapshot is
+    /// destroyed (see [`crate::in_volume::plan_for_backup`]).
+    pub in_volume: Option<u64>,
 }
 
 /// Returns an error if two targets name the same device or output file, or
@@ -495,6 +530,17 @@ fn open_image(path: &Path, cancel: &Cancel) -> Result<File> {
     }
 }
 
+/// A device being backed up.
+struct Member {
+    /// The device.
+    device: BlockDevice,
+    /// Its device number.
+    rdev: u64,
+    /// The byte ranges of its image that read as zeroes: the extents of
+    /// in-volume storage on it.
+    zeros: Vec<ByteRange>,
+}
+
 /// Destroys the snapshot it holds when dropped, unless released.
 struct Held<'a> {
     control: &'a Control,
@@ -545,51 +591,157 @@ pub fn backup(
     cancel
         .check()
         .map_err(|e| Error::new("before creating the snapshot", e))?;
+    // Dropped (and so removed) after `held` below, which destroys the
+    // snapshot first, also on a panic.
+    let made = match storage.in_volume {
+        Some(size) => Some(StorageFile::create(&storage.path, size)?),
+        None => None,
+    };
+    let mut members = devices
+        .into_iter()
+        .zip(targets)
+        .map(|(device, t)| {
+            let rdev = fs::metadata(&t.device)
+                .map_err(|e| file_error("cannot stat", &t.device, e))?
+                .rdev();
+            let zeros = match &made {
+                Some(file) => file.ranges_on(rdev),
+                None => Vec::new(),
+            };
+            Ok(Member {
+                device,
+                rdev,
+                zeros,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    cancel
+        .check()
+        .map_err(|e| Error::new("before creating the snapshot", e))?;
     let id = control.snapshot_create(&storage.path, storage.limit_sectors)?;
     let held = Held {
         control,
         id,
         armed: true,
     };
-    let result = in_snapshot(
-        control,
-        &id,
-        &devices,
-        targets,
-        incremental,
-        cancel,
-        observer,
-    );
+    let result = (|| {
+        for m in &members {
+            m.device.attach_and_add(&id)?;
+        }
+        if made.is_some() {
+            use_listed_extents(&mut members, &id);
+        }
+        in_snapshot(
+            control,
+            &id,
+            &members,
+            targets,
+            incremental,
+            cancel,
+            observer,
+        )
+    })();
     let destroyed = held.destroy();
-    match (result, destroyed) {
-        (Ok(devices), Ok(())) => Ok(BackupReport { id, devices }),
-        (Ok(_), Err(e)) => Err(e),
-        (Err(e), Ok(())) => Err(e.with_note(format!("snapshot {id} was destroyed"))),
-        (Err(e), Err(d)) => {
-            Err(e.with_note(format!("snapshot {id} remains, destroying it failed: {d}")))
+    let released = match made {
+        Some(file) if destroyed.is_ok() => release(file, &members),
+        Some(file) => Err(format!(
+            "in-volume storage {} remains",
+            file.keep().display()
+        )),
+        None => Ok(()),
+    };
+    match (result, destroyed, released) {
+        (Ok(devices), Ok(()), Ok(())) => Ok(BackupReport { id, devices }),
+        (Ok(_), Ok(()), Err(r)) => Err(Error::new(
+            format!("cleaning up after snapshot {id}"),
+            io::Error::other(r),
+        )),
+        (Ok(_), Err(e), r) => Err(with_release_note(e, r)),
+        (Err(e), Ok(()), r) => {
+            Err(e.with_note(format!("snapshot {id} was destroyed{}", note_of(r))))
+        }
+        (Err(e), Err(d), r) => Err(e.with_note(format!(
+            "snapshot {id} remains, destroying it failed: {d}{}",
+            note_of(r)
+        ))),
+    }
+}
+
+/// Returns `; WHY` for a failed release, nothing for one that worked.
+fn note_of(released: std::result::Result<(), String>) -> String {
+    match released {
+        Ok(()) => String::new(),
+        Err(why) => format!("; {why}"),
+    }
+}
+
+/// Adds what became of the storage file to the error `e`.
+fn with_release_note(e: Error, released: std::result::Result<(), String>) -> Error {
+    match released {
+        Ok(()) => e,
+        Err(why) => e.with_note(why),
+    }
+}
+
+/// After the snapshot is destroyed: marks the extents of the in-volume
+/// storage `file` as changed in the change tracking of each member that
+/// holds them, since the copies written there below the file system are
+/// not tracked and would otherwise be missed by the next incremental
+/// backup, then removes the file.
+fn release(file: StorageFile, members: &[Member]) -> std::result::Result<(), String> {
+    let path = file.path().to_owned();
+    for m in members.iter().filter(|m| !m.zeros.is_empty()) {
+        match m.device.mark_dirty(&to_sectors(&m.zeros)) {
+            Ok(()) => {}
+            // Not attached: no change tracking to keep right.
+            Err(e) if e.errno() == Some(libc::ENOENT) => {}
+            Err(e) => {
+                let _ = file.remove();
+                return Err(format!(
+                    "marking the extents of in-volume storage {} as changed failed, so the \
+                     next backup of the device must be a full one: {e}",
+                    path.display()
+                ));
+            }
+        }
+    }
+    file.remove().map_err(|e| e.to_string())
+}
+
+/// Takes the extents of in-volume storage from the module's debugfs list
+/// of snapshot `id`, when it can be read: what the image reads as zeroes
+/// is what the module says. Otherwise the members keep the extents FIEMAP
+/// gave when the file was made, which the pinned file keeps.
+fn use_listed_extents(members: &mut [Member], id: &Uuid) {
+    let list = Path::new(crate::status::DEBUGFS).join("snapshots/list");
+    let listed = fs::read_to_string(list).map_or(Listed::Unknown, |text| {
+        listed_ranges(&text, &id.to_string())
+    });
+    for m in members {
+        match &listed {
+            Listed::Unknown => {}
+            Listed::NotInVolume => m.zeros.clear(),
+            Listed::Extents(holder, ranges) => m.zeros = ranges_on(m.rdev, *holder, ranges),
         }
     }
 }
 
-/// The part of [`backup`] while snapshot `id` exists.
+/// The part of [`backup`] while snapshot `id` exists, its devices added.
 fn in_snapshot(
     control: &Control,
     id: &Uuid,
-    devices: &[BlockDevice],
+    members: &[Member],
     targets: &[Target],
     incremental: bool,
     cancel: &Cancel,
     observer: &mut dyn Observer,
 ) -> Result<Vec<DeviceBackup>> {
-    for device in devices {
-        device.attach_and_add(id)?;
-    }
     cancel
         .check()
         .map_err(|e| Error::new(format!("before taking snapshot {id}"), e))?;
     control.snapshot_take(id)?;
     let mut done = Vec::new();
-    for (device, target) in devices.iter().zip(targets) {
+    for (Member { device, zeros, .. }, target) in members.iter().zip(targets) {
         cancel
             .check()
             .map_err(|e| file_error("backing up", &target.device, e))?;
@@ -621,6 +773,7 @@ fn in_snapshot(
             info,
             cbt_map: &mut cbt_map,
             check: &mut check,
+            zeros: zeros.clone(),
         };
         done.push(backup_image(image, target, incremental, cancel, observer)?);
     }
@@ -724,6 +877,7 @@ mod tests {
             info,
             cbt_map: &mut cbt_map,
             check: &mut check,
+            zeros: Vec::new(),
         };
         let r = backup_image(image, target, incremental, &Cancel::new(), log);
         (r, map_read.get())
@@ -964,6 +1118,7 @@ mod tests {
             info: info(cap as u64, 2),
             cbt_map: &mut cbt_map,
             check: &mut check,
+            zeros: Vec::new(),
         };
         let err = backup_image(image, &t, false, &cancel, &mut Stop(&cancel)).unwrap_err();
         assert!(was_interrupted(&err), "{err}");
@@ -990,12 +1145,98 @@ mod tests {
             info: info(8192, 1),
             cbt_map: &mut cbt_map,
             check: &mut check,
+            zeros: Vec::new(),
         };
         let err = backup_image(image, &t, false, &Cancel::new(), &mut Silent).unwrap_err();
         assert_eq!(err.errno(), Some(libc::ENOSPC));
         assert!(!t.output.exists());
         assert!(!partial_path(&t.output).exists());
         assert!(!state_path(&t.output).exists());
+    }
+
+    /// An image whose `zeros` read as zeroes and must not be read at all.
+    struct ZeroedImage<'a> {
+        data: Cursor<&'a [u8]>,
+        zeros: &'a [ByteRange],
+    }
+
+    impl Read for ZeroedImage<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let (a, b) = (
+                self.data.position(),
+                self.data.position() + buf.len() as u64,
+            );
+            if self.zeros.iter().any(|z| z.start < b && a < z.end) {
+                return Err(io::Error::other(format!("read {a}..{b} of a zero range")));
+            }
+            self.data.read(buf)
+        }
+    }
+
+    impl Seek for ZeroedImage<'_> {
+        fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+            self.data.seek(pos)
+        }
+    }
+
+    #[test]
+    fn in_volume_extents_are_not_read_and_end_up_as_zeroes() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = target(dir.path());
+        let cap = 16 * 4096;
+        // The storage's extents: blocks 3..5 and 9, which the image reads
+        // as zeroes whatever the device held there.
+        let zeros = vec![
+            ByteRange::new(3 * 4096, 5 * 4096),
+            ByteRange::new(9 * 4096, 10 * 4096),
+        ];
+        let mut data = disk(cap, 1);
+        for z in &zeros {
+            data[z.start as usize..z.end as usize].fill(0);
+        }
+        let run_zeroed = |data: &[u8], info: CbtInfo, map: Vec<u8>, incremental| {
+            let mut cbt_map = || Ok(map.clone());
+            let mut check = || Ok(());
+            let image = Image {
+                reader: ZeroedImage {
+                    data: Cursor::new(data),
+                    zeros: &zeros,
+                },
+                info,
+                cbt_map: &mut cbt_map,
+                check: &mut check,
+                zeros: zeros.clone(),
+            };
+            backup_image(image, &t, incremental, &Cancel::new(), &mut Silent)
+        };
+        let r = run_zeroed(&data, info(cap as u64, 1), vec![1; 16], false).unwrap();
+        assert_eq!(r.copied, cap as u64, "zero ranges count as copied");
+        assert_eq!(fs::read(&t.output).unwrap(), data);
+        assert_eq!(r.state.sha256, sha_hex(&data));
+        // Left sparse where the extents are.
+        let blocks = fs::metadata(&t.output).unwrap().blocks();
+        assert!(blocks * 512 < cap as u64, "{blocks} blocks");
+        assert_eq!(
+            fs::read_to_string(checksum_path(&t.output)).unwrap(),
+            format!("{}  loop9.img\n", sha_hex(&data))
+        );
+
+        // The backup file holds old data where the extents are (as after a
+        // backup made with the storage elsewhere); an incremental backup
+        // with nothing marked in the change tracking still zeroes them.
+        let mut stale = data.clone();
+        stale[3 * 4096..5 * 4096].fill(0x77);
+        stale[9 * 4096..10 * 4096].fill(0x66);
+        fs::write(&t.output, &stale).unwrap();
+        let mut new = data.clone();
+        new[12 * 4096..13 * 4096].fill(0x55);
+        let mut map = vec![1u8; 16];
+        map[12] = 2;
+        let r = run_zeroed(&new, info(cap as u64, 2), map, true).unwrap();
+        assert_eq!(r.mode, Mode::Incremental { since: 1 });
+        assert_eq!(r.copied, 4 * 4096, "the changed block and the three zeroed");
+        assert_eq!(fs::read(&t.output).unwrap(), new);
+        assert_eq!(r.state.sha256, sha_hex(&new));
     }
 
     #[test]

@@ -6,9 +6,12 @@
 //! reads each range in pieces of [`CopyOptions::piece`] bytes, checks the
 //! [`Cancel`] flag before each piece, can leave pieces of zeroes unwritten
 //! when the destination is known to hold zeroes there (a new file of the
-//! right size, which then stays sparse), can feed what it reads to a
-//! [`Sha256`] (meaningful when the ranges are the whole source, in order),
-//! and reports progress after each piece.
+//! right size, which then stays sparse), skips reading the ranges the
+//! caller knows to read as zeroes ([`CopyOptions::zeros`], the extents of
+//! an in-volume difference storage, which a snapshot image reads as
+//! zeroes) and treats them exactly as zeroes read, can feed what it reads
+//! to a [`Sha256`] (meaningful when the ranges are the whole source, in
+//! order), and reports progress after each piece.
 
 use std::fmt;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -31,6 +34,10 @@ pub struct CopyOptions<'a> {
     pub sparse: bool,
     /// Checked before every piece.
     pub cancel: &'a Cancel,
+    /// Ranges of the source known to read as zeroes, sorted and not
+    /// overlapping: they are not read, and are copied as zeroes would be
+    /// (hashed as zeroes, skipped when `sparse`, written as zeroes if not).
+    pub zeros: &'a [ByteRange],
 }
 
 /// Why a copy stopped.
@@ -89,9 +96,11 @@ impl CopyError {
 pub struct Copied {
     /// Bytes read from the source.
     pub read: u64,
-    /// Bytes written to the destination (less than `read` where pieces of
-    /// zeroes were skipped).
+    /// Bytes written to the destination (less than `read` + `known_zero`
+    /// where pieces of zeroes were skipped).
     pub written: u64,
+    /// Bytes of [`CopyOptions::zeros`] copied as zeroes without reading.
+    pub known_zero: u64,
 }
 
 /// Fills `buf` from `src`, retrying EINTR; an early end is an error.
@@ -122,10 +131,26 @@ fn is_zero(buf: &[u8]) -> bool {
     head.iter().all(|&b| b == 0) && words.iter().all(|&w| w == 0) && tail.iter().all(|&b| b == 0)
 }
 
+/// Returns where the piece at `offset` ends, at most at `end`, and whether
+/// it lies in one of `zeros` (sorted, not overlapping): a piece does not
+/// cross the edge of a zero range. `next` is the index of the first zero
+/// range not yet behind `offset`, advanced as the copy goes forward.
+fn piece_end(zeros: &[ByteRange], next: &mut usize, offset: u64, end: u64) -> (u64, bool) {
+    while *next < zeros.len() && zeros[*next].end <= offset {
+        *next += 1;
+    }
+    match zeros.get(*next) {
+        Some(z) if z.start <= offset => (end.min(z.end), true),
+        Some(z) => (end.min(z.start), false),
+        None => (end, false),
+    }
+}
+
 /// Copies each of `ranges` from `src` to the same offsets of `dst`.
 ///
-/// `hash`, if given, is fed every byte read, in order; `progress` is told
-/// the bytes of each piece once it is written.
+/// `hash`, if given, is fed every byte copied, in order (the zeroes of
+/// [`CopyOptions::zeros`] included); `progress` is told the bytes of each
+/// piece once it is written.
 pub fn copy_ranges<R: Read + Seek, W: Write + Seek>(
     src: &mut R,
     dst: &mut W,
@@ -136,32 +161,46 @@ pub fn copy_ranges<R: Read + Seek, W: Write + Seek>(
 ) -> Result<Copied, CopyError> {
     let mut buf = vec![0u8; opts.piece.max(1)];
     let mut done = Copied::default();
+    let mut next_zero = 0;
+    let mut last_end = 0;
     for range in ranges {
         let mut offset = range.start;
         let read_err = |offset, source| CopyError::Read { offset, source };
         let write_err = |offset, source| CopyError::Write { offset, source };
-        src.seek(SeekFrom::Start(offset))
-            .map_err(|e| read_err(offset, e))?;
-        dst.seek(SeekFrom::Start(offset))
-            .map_err(|e| write_err(offset, e))?;
+        // Ranges need not be sorted: one that starts before the last one
+        // ended looks for its zero ranges from the first.
+        if range.start < last_end {
+            next_zero = 0;
+        }
+        last_end = range.end;
         while offset < range.end {
             if let Some(signal) = opts.cancel.signal() {
                 return Err(CopyError::Interrupted(signal));
             }
-            let n = (range.end - offset).min(buf.len() as u64) as usize;
+            let (end, zero) = piece_end(opts.zeros, &mut next_zero, offset, range.end);
+            let n = (end - offset).min(buf.len() as u64) as usize;
             let piece = &mut buf[..n];
-            read_full(src, piece).map_err(|e| read_err(offset, e))?;
+            if zero {
+                piece.fill(0);
+            } else {
+                src.seek(SeekFrom::Start(offset))
+                    .map_err(|e| read_err(offset, e))?;
+                read_full(src, piece).map_err(|e| read_err(offset, e))?;
+            }
             if let Some(h) = hash.as_deref_mut() {
                 h.update(&*piece);
             }
-            if opts.sparse && is_zero(piece) {
-                dst.seek(SeekFrom::Current(n as i64))
+            if !(opts.sparse && (zero || is_zero(piece))) {
+                dst.seek(SeekFrom::Start(offset))
                     .map_err(|e| write_err(offset, e))?;
-            } else {
                 dst.write_all(piece).map_err(|e| write_err(offset, e))?;
                 done.written += n as u64;
             }
-            done.read += n as u64;
+            if zero {
+                done.known_zero += n as u64;
+            } else {
+                done.read += n as u64;
+            }
             offset += n as u64;
             progress(n as u64);
         }
@@ -188,7 +227,105 @@ mod tests {
             piece,
             sparse,
             cancel,
+            zeros: &[],
         }
+    }
+
+    /// A reader that fails on any read that touches `forbidden`.
+    struct Guarded<'a> {
+        inner: Cursor<&'a [u8]>,
+        forbidden: &'a [ByteRange],
+    }
+
+    impl Read for Guarded<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let start = self.inner.position();
+            let end = start + buf.len() as u64;
+            if self
+                .forbidden
+                .iter()
+                .any(|z| z.start < end && start < z.end)
+            {
+                return Err(io::Error::other(format!("read of {start}..{end}")));
+            }
+            self.inner.read(buf)
+        }
+    }
+
+    impl Seek for Guarded<'_> {
+        fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+            self.inner.seek(pos)
+        }
+    }
+
+    #[test]
+    fn known_zero_ranges_are_not_read_and_copy_as_zeroes() {
+        // The source holds data where the zero ranges are, which must
+        // neither be read nor reach the destination or the hash.
+        let src = data(40_000, 7);
+        let zeros = [ByteRange::new(1000, 5096), ByteRange::new(20_000, 30_000)];
+        let mut want = src.clone();
+        for z in &zeros {
+            want[z.start as usize..z.end as usize].fill(0);
+        }
+        let cancel = Cancel::new();
+        for sparse in [false, true] {
+            let mut dst = Cursor::new(vec![if sparse { 0 } else { 0xee }; src.len()]);
+            let mut hash = Sha256::new();
+            let mut seen = 0;
+            let o = CopyOptions {
+                zeros: &zeros,
+                ..opts(&cancel, 3000, sparse)
+            };
+            let got = copy_ranges(
+                &mut Guarded {
+                    inner: Cursor::new(&src),
+                    forbidden: &zeros,
+                },
+                &mut dst,
+                &full_ranges(src.len() as u64),
+                &o,
+                Some(&mut hash),
+                &mut |n| seen += n,
+            )
+            .unwrap();
+            assert_eq!(dst.get_ref(), &want, "sparse {sparse}");
+            assert_eq!(got.known_zero, 4096 + 10_000);
+            assert_eq!(got.read, 40_000 - 14_096);
+            assert_eq!(seen, 40_000);
+            let written = if sparse { 40_000 - 14_096 } else { 40_000 };
+            assert_eq!(got.written, written, "sparse {sparse}");
+            assert_eq!(hex_digest(hash), hex_digest(Sha256::new_with_prefix(&want)));
+        }
+        // Ranges out of order, partly inside zero ranges.
+        let ranges = [
+            ByteRange::new(25_000, 32_000),
+            ByteRange::new(0, 2000),
+            ByteRange::new(4000, 21_000),
+        ];
+        let mut dst = Cursor::new(vec![0xee; src.len()]);
+        let o = CopyOptions {
+            zeros: &zeros,
+            ..opts(&cancel, 1 << 20, false)
+        };
+        copy_ranges(
+            &mut Guarded {
+                inner: Cursor::new(&src),
+                forbidden: &zeros,
+            },
+            &mut dst,
+            &ranges,
+            &o,
+            None,
+            &mut |_| {},
+        )
+        .unwrap();
+        let mut expect = vec![0xee; src.len()];
+        for r in &ranges {
+            let (a, b) = (r.start as usize, r.end as usize);
+            expect[a..b].copy_from_slice(&want[a..b]);
+        }
+        assert_eq!(dst.get_ref(), &expect);
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //! plan of what to copy is [`plan`], the copy [`copy`], stopping on a
 //! signal [`cancel`], the progress bar [`progress`]; [`verify`] compares a
 //! backup with an image and checks its checksum. The SHA-256 checksums are
-//! the `sha2` crate's.
+//! the `sha2` crate's. [`in_volume`] makes the preallocated files of
+//! in-volume difference storage and chooses where `backup` puts one.
 //!
 //! ```no_run
 //! let ctl = blksnap::Control::open()?;
@@ -61,6 +62,7 @@ pub mod cancel;
 pub mod copy;
 mod event;
 mod fiemap;
+pub mod in_volume;
 pub mod json;
 mod limit;
 pub mod plan;

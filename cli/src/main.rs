@@ -19,6 +19,7 @@ use blksnap::args::{
 };
 use blksnap::backup::{Observer, Storage};
 use blksnap::cancel::Cancel;
+use blksnap::in_volume::StorageFile;
 use blksnap::progress::Terminal;
 use blksnap::{json, Attached, BlockDevice, Control};
 use clap::Parser;
@@ -129,11 +130,29 @@ fn backup(args: BackupArgs, as_json: bool) -> blksnap::Result<()> {
     let cancel = blksnap::cancel::install()
         .map_err(|e| blksnap::Error::new("cannot handle SIGINT and SIGTERM", e))?;
     let control = Control::open()?;
-    let storage = Storage {
-        path: args.file,
-        limit_sectors: args.limit.sectors(),
-    };
     let mut terminal = Terminal::new(args.quiet);
+    let storage = match args.file {
+        Some(path) => Storage {
+            path,
+            limit_sectors: args.limit.unwrap_or_default().sectors(),
+            in_volume: None,
+        },
+        None => {
+            let place = blksnap::in_volume::plan_for_backup(&args.device)?;
+            terminal.note(&format!(
+                "difference storage: {} bytes of in-volume storage in {}, on the file \
+                 system of {}",
+                place.size,
+                place.path.display(),
+                place.device.display()
+            ));
+            Storage {
+                path: place.path,
+                limit_sectors: 0,
+                in_volume: Some(place.size),
+            }
+        }
+    };
     let report = blksnap::backup::backup(
         &control,
         &storage,
@@ -218,11 +237,29 @@ fn snapshot_create(args: SnapshotCreateArgs, as_json: bool) -> blksnap::Result<(
         .iter()
         .map(BlockDevice::open)
         .collect::<blksnap::Result<Vec<_>>>()?;
-    let id = Control::open()?.snapshot_create_with_devices(
-        &args.file,
-        args.limit.sectors(),
-        &devices,
-    )?;
+    let control = Control::open()?;
+    // Removed again when dropped, if the snapshot is not made.
+    let made = match args.in_volume_size {
+        Some(size) => {
+            let minimum = blksnap::in_volume::minimum_bytes();
+            if size.bytes() < minimum {
+                return Err(invalid(
+                    &format!("cannot create in-volume storage {}", args.file.display()),
+                    format!(
+                        "--in-volume-size {} is below the module's diff_storage_minimum, \
+                         {minimum} bytes",
+                        size.bytes()
+                    ),
+                ));
+            }
+            Some(StorageFile::create(&args.file, size.bytes())?)
+        }
+        None => None,
+    };
+    let id = control.snapshot_create_with_devices(&args.file, args.limit.sectors(), &devices)?;
+    if let Some(file) = made {
+        file.keep();
+    }
     if as_json {
         emit_json(&json::snapshot_create(&id))
     } else {

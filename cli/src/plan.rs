@@ -419,10 +419,48 @@ pub fn changed_ranges(
     Ok(ranges)
 }
 
+/// Returns the union of `a` and `b` cut at `capacity`: sorted, without
+/// empty ranges, overlapping and touching ones merged.
+pub fn merge_ranges(a: &[ByteRange], b: &[ByteRange], capacity: u64) -> Vec<ByteRange> {
+    let mut all: Vec<ByteRange> = a
+        .iter()
+        .chain(b)
+        .map(|r| ByteRange::new(r.start, r.end.min(capacity)))
+        .filter(|r| !r.is_empty())
+        .collect();
+    all.sort_unstable();
+    let mut out: Vec<ByteRange> = Vec::with_capacity(all.len());
+    for r in all {
+        match out.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn merged_ranges_are_sorted_cut_and_joined() {
+        let r = ByteRange::new;
+        assert_eq!(merge_ranges(&[], &[], 100), []);
+        assert_eq!(
+            merge_ranges(
+                &[r(50, 60), r(0, 10)],
+                &[r(10, 20), r(55, 70), r(90, 200)],
+                100
+            ),
+            [r(0, 20), r(50, 70), r(90, 100)]
+        );
+        assert_eq!(
+            merge_ranges(&[r(5, 5), r(120, 130)], &[r(3, 4)], 100),
+            [r(3, 4)]
+        );
+    }
 
     const GEN: Uuid = Uuid::from_bytes([7; 16]);
 

@@ -360,7 +360,12 @@ pub(crate) fn snapshot_add_hint(errno: Option<i32>) -> Option<&'static str> {
         libc::ESRCH => Some("no snapshot has this id"),
         libc::EALREADY => Some("the device is in this snapshot already"),
         libc::EBUSY => Some("the device is in another snapshot, or this one is taken already"),
-        libc::EINVAL => Some("the device holds the snapshot's difference storage"),
+        libc::EINVAL => Some(
+            "the device holds the snapshot's difference storage, which cannot be in-volume \
+             storage (a regular file, fully allocated, at least diff_storage_minimum sectors; \
+             the kernel log says why)",
+        ),
+        libc::EOPNOTSUPP => Some("in-volume difference storage must be a file on ext4 or xfs"),
         libc::EPERM => {
             Some("devices with integrity metadata or inline encryption cannot be in a snapshot")
         }
@@ -751,10 +756,12 @@ mod tests {
             snapshot_add_hint(Some(libc::EBUSY)),
             Some("the device is in another snapshot, or this one is taken already")
         );
-        assert_eq!(
-            snapshot_add_hint(Some(libc::EINVAL)),
-            Some("the device holds the snapshot's difference storage")
-        );
+        assert!(snapshot_add_hint(Some(libc::EINVAL))
+            .unwrap()
+            .starts_with("the device holds the snapshot's difference storage, which cannot"));
+        assert!(snapshot_add_hint(Some(libc::EOPNOTSUPP))
+            .unwrap()
+            .contains("ext4 or xfs"));
         assert_eq!(snapshot_add_hint(Some(libc::EIO)), None);
         assert_eq!(snapshot_add_hint(None), None);
         assert_eq!(

@@ -24,8 +24,11 @@
 //! - `snapshots`: `[{"id","state","error_code","error_dev","members",
 //!   "storage"}]`, `state` one of `"created"`, `"taken"`, `"corrupted"`,
 //!   `members` `[{"dev_id","device","image"}]`, `storage`
-//!   `{"kind":"file"|"device","dev_id","path","inode","capacity_sectors",
-//!   "used_sectors","limit_sectors"}`;
+//!   `{"kind":"file"|"device"|"in-volume","dev_id","path","inode",
+//!   "capacity_sectors","used_sectors","limit_sectors","extents"}`,
+//!   `extents` being, for in-volume storage, the file's extents
+//!   `[{"start_sector","sectors"}]` on the device `dev_id`, in file order
+//!   (`null` for other storage);
 //! - `notes`: what could not be read, and why, as sentences.
 //!
 //! Device numbers are `"MAJOR:MINOR"` strings, images and devices `/dev`
@@ -157,7 +160,8 @@ pub struct Member {
 /// The difference storage of a snapshot.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Storage {
-    /// `"file"` or `"device"`.
+    /// `"file"`, `"device"` or `"in-volume"` (a file on a member's file
+    /// system whose blocks the module writes directly).
     pub kind: String,
     /// The storage device, or the device holding the file (`0:0` for a
     /// file system without one).
@@ -172,7 +176,21 @@ pub struct Storage {
     pub used_sectors: u64,
     /// Sectors the storage may grow to.
     pub limit_sectors: u64,
+    /// The extents of in-volume storage on `dev_id`, in file order.
+    pub extents: Option<Vec<StorageExtent>>,
 }
+
+/// One extent of in-volume storage.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StorageExtent {
+    /// Its first sector on the device of the file system.
+    pub start_sector: u64,
+    /// Its length in sectors.
+    pub sectors: u64,
+}
+
+/// The storage kind of in-volume storage in the debugfs list.
+pub const IN_VOLUME: &str = "in-volume";
 
 /// A snapshot as the module's debugfs list shows it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -185,7 +203,7 @@ pub struct ListedSnapshot {
     pub error: i32,
     /// The device of the corruption, `MAJOR:MINOR`.
     pub error_dev: String,
-    /// `"file"` or `"device"`.
+    /// `"file"`, `"device"` or `"in-volume"`.
     pub storage: String,
     /// The storage's device number.
     pub storage_dev: String,
@@ -199,15 +217,33 @@ pub struct ListedSnapshot {
     pub limit: u64,
     /// Members: device number and image name (without `/dev/`), if taken.
     pub members: Vec<(String, Option<String>)>,
+    /// The extents of in-volume storage: first sector and sector count on
+    /// the storage's device, in file order.
+    pub extents: Vec<(u64, u64)>,
 }
 
 /// Parses the module's snapshot list (`snapshots/list` in debugfs): a
 /// `snapshot ID key=value...` line per snapshot, each followed by its
-/// `member MAJ:MIN image=NAME` lines (`image=-` before the take). Unknown
-/// keys and lines are skipped.
+/// `member MAJ:MIN image=NAME` lines (`image=-` before the take) and, for
+/// in-volume storage, its `in_volume_extent start=SECTOR count=SECTORS`
+/// lines. Unknown keys and lines are skipped.
 pub fn parse_list(text: &str) -> Vec<ListedSnapshot> {
     let mut out: Vec<ListedSnapshot> = Vec::new();
     for line in text.lines() {
+        if let Some(rest) = line.trim_start().strip_prefix("in_volume_extent ") {
+            let (mut start, mut count) = (None, None);
+            for (key, value) in rest.split_whitespace().filter_map(|w| w.split_once('=')) {
+                match key {
+                    "start" => start = value.parse().ok(),
+                    "count" => count = value.parse().ok(),
+                    _ => {}
+                }
+            }
+            if let (Some(s), Some(start), Some(count)) = (out.last_mut(), start, count) {
+                s.extents.push((start, count));
+            }
+            continue;
+        }
         let mut words = line.split_whitespace();
         let (Some(kind), Some(name)) = (words.next(), words.next()) else {
             continue;
@@ -306,6 +342,15 @@ pub fn snapshots(
                     capacity_sectors: s.capacity,
                     used_sectors: s.used,
                     limit_sectors: s.limit,
+                    extents: (s.storage == IN_VOLUME).then(|| {
+                        s.extents
+                            .iter()
+                            .map(|&(start_sector, sectors)| StorageExtent {
+                                start_sector,
+                                sectors,
+                            })
+                            .collect()
+                    }),
                 }),
                 id,
             }
@@ -648,7 +693,7 @@ pub fn format_text(status: &Status) -> String {
                     Some(st) => {
                         let place = match (&st.path, st.inode) {
                             (Some(path), _) => path.clone(),
-                            (None, Some(ino)) => format!("file {} ino {ino}", st.dev_id),
+                            (None, Some(ino)) => format!("{} {} ino {ino}", st.kind, st.dev_id),
                             (None, None) => format!("{} {}", st.kind, st.dev_id),
                         };
                         row.extend([
@@ -670,6 +715,15 @@ pub fn format_text(status: &Status) -> String {
             &rows,
         );
         for s in &status.snapshots {
+            if let Some((st, extents)) = s
+                .storage
+                .as_ref()
+                .and_then(|st| Some((st, st.extents.as_ref()?)))
+            {
+                out += &in_volume_line(&s.id, st, extents);
+            }
+        }
+        for s in &status.snapshots {
             if let (Some(State::Corrupted), Some(code)) = (s.state, s.error_code) {
                 let _ = writeln!(
                     out,
@@ -689,6 +743,33 @@ pub fn format_text(status: &Status) -> String {
         let _ = writeln!(out, "\nnote: {note}");
     }
     out
+}
+
+/// How many extents of in-volume storage the text form shows.
+const EXTENTS_SHOWN: usize = 4;
+
+/// The line of the text form that places the in-volume storage of
+/// snapshot `id`: its device and its first extents, `START+COUNT` in
+/// sectors.
+fn in_volume_line(id: &str, st: &Storage, extents: &[StorageExtent]) -> String {
+    let total: u64 = extents.iter().map(|e| e.sectors).sum();
+    let mut line = format!(
+        "  {id} in-volume storage on {}: {} extent{}, {}",
+        st.dev_id,
+        extents.len(),
+        if extents.len() == 1 { "" } else { "s" },
+        human(total << 9)
+    );
+    if !extents.is_empty() {
+        line += ", sectors";
+        for e in extents.iter().take(EXTENTS_SHOWN) {
+            let _ = write!(line, " {}+{}", e.start_sector, e.sectors);
+        }
+        if extents.len() > EXTENTS_SHOWN {
+            line += " ...";
+        }
+    }
+    line + "\n"
 }
 
 /// Formats the status as `blksnap status --json` prints it: one object on
@@ -780,6 +861,109 @@ mod tests {
         assert_eq!(l[1].members, vec![("7:2".to_owned(), None)]);
         assert!(parse_list("").is_empty());
         assert!(parse_list("member 7:0 image=x\n").is_empty());
+    }
+
+    const ID3: &str = "33333333-2222-3333-4444-555555555555";
+
+    fn in_volume_text() -> String {
+        format!(
+            "snapshot {ID3} taken=1 error=0 error_dev=0:0 storage=in-volume storage_dev=8:1 \
+             storage_ino=13 capacity=2097152 used=512 limit=2097152\n\
+             in_volume_extent start=34816 count=65536\n\
+             in_volume_extent start=1050624 count=2031616 future=2\n\
+             member 8:0 image=blksnap-image_8:0\n\
+             in_volume_extent start=x count=1\n\
+             snapshot {ID} taken=0 error=0 error_dev=0:0 storage=file storage_dev=8:1 \
+             storage_ino=12 capacity=4096 used=0 limit=8192\n\
+             member 7:0 image=-\n"
+        )
+    }
+
+    #[test]
+    fn parses_in_volume_extents() {
+        let l = parse_list(&in_volume_text());
+        assert_eq!(l.len(), 2);
+        assert_eq!(l[0].storage, "in-volume");
+        assert_eq!(l[0].storage_dev, "8:1");
+        assert_eq!(l[0].storage_ino, 13);
+        assert_eq!(l[0].extents, [(34816, 65536), (1050624, 2031616)]);
+        assert_eq!(
+            l[0].members,
+            [("8:0".to_owned(), Some("blksnap-image_8:0".to_owned()))]
+        );
+        assert!(l[1].extents.is_empty());
+        // Extent lines before any snapshot line are skipped.
+        assert!(parse_list("in_volume_extent start=1 count=2\n").is_empty());
+        // An older list, without them, parses as before.
+        assert!(parse_list(&listed_text())
+            .iter()
+            .all(|s| s.extents.is_empty()));
+
+        let s = snapshots(&[ID3.to_owned()], Some(&l), |_| {
+            Some("/dev/sda1".to_owned())
+        });
+        let st = s[0].storage.as_ref().unwrap();
+        assert_eq!(st.kind, "in-volume");
+        assert_eq!(st.path, None, "the module names no file path");
+        assert_eq!(st.inode, Some(13));
+        assert_eq!(
+            st.extents.as_deref(),
+            Some(
+                &[
+                    StorageExtent {
+                        start_sector: 34816,
+                        sectors: 65536
+                    },
+                    StorageExtent {
+                        start_sector: 1050624,
+                        sectors: 2031616
+                    }
+                ][..]
+            )
+        );
+        assert_eq!(s[1].storage.as_ref().unwrap().extents, None);
+
+        let status = Status {
+            module: Module {
+                version: "2.0.0.1".to_owned(),
+                parameters: BTreeMap::new(),
+            },
+            snapshots: s,
+            ..Default::default()
+        };
+        let text = format_text(&status);
+        assert!(
+            text.contains(&format!(
+                "  {ID3}  taken    8:0      in-volume 8:1 ino 13  256KiB  1GiB"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "\n  {ID3} in-volume storage on 8:1: 2 extents, 1GiB, sectors 34816+65536 \
+                 1050624+2031616\n"
+            )),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&format_json(&status)).unwrap();
+        let st = &v["snapshots"][0]["storage"];
+        assert_eq!(st["kind"], "in-volume");
+        assert_eq!(st["extents"][1]["start_sector"], 1050624);
+        assert_eq!(st["extents"][1]["sectors"], 2031616);
+        assert!(v["snapshots"][1]["storage"]["extents"].is_null());
+
+        // Many extents: the first few, then an ellipsis.
+        let many: Vec<StorageExtent> = (0..6)
+            .map(|i| StorageExtent {
+                start_sector: i * 100,
+                sectors: 8,
+            })
+            .collect();
+        let line = in_volume_line(ID3, status.snapshots[0].storage.as_ref().unwrap(), &many);
+        assert!(
+            line.ends_with(": 6 extents, 24KiB, sectors 0+8 100+8 200+8 300+8 ...\n"),
+            "{line}"
+        );
     }
 
     #[test]
@@ -930,7 +1114,8 @@ snapshots
              \"error_code\":0,\"error_dev\":null,\"members\":[{\"dev_id\":\"7:2\",\
              \"device\":\"/dev/loop2\",\"image\":null}],\"storage\":{\"kind\":\"device\",\
              \"dev_id\":\"7:5\",\"path\":\"/dev/loop5\",\"inode\":null,\
-             \"capacity_sectors\":204800,\"used_sectors\":0,\"limit_sectors\":204800}}],\
+             \"capacity_sectors\":204800,\"used_sectors\":0,\"limit_sectors\":204800,\
+             \"extents\":null}}],\
              \"notes\":[]}"
         ));
     }
