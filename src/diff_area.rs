@@ -674,6 +674,15 @@ impl DiffArea {
         }
     }
 
+    /// Marks the sectors of in-volume storage on this device changed, once
+    /// the snapshot is over: the copies written there below the filter
+    /// changed them, and the next backup must see it.
+    pub(crate) fn mark_storage_changed(&self) {
+        for &(start, end) in self.hidden.iter() {
+            self.cbt.lock().mark_dirty(start, end - start);
+        }
+    }
+
     /// Serves an image read.
     fn read(self: &Arc<Self>, bio: OwnedBio) {
         let Some((index, within)) = self.single_chunk(&bio) else {

@@ -97,6 +97,9 @@ impl Snapshot {
                 break;
             }
         }
+        for area in areas() {
+            area.mark_storage_changed();
+        }
         for m in self.members.iter_mut() {
             m.area = None;
         }

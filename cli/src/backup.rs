@@ -17,8 +17,9 @@
 //! With in-volume storage ([`Storage::in_volume`]), [`backup`] creates the
 //! storage file on a backed-up device's file system first and removes it
 //! after the snapshot is destroyed; its extents read as zeroes in the image
-//! ([`Image::zeros`]), so they are not read, and are marked as changed in
-//! the change tracking afterwards, for the next incremental backup.
+//! ([`Image::zeros`]), so they are not read; the module marks them as
+//! changed in the change tracking when the snapshot ends, for the next
+//! incremental backup.
 //!
 //! A full copy goes to `FILE.partial`, created sparse at the device's size,
 //! and replaces `FILE` only once complete, so an interrupted full backup
@@ -66,7 +67,7 @@ use sha2::{Digest, Sha256};
 
 use crate::cancel::{self, Cancel, CancelRead};
 use crate::copy::{copy_ranges, CopyError, CopyOptions, PIECE};
-use crate::in_volume::{listed_ranges, ranges_on, to_sectors, Listed, StorageFile};
+use crate::in_volume::{listed_ranges, ranges_on, Listed, StorageFile};
 use crate::plan::{
     changed_ranges, choose_mode, full_ranges, merge_ranges, total_len, BackupState, ByteRange,
     FullReason, Mode, Previous,
@@ -643,7 +644,7 @@ pub fn backup(
     })();
     let destroyed = held.destroy();
     let released = match made {
-        Some(file) if destroyed.is_ok() => release(file, &members),
+        Some(file) if destroyed.is_ok() => release(file),
         Some(file) => Err(format!(
             "in-volume storage {} remains",
             file.keep().display()
@@ -683,28 +684,10 @@ fn with_release_note(e: Error, released: std::result::Result<(), String>) -> Err
     }
 }
 
-/// After the snapshot is destroyed: marks the extents of the in-volume
-/// storage `file` as changed in the change tracking of each member that
-/// holds them, since the copies written there below the file system are
-/// not tracked and would otherwise be missed by the next incremental
-/// backup, then removes the file.
-fn release(file: StorageFile, members: &[Member]) -> std::result::Result<(), String> {
-    let path = file.path().to_owned();
-    for m in members.iter().filter(|m| !m.zeros.is_empty()) {
-        match m.device.mark_dirty(&to_sectors(&m.zeros)) {
-            Ok(()) => {}
-            // Not attached: no change tracking to keep right.
-            Err(e) if e.errno() == Some(libc::ENOENT) => {}
-            Err(e) => {
-                let _ = file.remove();
-                return Err(format!(
-                    "marking the extents of in-volume storage {} as changed failed, so the \
-                     next backup of the device must be a full one: {e}",
-                    path.display()
-                ));
-            }
-        }
-    }
+/// After the snapshot is destroyed: removes the in-volume storage `file`.
+/// (The module itself marks its extents as changed in the change tracking
+/// when the snapshot ends: the copies it wrote there changed them.)
+fn release(file: StorageFile) -> std::result::Result<(), String> {
     file.remove().map_err(|e| e.to_string())
 }
 

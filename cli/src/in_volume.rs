@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 use crate::fiemap::{file_extents, FIEMAP_EXTENT_DELALLOC, FIEMAP_EXTENT_UNKNOWN};
 use crate::plan::ByteRange;
-use crate::sectors::{Sectors, SECTOR_SIZE};
+use crate::sectors::SECTOR_SIZE;
 use crate::{Error, Result};
 
 /// `f_type` of ext4 (and ext2/ext3) in `statfs`.
@@ -363,18 +363,6 @@ fn extent_ranges(file: &File, size: u64) -> io::Result<Vec<ByteRange>> {
         ));
     }
     Ok(crate::plan::merge_ranges(&ranges, &[], u64::MAX))
-}
-
-/// Returns byte ranges as the 512-byte sectors that hold them.
-pub fn to_sectors(ranges: &[ByteRange]) -> Vec<Sectors> {
-    ranges
-        .iter()
-        .filter(|r| !r.is_empty())
-        .map(|r| {
-            let first = r.start / SECTOR_SIZE;
-            Sectors::new(first, r.end.div_ceil(SECTOR_SIZE) - first)
-        })
-        .collect()
 }
 
 /// Returns `MAJOR:MINOR` of device number `dev`.
@@ -812,12 +800,8 @@ snapshot cccc taken=0 error=0 error_dev=0:0 storage=in-volume storage_dev=8:1 st
     }
 
     #[test]
-    fn ranges_convert_to_sectors() {
+    fn ranges_shift_to_the_whole_disk() {
         let r = ByteRange::new;
-        assert_eq!(
-            to_sectors(&[r(4096, 8192), r(1 << 20, (1 << 20) + 1000), r(7, 7)]),
-            [Sectors::new(8, 8), Sectors::new(2048, 2)]
-        );
         assert_eq!(
             shift(&[r(0, 512), r(1024, 2048)], 1 << 20),
             [
