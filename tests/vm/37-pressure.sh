@@ -179,7 +179,8 @@ pr_injected() {
 }
 
 # pr_sweep STAGE DEV STORAGE LIMIT: fault_probe.py's sweep of STAGE (see
-# there); prints its summary line.
+# there); prints its summary line and the rounds that failed with another
+# errno than ENOMEM.
 pr_sweep() {
 	local rc=0
 	timeout 900 python3 "$PR_FAULT_PROBE" sweep "$@" 100000 >"$FT_DIR/sweep-$1" 2>&1 || rc=$?
@@ -189,6 +190,7 @@ pr_sweep() {
 		fail "the sweep of $1 failed (above)"
 	fi
 	echo "$1: $(tail -n 1 "$FT_DIR/sweep-$1")"
+	grep -v -E 'result=(OK|ENOMEM)$' "$FT_DIR/sweep-$1" | head -n -1 || true
 }
 
 # --- Writers, shadow copy, outcome ------------------------------------------

@@ -15,8 +15,12 @@ the ioctl left behind is undone after each round (destroy, detach), with no
 injection.
 
 Prints one line per round, "n=N injected=0|1 result=OK|ERRNO", then
-"rounds=N failed=F errnos=E1,E2" (the distinct errnos). Exits 1 when a
-round that was not injected failed, or the sweep did not end within MAX
+"rounds=N failed=F errnos=E1,E2" (the distinct errnos); a round that
+failed with another errno than ENOMEM is also noted in the kernel log, so
+that the log says what failed before it. (The block layer turns some
+failures into other errnos: device_add_disk ignores a failed dev_set_name,
+and device_add then refuses the nameless device with EINVAL.) Exits 1 when
+a round that was not injected failed, or the sweep did not end within MAX
 rounds.
 """
 import ctypes
@@ -115,6 +119,9 @@ def main():
     for n in range(1, most + 1):
         injected, result = s.round(stage, n)
         print(f"n={n} injected={int(injected)} result={result}", flush=True)
+        if result not in ("OK", "ENOMEM"):
+            with open("/dev/kmsg", "w") as k:
+                k.write(f"fault_probe: {stage} n={n} result={result}\n")
         if result != "OK":
             failed += 1
             errnos.add(result)
