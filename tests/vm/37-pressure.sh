@@ -482,22 +482,23 @@ test_pressure_faults_in_attach_create_add_take() {
 	sm_log_clean
 }
 
-# pr_faults_while_copying STORAGE-KIND: a taken snapshot, then every 4th
-# allocation under the module's code fails (at most 400 of each kind) while
-# 40 MiB are written with O_DIRECT and 24 MiB through the page cache and
-# the image is read: every write reaches the original, and the snapshot is
-# either intact with an exact image or corrupted with its event.
+# pr_faults_while_copying STORAGE-KIND INTERVAL TIMES: a taken snapshot,
+# then every INTERVAL-th allocation under the module's code fails (at most
+# TIMES of each kind) while 40 MiB are written with O_DIRECT and 24 MiB
+# through the page cache and the image is read: every write reaches the
+# original, and the snapshot is either intact with an exact image or
+# corrupted with its event.
 pr_faults_while_copying() {
 	pr_begin
 	local n
 	pr_fault_setup
 	pr_block_case "$1"
 	pr_reader "$PR_IMG"
-	pr_inject 4 400
+	pr_inject "$2" "$3"
 	pr_writers "$PR_DEV" 40 24
 	pr_wait_writers
 	pr_reader_ok
-	n=$(pr_injected 400)
+	n=$(pr_injected "$3")
 	pr_inject_off
 	echo "allocation failures injected (slab+page): $n"
 	[ "$n" != 0+0 ] || fail "no allocation under the module's code failed: the filter missed it"
@@ -510,9 +511,16 @@ pr_faults_while_copying() {
 }
 
 test_pressure_faults_while_copying_storage_on_ext4() {
-	pr_faults_while_copying dir
+	pr_faults_while_copying dir 4 400
 }
 
 test_pressure_faults_while_copying_storage_on_block_device() {
-	pr_faults_while_copying bdev
+	pr_faults_while_copying bdev 4 400
+}
+
+# A few failures far apart: the allocations the engine can do without
+# (mempools, retries) are seen failing too, not only the first that
+# corrupts.
+test_pressure_sparse_faults_while_copying_storage_on_block_device() {
+	pr_faults_while_copying bdev 97 8
 }
