@@ -347,7 +347,7 @@ pr_block_case() {
 
 # --- Tests: memory cgroup ---------------------------------------------------
 
-# The CLI and the writers in a 48 MiB memory cgroup without swap: the
+# The CLI and the writers in a 32 MiB memory cgroup without swap: the
 # snapshot of a 96 MiB member is created and taken from it, then 24 MiB are
 # written with O_DIRECT and 56 MiB through the page cache of the member,
 # while the image is read; the storage is a directory on ext4 over a loop
@@ -355,7 +355,7 @@ pr_block_case() {
 test_pressure_memory_cgroup_storage_on_ext4() {
 	pr_begin
 	local store
-	pr_cgroup 48M
+	pr_cgroup 32M
 	pr_member 96M
 	en_ext4 256M "$FT_DIR/store"
 	store=$FT_DIR/store
@@ -387,7 +387,7 @@ test_pressure_memory_cgroup_storage_on_ext4() {
 test_pressure_memory_cgroup_ext4_member_storage_on_block_device() {
 	pr_begin
 	local src store want_b want_d want_o p rc
-	pr_cgroup 48M
+	pr_cgroup 32M
 	sn_tmpfs 128M
 	src=$REPLY
 	head -c 64M /dev/urandom >"$src/buffered"
