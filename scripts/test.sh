@@ -2,7 +2,9 @@
 # The whole test run, as `make test` and CI do it:
 #   1. host checks: cargo test, clippy, rustfmt, the module build with the
 #      kernel's clippy and no warnings, checkpatch on the C helpers;
-#   2. the in-VM tests (tests/vm, KTAP), then a scan of the console log;
+#   2. the in-VM tests (tests/vm, KTAP), shared out among VM_SHARDS guests
+#      run at once (default: one per core), then a scan of their console
+#      logs;
 #   3. one summary line: "N passed, N failed[, N skipped]".
 #
 #   scripts/test.sh [--host-only] [PATTERN]   PATTERN selects in-VM tests
@@ -60,37 +62,48 @@ check "user-space build (blksnap, tagblk, racer)" cargo build --workspace --colo
 check "user-space release build (blksnap, blksnap-gen)" cargo build --release --locked -p blksnap --bins --color never
 
 if [ -z "$host_only" ]; then
-	msg "in-VM tests"
-	vmlog=$results/console.log
-	scripts/vm.sh run "$vmlog" \
-		"BLKSNAP_ROOT=$BLKSNAP_ROOT bash tests/vm/run.sh '$pattern' >$results/ktap.txt 2>&1; dmesg >$results/dmesg.txt"
-	rc=$?
-	ktap=$results/ktap.txt
-	plan=$(sed -nE 's/^1\.\.([0-9]+)$/\1/p' "$ktap" 2>/dev/null | head -1)
-	if [ -z "$plan" ]; then
-		failc "VM run produced no KTAP plan (vng status $rc)"
-		plan=0
-	fi
-	sed -nE '/^(ok|not ok|#) /p' "$ktap" 2>/dev/null | sed 's/^/    /'
-	vp=$(grep -cE '^ok [0-9]+ ' "$ktap" 2>/dev/null)
-	vs=$(grep -cE '^ok [0-9]+ .*# SKIP' "$ktap" 2>/dev/null)
-	vf=$(grep -cE '^not ok [0-9]+ ' "$ktap" 2>/dev/null)
-	missing=$((plan - vp - vf))
-	passed=$((passed + vp - vs)); skipped=$((skipped + vs)); failed=$((failed + vf))
-	if [ "$missing" -gt 0 ]; then
-		failed=$((failed + missing))
-		printf 'FAILED %d in-VM tests never reported (vng status %d)\n' "$missing" "$rc"
-	fi
-	# The guest may die before its own log check runs: scan the console too.
-	if grep -qE 'Kernel panic|Oops|BUG:|general protection fault|WARNING: CPU' "$vmlog"; then
-		failc "console log shows a kernel failure"
-	else
-		pass "console log free of kernel failures"
-	fi
-	if [ "$rc" -ne 0 ] || [ "$missing" -gt 0 ] || [ "$vf" -gt 0 ]; then
-		echo "---- tail of the VM console ($vmlog) ----"
-		tail -60 "$vmlog"
-	fi
+	# The test files are shared out among VM_SHARDS guests run at once: a
+	# TCG guest uses one host thread, so each core runs one.
+	shards=${VM_SHARDS:-$(nproc)}
+	[ "$shards" -ge 1 ] 2>/dev/null || shards=1
+	msg "in-VM tests ($shards guests at once)"
+	pids=()
+	for ((k = 0; k < shards; k++)); do
+		scripts/vm.sh run "$results/console-$k.log" \
+			"BLKSNAP_ROOT=$BLKSNAP_ROOT VM_SHARD=$k/$shards bash tests/vm/run.sh '$pattern' >$results/ktap-$k.txt 2>&1; dmesg >$results/dmesg-$k.txt" &
+		pids+=($!)
+	done
+	for ((k = 0; k < shards; k++)); do
+		rc=0
+		wait "${pids[k]}" || rc=$?
+		vmlog=$results/console-$k.log
+		ktap=$results/ktap-$k.txt
+		plan=$(sed -nE 's/^1\.\.([0-9]+)$/\1/p' "$ktap" 2>/dev/null | head -1)
+		if [ -z "$plan" ]; then
+			failc "VM run $k produced no KTAP plan (vng status $rc)"
+			plan=0
+		fi
+		sed -nE '/^(ok|not ok|#) /p' "$ktap" 2>/dev/null | sed 's/^/    /'
+		vp=$(grep -cE '^ok [0-9]+ ' "$ktap" 2>/dev/null)
+		vs=$(grep -cE '^ok [0-9]+ .*# SKIP' "$ktap" 2>/dev/null)
+		vf=$(grep -cE '^not ok [0-9]+ ' "$ktap" 2>/dev/null)
+		missing=$((plan - vp - vf))
+		passed=$((passed + vp - vs)); skipped=$((skipped + vs)); failed=$((failed + vf))
+		if [ "$missing" -gt 0 ]; then
+			failed=$((failed + missing))
+			printf 'FAILED %d in-VM tests of VM run %d never reported (vng status %d)\n' "$missing" "$k" "$rc"
+		fi
+		# The guest may die before its own log check runs: scan the console too.
+		if grep -qE 'Kernel panic|Oops|BUG:|general protection fault|WARNING: CPU' "$vmlog"; then
+			failc "console log of VM run $k shows a kernel failure"
+		else
+			pass "console log of VM run $k free of kernel failures"
+		fi
+		if [ "$rc" -ne 0 ] || [ "$missing" -gt 0 ] || [ "$vf" -gt 0 ]; then
+			echo "---- tail of the VM console ($vmlog) ----"
+			tail -60 "$vmlog"
+		fi
+	done
 fi
 
 summary="$passed passed, $failed failed"

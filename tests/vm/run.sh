@@ -4,6 +4,10 @@
 #
 #   run.sh [PATTERN]   only tests whose name matches the extended regex
 #
+# VM_SHARD=K/N runs the share K (0..N-1) of the test files: every N-th file
+# from the K-th on, plus the last checks (9x-*.sh: unload, kernel log),
+# which every share runs. Every file is still sourced (they share helpers).
+#
 # A test function passes by returning 0, is skipped by returning $KSFT_SKIP,
 # and fails otherwise; what it prints becomes KTAP diagnostics.
 set -uo pipefail
@@ -14,10 +18,20 @@ source "$TESTS_DIR/lib.sh"
 pattern=${1:-.}
 
 files=("$TESTS_DIR"/[0-9]*.sh)
+shard=${VM_SHARD:-0/1}
+shard_k=${shard%/*} shard_n=${shard#*/}
 names=()
+i=0
 for f in "${files[@]}"; do
 	# shellcheck source=/dev/null
 	source "$f"
+	case ${f##*/} in
+	9[0-9]-*) ;;
+	*)
+		i=$((i + 1))
+		[ $(((i - 1) % shard_n)) -eq "$shard_k" ] || continue
+		;;
+	esac
 	while read -r name; do
 		[[ $name =~ $pattern ]] && names+=("$name")
 	done < <(sed -nE 's/^(test_[A-Za-z0-9_]+)\(\).*/\1/p' "$f")
