@@ -137,6 +137,18 @@ sm_mbr_entry() {
 	printf '%b' "$entry" | dd of="$1" bs=1 seek=$((446 + 16 * $2)) conv=notrunc status=none
 }
 
+# sm_disk_p1 SIZE P1-SECTORS: a loop disk of SIZE with one partition of
+# P1-SECTORS from sector 2048 -> $SM_DISK, $SM_P1.
+sm_disk_p1() {
+	ft_image "$1"
+	ft_write_mbr "$REPLY" 2048 "$2"
+	ft_loop_file "$REPLY" -P
+	SM_DISK=$REPLY
+	SM_P1=${SM_DISK}p1
+	ft_wait 5 test -b "$SM_P1" || fail "$SM_P1 did not appear after losetup -P"
+	ft_settle
+}
+
 # sm_size_is FILE BYTES: whether FILE is BYTES long.
 sm_size_is() {
 	[ "$(stat -c %s "$1")" = "$2" ]
@@ -945,13 +957,9 @@ test_snapshot_more_storage_write_error_spares_the_original() {
 test_snapshot_more_whole_disk_member_freezes_its_partitions() {
 	sm_begin
 	local disk p1 mnt=$FT_DIR/p1 id img sum
-	ft_image 96M
-	ft_write_mbr "$REPLY" 2048 131072
-	ft_loop_file "$REPLY" -P
-	disk=$REPLY
-	p1=${disk}p1
-	ft_wait 5 test -b "$p1" || fail "$p1 did not appear after losetup -P"
-	ft_settle
+	sm_disk_p1 96M 131072
+	disk=$SM_DISK
+	p1=$SM_P1
 	mkfs.ext4 -q -F "$p1"
 	mkdir "$mnt"
 	ft_mount ext4 "$p1" "$mnt"

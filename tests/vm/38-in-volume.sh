@@ -22,14 +22,10 @@ iv_begin() {
 # P1-SECTORS from sector 2048 (-> $IV_DISK, $IV_P1), the space after it
 # left raw (from $IV_RAW bytes on).
 iv_disk() {
-	ft_image "$1"
-	ft_write_mbr "$REPLY" 2048 "$2"
-	ft_loop_file "$REPLY" -P
-	IV_DISK=$REPLY
-	IV_P1=${IV_DISK}p1
+	sm_disk_p1 "$1" "$2"
+	IV_DISK=$SM_DISK
+	IV_P1=$SM_P1
 	IV_RAW=$(((2048 + $2) * 512))
-	ft_wait 5 test -b "$IV_P1" || fail "$IV_P1 did not appear after losetup -P"
-	ft_settle
 }
 
 # iv_fs FSTYPE DEV DIR STORAGE-SIZE: a fresh FSTYPE on DEV mounted on DIR,
