@@ -27,7 +27,7 @@ use kernel::c_str;
 use kernel::fmt;
 use kernel::prelude::*;
 use kernel::str::CString;
-use kernel::sync::Arc;
+use kernel::sync::{Arc, ArcBorrow};
 use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::blkfilter::{self, Filter, FilterType};
@@ -50,7 +50,7 @@ use crate::uapi::{self, BlkfilterCtlBlksnap as Cmd};
 pub(crate) trait CopyOnWrite: Send + Sync {
     /// Offers a write of the device (its sectors plus `offset` are those of
     /// the device); returns it if it may pass now. Must not sleep.
-    fn on_write(self: Arc<Self>, bio: OwnedBio, offset: u64) -> Option<OwnedBio>;
+    fn on_write(self: ArcBorrow<'_, Self>, bio: OwnedBio, offset: u64) -> Option<OwnedBio>;
     /// The device went away, or the medium under it changed. Must not
     /// sleep.
     fn device_gone(&self);
@@ -160,15 +160,19 @@ fn attach(bdev: &BlockDevice, _opt: UserPtr, _optlen: u32) -> Result<Arc<dyn Fil
 }
 
 impl Filter for Tracker {
-    fn submit_bio(&self, bio: OwnedBio, offset: u64) -> Option<OwnedBio> {
-        let op = bio.op();
+    /// Counts every bio; only writes change what the tracker keeps.
+    fn wants(&self, op: BioOp) -> bool {
         let counter = match op {
             BioOp::Read => READS,
             BioOp::Write => WRITES,
             BioOp::Other => OTHERS,
         };
         self.counters.add(counter, 1);
-        if op == BioOp::Write {
+        op == BioOp::Write
+    }
+
+    fn submit_bio(&self, bio: OwnedBio, offset: u64) -> Option<OwnedBio> {
+        if bio.op() == BioOp::Write {
             let (sector, count) = bio.sectors();
             self.core
                 .cbt
@@ -176,7 +180,7 @@ impl Filter for Tracker {
                 .mark_write(sector.saturating_add(offset), count);
             let guard = rcu::read_lock();
             if let Some(area) = self.core.cow.get(&guard) {
-                return area.clone().on_write(bio, offset);
+                return area.as_arc_borrow().on_write(bio, offset);
             }
         }
         Some(bio)
