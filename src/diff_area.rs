@@ -55,7 +55,7 @@ use kernel::sync::{Arc, ArcBorrow, Mutex};
 use kernel::workqueue::{Work, WorkItem};
 
 use crate::blkfilter;
-use crate::cbt_map::CbtMap;
+use crate::cbt_map::Cbt;
 use crate::chunk::{self, Action, ChunkParams, ChunkState, Event};
 use crate::diff_storage::DiffStorage;
 use crate::event_queue::Events;
@@ -199,7 +199,7 @@ pub(crate) struct DiffArea {
     storage: Arc<DiffStorage>,
     events: Arc<Events>,
     /// The device's change tracking, which writes to the image mark.
-    cbt: Arc<IrqSpinLock<CbtMap>>,
+    cbt: Arc<Cbt>,
     /// Whether the image accepts writes (the `image_writable` parameter at
     /// the take).
     writable: bool,
@@ -283,7 +283,7 @@ impl DiffArea {
         original: BdevRef,
         storage: Arc<DiffStorage>,
         events: Arc<Events>,
-        cbt: Arc<IrqSpinLock<CbtMap>>,
+        cbt: Arc<Cbt>,
     ) -> Result<Arc<Self>> {
         let capacity = original.nr_sectors();
         let hidden = storage.hidden_on(original.devs())?;
@@ -501,7 +501,7 @@ impl DiffArea {
     fn pass_write(&self, bio: OwnedBio) {
         let (sector, count) = bio.sectors();
         let sector = sector.saturating_add(bio.offset_in(&self.original));
-        self.cbt.lock().mark_write(sector, count);
+        self.cbt.mark_write(sector, count);
         blkfilter::pass_on(bio, &self.original);
     }
 
@@ -924,7 +924,7 @@ impl DiffArea {
             offset += len;
             sector += n;
         }
-        self.cbt.lock().mark_dirty(end - count, count);
+        self.cbt.mark_dirty(end - count, count);
         Ok(())
     }
 
