@@ -93,10 +93,10 @@ pub(crate) trait Filter: Send + Sync {
     /// Has a bio submitted to the device, or to one of its partitions if
     /// it is a whole disk, that this filter or another one of the device
     /// wanted: the bio's sectors plus `offset` are sectors of the filtered
-    /// device. Must not sleep. Returns the bio to let it go on to the
-    /// device; a filter that keeps it completes it or gives it to
-    /// [`pass_on`] itself.
-    fn submit_bio(&self, bio: OwnedBio, offset: u64) -> Option<OwnedBio>;
+    /// device. Runs inside the RCU read section `rcu`: must not sleep.
+    /// Returns the bio to let it go on to the device; a filter that keeps
+    /// it completes it or gives it to [`pass_on`] itself.
+    fn submit_bio(&self, bio: OwnedBio, offset: u64, rcu: &ReadGuard) -> Option<OwnedBio>;
 
     /// The device is going away: from now on the filter sees none of its
     /// bios. Must not sleep.
@@ -200,7 +200,7 @@ pub(crate) fn bio_wanted(
 pub(crate) fn filter_bio(bio: OwnedBio) -> Option<OwnedBio> {
     let guard = rcu::read_lock();
     let bio = match lookup(&guard, bio.bdev_id()) {
-        Some(attached) => attached.filter.submit_bio(bio, 0)?,
+        Some(attached) => attached.filter.submit_bio(bio, 0, &guard)?,
         None => bio,
     };
     offer_to_whole(&guard, bio)
@@ -212,7 +212,7 @@ fn offer_to_whole(guard: &ReadGuard, bio: OwnedBio) -> Option<OwnedBio> {
         return Some(bio);
     };
     let offset = bio.offset_in(&attached.bdev);
-    attached.filter.submit_bio(bio, offset)
+    attached.filter.submit_bio(bio, offset, guard)
 }
 
 /// Sends on a bio that the filter of `by` kept: the filters after it see

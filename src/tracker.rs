@@ -38,7 +38,7 @@ use crate::glue::block::{BioOp, BlockDevice};
 use crate::glue::debugfs::{Counters, Dump};
 use crate::glue::errno;
 use crate::glue::hooks::RegistryLock;
-use crate::glue::rcu::{self, RcuBox};
+use crate::glue::rcu::{self, RcuBox, ReadGuard};
 use crate::glue::slot::Slot;
 use crate::glue::snapio::OwnedBio;
 use crate::glue::uaccess::{self, Abi};
@@ -170,14 +170,13 @@ impl Filter for Tracker {
         op == BioOp::Write
     }
 
-    fn submit_bio(&self, bio: OwnedBio, offset: u64) -> Option<OwnedBio> {
+    fn submit_bio(&self, bio: OwnedBio, offset: u64, rcu: &ReadGuard) -> Option<OwnedBio> {
         if bio.op() == BioOp::Write {
             let (sector, count) = bio.sectors();
-            let guard = rcu::read_lock();
-            if let Some(map) = self.core.cbt.current(&guard) {
+            if let Some(map) = self.core.cbt.current(rcu) {
                 map.mark_write(sector.saturating_add(offset), count);
             }
-            if let Some(area) = self.core.cow.get(&guard) {
+            if let Some(area) = self.core.cow.get(rcu) {
                 return area.as_arc_borrow().on_write(bio, offset);
             }
         }
