@@ -671,7 +671,7 @@ impl DiffArea {
     /// complete with zeros, the rest of `bio` is read as usual: the copies
     /// written there since the take are not data of the image, and a file
     /// system reads its preallocated file as zeros anyway.
-    fn read_around_storage(self: &Arc<Self>, mut bio: OwnedBio) {
+    fn read_around_storage(self: ArcBorrow<'_, Self>, mut bio: OwnedBio) {
         loop {
             let (sector, count) = bio.sectors();
             let end = sector.saturating_add(count);
@@ -703,12 +703,12 @@ impl DiffArea {
     /// changed them, and the next backup must see it.
     pub(crate) fn mark_storage_changed(&self) {
         for &(start, end) in self.hidden.iter() {
-            self.cbt.lock().mark_dirty(start, end - start);
+            self.cbt.mark_dirty(start, end - start);
         }
     }
 
     /// Serves an image read.
-    fn read(self: &Arc<Self>, bio: OwnedBio) {
+    fn read(self: ArcBorrow<'_, Self>, bio: OwnedBio) {
         let Some((index, within)) = self.single_chunk(&bio) else {
             return Arc::from(self).queue_read(bio);
         };
