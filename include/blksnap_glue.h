@@ -34,6 +34,18 @@ void blksnap_schedule_reap(void);
 void blksnap_flush_reap(void);
 void blksnap_sync_submitters(void);
 int blksnap_drain_queue(struct block_device *bdev, unsigned int timeout_ms);
+bool blksnap_bio_is_own(struct bio *bio, unsigned long ip);
+
+/*
+ * src/glue/percpu.c: counters kept per CPU, summed when read. The pointers
+ * are per-CPU pointers (__percpu), opaque to the Rust side.
+ */
+u64 *blksnap_pcpu_alloc(unsigned int count);
+void blksnap_pcpu_free(u64 *counters);
+void blksnap_pcpu_add(u64 *counters, unsigned int index, s64 delta);
+u64 blksnap_pcpu_sum(u64 *counters, unsigned int index);
+void blksnap_pcpu_debugfs(const char *name, struct dentry *parent,
+			  u64 *counters, unsigned int index);
 
 /* src/glue/helpers.c: inline functions and macros as functions. */
 void blksnap_registry_lock(void);
@@ -190,8 +202,8 @@ extern struct bio_set blksnap_volume_bios;
  * Implemented in Rust (src/glue/entry.rs), called by the hooks. Hidden from
  * bindgen: Rust defines them, it must not also declare them.
  */
-bool blksnap_bdev_filtered(struct block_device *bdev,
-			   struct block_device *whole);
+bool blksnap_bio_wanted(struct bio *bio, struct block_device *bdev,
+			struct block_device *whole, unsigned long parent_ip);
 bool blksnap_filter_bio(struct bio *bio);
 long blksnap_blkfilter_ioctl(struct block_device *bdev, unsigned int cmd,
 			     unsigned long arg, bool compat);

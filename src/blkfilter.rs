@@ -14,6 +14,14 @@
 //! empty table costs one pointer load. Attaching, detaching and reaping
 //! replace the table as a whole under the registry lock.
 //!
+//! Every bio costs one pass over the table, in the hook ([`bio_wanted`]):
+//! the filters of its device see what kind of bio it is there
+//! ([`Filter::wants`]), and only a bio that one of them wants leaves the
+//! hook to be offered to them ([`filter_bio`], which looks the filters up
+//! again). A filter that needs only writes lets reads go on at the cost of
+//! that one pass, and nothing on the way writes shared memory: no counter,
+//! no lock, no reference count.
+//!
 //! A filter attached to a whole disk sees the bios of the disk's partitions
 //! too, after the partition's own filter if it has one: every write to the
 //! disk's sectors, whichever node it was issued through. A filter that kept
@@ -63,7 +71,7 @@ use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::uaccess::UserPtr;
 
-use crate::glue::block::{BdevId, BdevRef, BlockDevice, DiskId};
+use crate::glue::block::{BdevId, BdevRef, Bio, BioOp, BlockDevice, DiskId};
 use crate::glue::errno;
 use crate::glue::hooks::{self, Hooks, ModuleRef, RegistryLock};
 use crate::glue::rcu::{self, RcuBox, ReadGuard};
@@ -74,12 +82,21 @@ use crate::uapi;
 
 /// A filter attached to one block device.
 pub(crate) trait Filter: Send + Sync {
-    /// Sees a bio submitted to the device, or to one of its partitions if
-    /// it is a whole disk: the bio's sectors plus `offset` are sectors of
-    /// the filtered device. Must not sleep. Returns the bio to let it go on
-    /// to the device; a filter that keeps it completes it or gives it to
-    /// [`pass_on`] itself.
-    fn submit_bio(&self, bio: OwnedBio, offset: u64) -> Option<OwnedBio>;
+    /// Sees the kind of each bio submitted to the device, or to one of its
+    /// partitions if it is a whole disk, and tells whether it must have the
+    /// bio in [`Filter::submit_bio`]. Called from the hook of every bio,
+    /// with preemption disabled: must not sleep and should cost little.
+    fn wants(&self, _op: BioOp) -> bool {
+        true
+    }
+
+    /// Has a bio submitted to the device, or to one of its partitions if
+    /// it is a whole disk, that this filter or another one of the device
+    /// wanted: the bio's sectors plus `offset` are sectors of the filtered
+    /// device. Runs inside the RCU read section `rcu`: must not sleep.
+    /// Returns the bio to let it go on to the device; a filter that keeps
+    /// it completes it or gives it to [`pass_on`] itself.
+    fn submit_bio(&self, bio: OwnedBio, offset: u64, rcu: &ReadGuard) -> Option<OwnedBio>;
 
     /// The device is going away: from now on the filter sees none of its
     /// bios. Must not sleep.
@@ -147,14 +164,34 @@ fn lookup<'a>(guard: &'a ReadGuard, bdev: BdevId) -> Option<&'a Arc<Attached>> {
     TABLE.get(guard)?.iter().find(|a| a.applies_to(bdev))
 }
 
-/// Returns true if bios of `bdev` go to a filter: its own, or that of its
-/// whole disk `whole` if `bdev` is a partition. One pass over the table,
-/// lock-free; never sleeps.
-pub(crate) fn is_filtered(bdev: BdevId, whole: Option<BdevId>) -> bool {
+/// Shows a bio of `bdev` (or, `whole` given, of a partition of that
+/// disk) to the filters it goes to: its device's and its whole disk's.
+/// Returns true if one of them wants it ([`Filter::wants`]), and never for
+/// a bio that this module submits (`own` says so; asked only when a filter
+/// applies). One pass over the table, lock-free; never sleeps.
+pub(crate) fn bio_wanted(
+    bio: &Bio,
+    bdev: BdevId,
+    whole: Option<BdevId>,
+    own: impl FnOnce() -> bool,
+) -> bool {
     let guard = rcu::read_lock();
-    TABLE.get(&guard).is_some_and(|t| {
-        t.iter()
-            .any(|a| a.applies_to(bdev) || whole.is_some_and(|w| a.applies_to(w)))
+    let Some(table) = TABLE.get(&guard) else {
+        return false;
+    };
+    let mut filters = table
+        .iter()
+        .filter(|a| a.applies_to(bdev) || whole.is_some_and(|w| a.applies_to(w)));
+    let Some(first) = filters.next() else {
+        return false;
+    };
+    if own() {
+        return false;
+    }
+    let op = bio.op();
+    // Every filter of the bio sees it, even once one wanted it.
+    filters.fold(first.filter.wants(op), |wanted, a| {
+        a.filter.wants(op) | wanted
     })
 }
 
@@ -163,7 +200,7 @@ pub(crate) fn is_filtered(bdev: BdevId, whole: Option<BdevId>) -> bool {
 pub(crate) fn filter_bio(bio: OwnedBio) -> Option<OwnedBio> {
     let guard = rcu::read_lock();
     let bio = match lookup(&guard, bio.bdev_id()) {
-        Some(attached) => attached.filter.submit_bio(bio, 0)?,
+        Some(attached) => attached.filter.submit_bio(bio, 0, &guard)?,
         None => bio,
     };
     offer_to_whole(&guard, bio)
@@ -175,7 +212,7 @@ fn offer_to_whole(guard: &ReadGuard, bio: OwnedBio) -> Option<OwnedBio> {
         return Some(bio);
     };
     let offset = bio.offset_in(&attached.bdev);
-    attached.filter.submit_bio(bio, offset)
+    attached.filter.submit_bio(bio, offset, guard)
 }
 
 /// Sends on a bio that the filter of `by` kept: the filters after it see

@@ -51,17 +51,18 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use kernel::new_mutex;
 use kernel::new_work;
 use kernel::prelude::*;
-use kernel::sync::{Arc, Mutex};
+use kernel::sync::{Arc, ArcBorrow, Mutex};
 use kernel::workqueue::{Work, WorkItem};
 
 use crate::blkfilter;
-use crate::cbt_map::CbtMap;
+use crate::cbt_map::Cbt;
 use crate::chunk::{self, Action, ChunkParams, ChunkState, Event};
 use crate::diff_storage::DiffStorage;
 use crate::event_queue::Events;
 use crate::glue::block::{BdevRef, Bio, BioOp, BlockDevice};
 use crate::glue::cowio::{ChunkBuf, ChunkIo, ChunkMap, PagePool};
 use crate::glue::irqlock::{new_irq_spinlock, IrqSpinLock};
+use crate::glue::percpu::PerCpuCounters;
 use crate::glue::snapio::{self, BioList, HeldWrites, NoIo, OwnedBio, StorageFile};
 use crate::params;
 use crate::tracker::CopyOnWrite;
@@ -79,6 +80,13 @@ const STORE_WORK: u64 = 2;
 /// One touched chunk.
 #[pin_data]
 struct Chunk {
+    /// Whether writes to the chunk pass at once (the state machine answers
+    /// [`Action::PassWrite`] to [`Event::WriteArrives`] in its state): read
+    /// by the write path without the lock, so a write to a copied chunk
+    /// takes no lock. Set under the lock, with release ordering, by the
+    /// step into such a state; never cleared, since no step leads from
+    /// such a state to one that holds writes.
+    passes: AtomicBool,
     #[pin]
     inner: IrqSpinLock<ChunkInner>,
 }
@@ -96,12 +104,26 @@ struct ChunkInner {
 }
 
 impl Chunk {
-    /// The state and what to do for `event`; the caller holds the lock.
-    fn step(inner: &mut ChunkInner, event: Event) -> Option<Action> {
+    /// The state and what to do for `event`; `inner` is the chunk's,
+    /// locked.
+    fn step(&self, inner: &mut ChunkInner, event: Event) -> Option<Action> {
         let (next, action) = chunk::on_event(inner.state, event).ok()?;
         inner.state = next;
+        if passes_writes(next) {
+            // Pairs with the acquire in `DiffArea::write_passes`: a write
+            // that sees the flag sees the copy in memory.
+            self.passes.store(true, Ordering::Release);
+        }
         Some(action)
     }
+}
+
+/// Whether a write to a chunk in `state` may reach the original now.
+fn passes_writes(state: ChunkState) -> bool {
+    matches!(
+        chunk::on_event(state, Event::WriteArrives),
+        Ok((_, Action::PassWrite))
+    )
 }
 
 /// The chunks waiting for the store worker, first in first out: a ring of
@@ -177,7 +199,7 @@ pub(crate) struct DiffArea {
     storage: Arc<DiffStorage>,
     events: Arc<Events>,
     /// The device's change tracking, which writes to the image mark.
-    cbt: Arc<IrqSpinLock<CbtMap>>,
+    cbt: Arc<Cbt>,
     /// Whether the image accepts writes (the `image_writable` parameter at
     /// the take).
     writable: bool,
@@ -189,8 +211,11 @@ pub(crate) struct DiffArea {
     /// Set once the take is complete: until then writes are only queued.
     started: AtomicBool,
     /// Image reads sent to the original or the storage as clones, not yet
-    /// completed.
-    remapped: AtomicUsize,
+    /// completed: counted per CPU, so image reads share no counter. Summed
+    /// only by [`DiffArea::is_idle`], which is waited on once the image is
+    /// removed: no clone starts then, the sum only falls, and a sum of 0
+    /// means none is left (see [`PerCpuCounters::sum_signed`]).
+    remapped: PerCpuCounters<1>,
     /// Chunks being read, waiting to be stored or being stored.
     in_memory: AtomicUsize,
     /// The most chunks in memory at once so far.
@@ -258,7 +283,7 @@ impl DiffArea {
         original: BdevRef,
         storage: Arc<DiffStorage>,
         events: Arc<Events>,
-        cbt: Arc<IrqSpinLock<CbtMap>>,
+        cbt: Arc<Cbt>,
     ) -> Result<Arc<Self>> {
         let capacity = original.nr_sectors();
         let hidden = storage.hidden_on(original.devs())?;
@@ -301,7 +326,7 @@ impl DiffArea {
                 hidden,
                 closing: AtomicBool::new(false),
                 started: AtomicBool::new(false),
-                remapped: AtomicUsize::new(0),
+                remapped: PerCpuCounters::new()?,
                 in_memory: AtomicUsize::new(0),
                 peak_in_memory: AtomicUsize::new(0),
                 max_in_memory,
@@ -351,24 +376,22 @@ impl DiffArea {
         let _ = snapio::store_queue().enqueue::<Arc<Self>, STORE_WORK>(self.clone());
     }
 
-    /// Whether a write to `chunk` may reach the original now. Must not
+    /// Whether a write to `chunk` may reach the original now. Takes no
+    /// lock and writes nothing: a lookup in the table, a flag. Must not
     /// sleep.
     fn write_passes(&self, chunk: u64) -> bool {
-        let state = self
-            .chunks
-            .get(chunk)
-            .map_or(ChunkState::Untouched, |c| c.inner.lock().state);
-        matches!(
-            chunk::on_event(state, Event::WriteArrives),
-            Ok((_, Action::PassWrite))
+        self.chunks.get(chunk).map_or_else(
+            || passes_writes(ChunkState::Untouched),
+            |c| c.passes.load(Ordering::Acquire),
         )
     }
 
     /// Offers a write of the original device, or of one of its partitions
     /// (its sectors plus `offset` are those of the original). Returns the
     /// bio if it may pass at once; otherwise the area keeps it until its
-    /// chunks are in memory. Runs under RCU: must not sleep.
-    fn offer_write(self: &Arc<Self>, bio: OwnedBio, offset: u64) -> Option<OwnedBio> {
+    /// chunks are in memory. Runs under RCU: must not sleep. A write that
+    /// passes touches no lock, no counter and no reference count.
+    fn offer_write(self: ArcBorrow<'_, Self>, bio: OwnedBio, offset: u64) -> Option<OwnedBio> {
         let (sector, count) = bio.sectors();
         let sector = sector.saturating_add(offset);
         let Some(mut chunks) =
@@ -384,7 +407,7 @@ impl DiffArea {
             return None;
         }
         self.pending.lock().push(bio);
-        self.kick_cow();
+        Arc::from(self).kick_cow();
         None
     }
 
@@ -404,6 +427,7 @@ impl DiffArea {
         let chunk = self.chunks.insert(
             index,
             try_pin_init!(Chunk {
+                passes: AtomicBool::new(passes_writes(state)),
                 inner <- new_irq_spinlock!(
                     ChunkInner {
                         state,
@@ -463,7 +487,7 @@ impl DiffArea {
                 }
             };
             let mut inner = chunk.inner.lock();
-            if let Some(Action::HoldBio) = Chunk::step(&mut inner, Event::WriteArrives) {
+            if let Some(Action::HoldBio) = chunk.step(&mut inner, Event::WriteArrives) {
                 if let Some(b) = bio.take() {
                     inner.writes.push(b);
                 }
@@ -477,7 +501,7 @@ impl DiffArea {
     fn pass_write(&self, bio: OwnedBio) {
         let (sector, count) = bio.sectors();
         let sector = sector.saturating_add(bio.offset_in(&self.original));
-        self.cbt.lock().mark_write(sector, count);
+        self.cbt.mark_write(sector, count);
         blkfilter::pass_on(bio, &self.original);
     }
 
@@ -525,7 +549,7 @@ impl DiffArea {
             ChunkState::Reading => Event::ReadDone { ok },
             _ => Event::StoreDone { ok },
         };
-        let Some(action) = Chunk::step(&mut inner, event) else {
+        let Some(action) = chunk.step(&mut inner, event) else {
             drop(inner);
             pr_err!("chunk {}: an I/O ended that was not in flight\n", index);
             return;
@@ -593,7 +617,7 @@ impl DiffArea {
             let sectors = sectors.next_multiple_of(PAGE_SECTORS);
             let buf = {
                 let mut inner = chunk.inner.lock();
-                match Chunk::step(&mut inner, Event::StoreBegins) {
+                match chunk.step(&mut inner, Event::StoreBegins) {
                     Some(Action::StartStore) => inner.buf.clone(),
                     _ => None,
                 }
@@ -627,11 +651,11 @@ impl DiffArea {
     /// clone (see [`DiffArea::remapped_read_valid`]), a read of a stored
     /// chunk to a storage device as a clone; other reads go to the image
     /// worker, writes of a writable image to the copy-on-write worker.
-    pub(crate) fn on_image_bio(self: &Arc<Self>, bio: OwnedBio) {
+    pub(crate) fn on_image_bio(self: ArcBorrow<'_, Self>, bio: OwnedBio) {
         match bio.op() {
             BioOp::Write if self.writable => {
                 self.image_writes.lock().push(bio);
-                self.kick_cow();
+                Arc::from(self).kick_cow();
                 return;
             }
             BioOp::Read if !self.hidden.is_empty() => return self.read_around_storage(bio),
@@ -647,7 +671,7 @@ impl DiffArea {
     /// complete with zeros, the rest of `bio` is read as usual: the copies
     /// written there since the take are not data of the image, and a file
     /// system reads its preallocated file as zeros anyway.
-    fn read_around_storage(self: &Arc<Self>, mut bio: OwnedBio) {
+    fn read_around_storage(self: ArcBorrow<'_, Self>, mut bio: OwnedBio) {
         loop {
             let (sector, count) = bio.sectors();
             let end = sector.saturating_add(count);
@@ -679,14 +703,14 @@ impl DiffArea {
     /// changed them, and the next backup must see it.
     pub(crate) fn mark_storage_changed(&self) {
         for &(start, end) in self.hidden.iter() {
-            self.cbt.lock().mark_dirty(start, end - start);
+            self.cbt.mark_dirty(start, end - start);
         }
     }
 
     /// Serves an image read.
-    fn read(self: &Arc<Self>, bio: OwnedBio) {
+    fn read(self: ArcBorrow<'_, Self>, bio: OwnedBio) {
         let Some((index, within)) = self.single_chunk(&bio) else {
-            return self.queue_read(bio);
+            return Arc::from(self).queue_read(bio);
         };
         if self.is_stopped() {
             return bio.end(Err(EIO));
@@ -695,11 +719,11 @@ impl DiffArea {
             // Untouched: no write reached the chunk since the take.
             return match chunk::on_event(ChunkState::Untouched, Event::ImageReadArrives) {
                 Ok((_, Action::ServeFromOriginal)) => self.remap_original(bio),
-                _ => self.queue_read(bio),
+                _ => Arc::from(self).queue_read(bio),
             };
         };
         let mut inner = chunk.inner.lock();
-        match Chunk::step(&mut inner, Event::ImageReadArrives) {
+        match chunk.step(&mut inner, Event::ImageReadArrives) {
             Some(Action::HoldBio) => inner.reads.push(bio),
             Some(Action::ServeFromStorage) if self.storage.file().uses_bios() => {
                 let place = inner.place + within;
@@ -712,7 +736,7 @@ impl DiffArea {
             }
             _ => {
                 drop(inner);
-                self.queue_read(bio);
+                Arc::from(self).queue_read(bio);
             }
         }
     }
@@ -728,30 +752,30 @@ impl DiffArea {
         (count > 0 && end - sector <= per_chunk - within).then_some((index, within))
     }
 
-    fn remap_original(self: &Arc<Self>, bio: OwnedBio) {
-        self.remapped.fetch_add(1, Ordering::AcqRel);
+    fn remap_original(self: ArcBorrow<'_, Self>, bio: OwnedBio) {
+        self.remapped.add(0, 1);
         // SAFETY: `self` stays valid until the outcome is reported: the
         // snapshot keeps its reference to the area until `remapped` fell
         // to zero (`wait_idle`, at destroy).
-        match unsafe { bio.remap_read(&self.original, (&**self as *const Self).cast()) } {
+        match unsafe { bio.remap_read(&self.original, (&*self as *const Self).cast()) } {
             Ok(()) => {}
             Err(bio) => {
-                self.remapped.fetch_sub(1, Ordering::AcqRel);
-                self.queue_read(bio);
+                self.remapped.add(0, -1);
+                Arc::from(self).queue_read(bio);
             }
         }
     }
 
-    fn remap_storage(self: &Arc<Self>, bio: OwnedBio, place: u64) {
-        self.remapped.fetch_add(1, Ordering::AcqRel);
+    fn remap_storage(self: ArcBorrow<'_, Self>, bio: OwnedBio, place: u64) {
+        self.remapped.add(0, 1);
         // SAFETY: as in `remap_original`; the area keeps the storage open.
         match unsafe {
-            bio.remap_storage(self.storage.file(), place, (&**self as *const Self).cast())
+            bio.remap_storage(self.storage.file(), place, (&*self as *const Self).cast())
         } {
             Ok(()) => {}
             Err(bio) => {
-                self.remapped.fetch_sub(1, Ordering::AcqRel);
-                self.queue_read(bio);
+                self.remapped.add(0, -1);
+                Arc::from(self).queue_read(bio);
             }
         }
     }
@@ -806,13 +830,13 @@ impl DiffArea {
 
     /// A clone's image read was completed.
     pub(crate) fn remapped_read_done(&self) {
-        self.remapped.fetch_sub(1, Ordering::AcqRel);
+        self.remapped.add(0, -1);
     }
 
     /// A clone's data could not be trusted: serve the read again.
     pub(crate) fn retry_read(self: &Arc<Self>, bio: OwnedBio) {
         self.queue_read(bio);
-        self.remapped.fetch_sub(1, Ordering::AcqRel);
+        self.remapped.add(0, -1);
     }
 
     /// The chunks in memory (being read, waiting or being stored) now, and
@@ -827,7 +851,7 @@ impl DiffArea {
     /// Whether no clone of an image read and no read or store of a chunk
     /// is in flight.
     pub(crate) fn is_idle(&self) -> bool {
-        self.remapped.load(Ordering::Acquire) == 0 && self.in_memory.load(Ordering::Acquire) == 0
+        self.remapped.sum_signed(0) == 0 && self.in_memory.load(Ordering::Acquire) == 0
     }
 
     /// Waits until [`DiffArea::is_idle`]: after [`DiffArea::close`], every
@@ -900,7 +924,7 @@ impl DiffArea {
             offset += len;
             sector += n;
         }
-        self.cbt.lock().mark_dirty(end - count, count);
+        self.cbt.mark_dirty(end - count, count);
         Ok(())
     }
 
@@ -974,7 +998,7 @@ impl DiffArea {
                 continue;
             };
             let mut inner = chunk.inner.lock();
-            let result = match Chunk::step(&mut inner, Event::ImageReadArrives) {
+            let result = match chunk.step(&mut inner, Event::ImageReadArrives) {
                 Some(Action::HoldBio) => {
                     inner.reads.push(bio);
                     return Piece::Held;
@@ -1039,7 +1063,7 @@ impl DiffArea {
 }
 
 impl CopyOnWrite for DiffArea {
-    fn on_write(self: Arc<Self>, bio: OwnedBio, offset: u64) -> Option<OwnedBio> {
+    fn on_write(self: ArcBorrow<'_, Self>, bio: OwnedBio, offset: u64) -> Option<OwnedBio> {
         self.offer_write(bio, offset)
     }
 

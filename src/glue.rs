@@ -18,6 +18,7 @@ pub(crate) mod hooks;
 pub(crate) mod irqlock;
 pub(crate) mod miscdev;
 pub(crate) mod params;
+pub(crate) mod percpu;
 pub(crate) mod random;
 pub(crate) mod rcu;
 pub(crate) mod slot;

@@ -288,7 +288,7 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
         }
         // The coherent moment.
         for m in snapshot.members.iter() {
-            m.tracker.cbt.lock().switch();
+            m.tracker.cbt.switch();
         }
         // Started before the thaw: a file system may write while it thaws
         // (ext4 its superblock) and wait for that write.

@@ -2,7 +2,7 @@
 
 //! The "blksnap" filter: one tracker per filtered block device.
 //!
-//! The tracker owns the device's change-block tracking map ([`CbtMap`]) and
+//! The tracker owns the device's change-block tracking map ([`Cbt`]) and
 //! marks it for every bio that changes data, in the submitter's context and
 //! before the bio can complete; a whole disk's tracker also marks the
 //! writes issued through its partitions. It answers the CBTINFO, CBTMAP and
@@ -11,15 +11,16 @@
 //! user space asks for the map, so a resize is never missed. A new medium
 //! under the device starts a new generation at once.
 //!
-//! It also counts the bios it sees in debugfs,
+//! It also counts the bios it sees (per CPU, summed when read) in debugfs,
 //! `/sys/kernel/debug/blksnap/<major>:<minor>/` with the files `reads`,
 //! `writes` (writes, discards, write-zeroes) and `others` (flushes and the
 //! rest), for tests and diagnostics, and `write_map`, the write copy of the
 //! change map, which user space otherwise sees only after a snapshot take;
 //! the directory exists while attached.
 //!
-//! Locking: the map is under a per-device spinlock, held only for marking
-//! or copying a bounded piece of it; user memory is never touched under it.
+//! Locking: writes mark the map without a lock (see [`crate::cbt_map`]);
+//! everything else is done under the map's spinlock, held only for a
+//! bounded piece of work; user memory is never touched under it.
 
 use core::sync::atomic::{fence, AtomicBool, Ordering};
 
@@ -27,18 +28,17 @@ use kernel::c_str;
 use kernel::fmt;
 use kernel::prelude::*;
 use kernel::str::CString;
-use kernel::sync::Arc;
+use kernel::sync::{Arc, ArcBorrow};
 use kernel::uaccess::{UserPtr, UserSlice};
 
 use crate::blkfilter::{self, Filter, FilterType};
 use crate::cbt;
-use crate::cbt_map::CbtMap;
+use crate::cbt_map::Cbt;
 use crate::glue::block::{BioOp, BlockDevice};
 use crate::glue::debugfs::{Counters, Dump};
 use crate::glue::errno;
 use crate::glue::hooks::RegistryLock;
-use crate::glue::irqlock::{new_irq_spinlock, IrqSpinLock};
-use crate::glue::rcu::{self, RcuBox};
+use crate::glue::rcu::{self, RcuBox, ReadGuard};
 use crate::glue::slot::Slot;
 use crate::glue::snapio::OwnedBio;
 use crate::glue::uaccess::{self, Abi};
@@ -50,7 +50,7 @@ use crate::uapi::{self, BlkfilterCtlBlksnap as Cmd};
 pub(crate) trait CopyOnWrite: Send + Sync {
     /// Offers a write of the device (its sectors plus `offset` are those of
     /// the device); returns it if it may pass now. Must not sleep.
-    fn on_write(self: Arc<Self>, bio: OwnedBio, offset: u64) -> Option<OwnedBio>;
+    fn on_write(self: ArcBorrow<'_, Self>, bio: OwnedBio, offset: u64) -> Option<OwnedBio>;
     /// The device went away, or the medium under it changed. Must not
     /// sleep.
     fn device_gone(&self);
@@ -98,7 +98,7 @@ const MAP_COPY_STEP: usize = 4096;
 
 /// The part of a tracker that a snapshot holding the device shares.
 pub(crate) struct TrackerCore {
-    pub(crate) cbt: Arc<IrqSpinLock<CbtMap>>,
+    pub(crate) cbt: Arc<Cbt>,
     /// Copy-on-write of the device while its snapshot is taken; replaced
     /// under the registry lock, read under RCU by the write path.
     pub(crate) cow: RcuBox<Arc<dyn CopyOnWrite>>,
@@ -129,9 +129,9 @@ struct Tracker {
     counters: Counters<3>,
 }
 
-impl Dump for IrqSpinLock<CbtMap> {
+impl Dump for Cbt {
     fn dump(&self, offset: usize, out: &mut [u8]) -> usize {
-        self.lock().dump_write_map(offset, out)
+        self.dump_write_map(offset, out)
     }
 }
 
@@ -144,8 +144,7 @@ fn attach(bdev: &BlockDevice, _opt: UserPtr, _optlen: u32) -> Result<Arc<dyn Fil
     let (major, minor) = bdev.dev();
     let dir = CString::try_from_fmt(fmt!("{major}:{minor}"))?;
     let mut counters = Counters::new(&dir, [c_str!("reads"), c_str!("writes"), c_str!("others")])?;
-    let map = CbtMap::new(bdev.nr_sectors())?;
-    let cbt = Arc::pin_init(new_irq_spinlock!(map, "blksnap:cbt"), GFP_KERNEL)?;
+    let cbt = Cbt::new(bdev.nr_sectors())?;
     counters.add_dump(c_str!("write_map"), cbt.clone())?;
     let core = Arc::new(
         TrackerCore {
@@ -160,23 +159,25 @@ fn attach(bdev: &BlockDevice, _opt: UserPtr, _optlen: u32) -> Result<Arc<dyn Fil
 }
 
 impl Filter for Tracker {
-    fn submit_bio(&self, bio: OwnedBio, offset: u64) -> Option<OwnedBio> {
-        let op = bio.op();
+    /// Counts every bio; only writes change what the tracker keeps.
+    fn wants(&self, op: BioOp) -> bool {
         let counter = match op {
             BioOp::Read => READS,
             BioOp::Write => WRITES,
             BioOp::Other => OTHERS,
         };
         self.counters.add(counter, 1);
-        if op == BioOp::Write {
+        op == BioOp::Write
+    }
+
+    fn submit_bio(&self, bio: OwnedBio, offset: u64, rcu: &ReadGuard) -> Option<OwnedBio> {
+        if bio.op() == BioOp::Write {
             let (sector, count) = bio.sectors();
-            self.core
-                .cbt
-                .lock()
-                .mark_write(sector.saturating_add(offset), count);
-            let guard = rcu::read_lock();
-            if let Some(area) = self.core.cow.get(&guard) {
-                return area.clone().on_write(bio, offset);
+            if let Some(map) = self.core.cbt.current(rcu) {
+                map.mark_write(sector.saturating_add(offset), count);
+            }
+            if let Some(area) = self.core.cow.get(rcu) {
+                return area.as_arc_borrow().on_write(bio, offset);
             }
         }
         Some(bio)
@@ -195,7 +196,7 @@ impl Filter for Tracker {
 
     fn changed(&self) {
         // No write marked what changed: user space must start over.
-        self.core.cbt.lock().restart();
+        self.core.cbt.restart();
         // To the snapshot, another medium is as gone as a removed device.
         let guard = rcu::read_lock();
         if let Some(area) = self.core.cow.get(&guard) {
@@ -257,18 +258,7 @@ fn check_size(optlen: u32, size: usize) -> Result {
 impl Tracker {
     /// Resets the map with a new generation if the capacity changed.
     fn refresh(&self, bdev: &BlockDevice) -> Result {
-        let capacity = bdev.nr_sectors();
-        if self.core.cbt.lock().capacity() == capacity {
-            return Ok(());
-        }
-        let fresh = CbtMap::new(capacity)?;
-        let mut map = self.core.cbt.lock();
-        if map.capacity() != capacity {
-            let _old = core::mem::replace(&mut *map, fresh);
-            // The old maps are freed after the lock is released, below.
-            drop(map);
-        }
-        Ok(())
+        self.core.cbt.refresh(bdev.nr_sectors())
     }
 
     fn cbtinfo(&self, opt: UserPtr, optlen: u32, abi: Abi) -> Result<isize> {
@@ -278,7 +268,7 @@ impl Tracker {
             Abi::I386 => uapi::BLKSNAP_CBTINFO_COMPAT_SIZE,
         };
         check_size(optlen, size)?;
-        let info = self.core.cbt.lock().info();
+        let info = self.core.cbt.info().ok_or_else(errno::enodata)?;
         let info = uapi::BlksnapCbtinfo {
             device_capacity: info.capacity << cbt::SECTOR_SHIFT,
             block_size: 1 << info.shift,
@@ -296,7 +286,7 @@ impl Tracker {
     fn cbtmap(&self, opt: UserPtr, optlen: u32, abi: Abi) -> Result<isize> {
         check_optlen::<uapi::BlksnapCbtmap>(optlen)?;
         let arg: uapi::BlksnapCbtmap = uaccess::read(opt)?;
-        let block_count = self.core.cbt.lock().info().block_count;
+        let block_count = self.core.cbt.info().ok_or_else(errno::enodata)?.block_count;
         let range =
             cbt::map_slice_range(arg.offset, arg.length, block_count).ok_or_else(errno::enodata)?;
         let mut buf = KVec::from_elem(0u8, MAP_COPY_STEP.min(range.len()), GFP_KERNEL)?;
@@ -306,7 +296,7 @@ impl Tracker {
             let n = MAP_COPY_STEP.min(range.end - offset);
             let piece = &mut buf[..n];
             // The map may have been reset since the range was checked.
-            if !self.core.cbt.lock().read(offset, piece) {
+            if !self.core.cbt.read(offset, piece) {
                 return Err(errno::enodata());
             }
             writer.write_slice(piece)?;
@@ -342,7 +332,7 @@ impl Tracker {
         // Every range is checked before any is marked: all or nothing. The
         // map's lock is held with interrupts off, so the checks run outside
         // it and the marking takes it for at most MAP_COPY_STEP blocks.
-        let info = self.core.cbt.lock().info();
+        let info = self.core.cbt.info().ok_or_else(errno::enodata)?;
         let fits = |r: &uapi::BlksnapSectors| {
             r.offset
                 .checked_add(r.count)
@@ -356,12 +346,10 @@ impl Tracker {
             let (mut sector, end) = (r.offset, r.offset + r.count);
             while sector < end {
                 let n = step.min(end - sector);
-                let mut map = self.core.cbt.lock();
                 // The device was resized meanwhile: a new generation began.
-                if map.capacity() != info.capacity {
+                if !self.core.cbt.mark_dirty_at(Some(info.capacity), sector, n) {
                     return Err(errno::erange());
                 }
-                map.mark_dirty(sector, n);
                 sector += n;
             }
         }

@@ -5,7 +5,9 @@
 //! This file owns the arithmetic and the state machine of CBT and nothing
 //! else; the kernel module's tracker owns the lock, allocates the two byte
 //! maps and calls in here on every write, TAKE, CBTDIRTY, CBTMAP and capacity
-//! change. It uses only `core`, no allocation and no `unsafe`, never panics
+//! change. The write map is made of atomic bytes, so that writes mark it
+//! without the lock ([`raise_blocks`]); every other change is made under the
+//! caller's lock. It uses only `core`, no allocation and no `unsafe`, never panics
 //! and never overflows, so it is compiled unchanged into the module
 //! (`#[path = "../logic/src/cbt.rs"] mod cbt;`) and tested on the host by the
 //! `blksnap-logic` crate.
@@ -45,6 +47,7 @@
 //! generation", and `previous + 1 == active` holds in every state.
 
 use core::ops::Range;
+use core::sync::atomic::{AtomicU8, Ordering};
 
 /// Log2 of the size of a sector, the unit of block-layer addresses.
 pub const SECTOR_SHIFT: u32 = 9;
@@ -206,6 +209,35 @@ pub fn mark_blocks(map: &mut [u8], blocks: Range<u32>, number: u8) {
     }
 }
 
+/// Raises `map[b]` to `number` for every block `b` in `blocks`, without a
+/// lock: callable by any number of threads at once, on the same bytes.
+///
+/// A byte is only ever raised, never lowered, whatever the interleaving:
+/// two writes marking the same byte with different numbers leave the larger
+/// one (an atomic maximum, not a load and a store that could put back a
+/// smaller number). A byte that already holds `number` or more is only
+/// read, so repeated writes to the same blocks do not write the shared
+/// cache lines. Blocks past the end of `map` are ignored.
+pub fn raise_blocks(map: &[AtomicU8], blocks: Range<u32>, number: u8) {
+    let (Ok(start), Ok(end)) = (usize::try_from(blocks.start), usize::try_from(blocks.end)) else {
+        return;
+    };
+    if let Some(bytes) = map.get(start..end.min(map.len())) {
+        for byte in bytes {
+            if byte.load(Ordering::Relaxed) < number {
+                byte.fetch_max(number, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Sets every byte of `map` to 0.
+fn clear(map: &[AtomicU8]) {
+    for byte in map {
+        byte.store(0, Ordering::Relaxed);
+    }
+}
+
 /// What the caller of [`CbtState::switch`] must do with the generation UUID.
 #[must_use]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -219,7 +251,10 @@ pub enum SwitchOutcome {
 /// The snapshot numbers of one device's CBT.
 ///
 /// The two byte maps belong to the caller, which passes them to every method
-/// that changes them and serialises the calls (the tracker's lock).
+/// that changes them and serialises the calls (the tracker's lock), except
+/// [`CbtState::mark`] and [`raise_blocks`], which may run at any time on
+/// the write map: what a mark concurrent with a switch or a reset leaves is
+/// discussed there.
 ///
 /// # Invariants
 ///
@@ -275,18 +310,27 @@ impl CbtState {
     /// Records a write to the original device in `write_map`.
     ///
     /// Raises every block of `blocks` to the active number, never lowering
-    /// it. The read map is left alone so CBTMAP answers stay stable while a
-    /// snapshot is held.
-    pub fn mark(&self, write_map: &mut [u8], blocks: Range<u32>) {
-        mark_blocks(write_map, blocks, self.active);
+    /// it ([`raise_blocks`]). The read map is left alone so CBTMAP answers
+    /// stay stable while a snapshot is held. A caller that marks without
+    /// the lock reads the active number from its own copy of it, which it
+    /// updates after each [`CbtState::switch`] and [`CbtState::reset`]; a
+    /// mark that read the number before such a change may land after it,
+    /// with the old number: in `write_map` after the switch copied it, or
+    /// in the zeroed maps after a wrap or a reset. The old number is then
+    /// either lower than the active one (the write counts for the snapshot
+    /// just taken) or, after a wrap or a reset, higher (the block reads as
+    /// changed until the numbers pass it): the caller must mark such a
+    /// write again once the change is done if it lands after it.
+    pub fn mark(&self, write_map: &[AtomicU8], blocks: Range<u32>) {
+        raise_blocks(write_map, blocks, self.active);
     }
 
     /// Records a CBTDIRTY range or a write to a snapshot image in both maps.
     ///
     /// Raises every block of `blocks` to the active number in `write_map` and
     /// in `read_map`, never lowering either.
-    pub fn mark_both(&self, write_map: &mut [u8], read_map: &mut [u8], blocks: Range<u32>) {
-        mark_blocks(write_map, blocks.clone(), self.active);
+    pub fn mark_both(&self, write_map: &[AtomicU8], read_map: &mut [u8], blocks: Range<u32>) {
+        raise_blocks(write_map, blocks.clone(), self.active);
         mark_blocks(read_map, blocks, self.active);
     }
 
@@ -298,11 +342,11 @@ impl CbtState {
     /// zeroed, `previous` becomes 0 and `active` 1, and the caller must draw
     /// a new generation UUID. The maps should have the same length; if not,
     /// only the common prefix is copied and the rest of `read_map` is zeroed.
-    pub fn switch(&mut self, write_map: &mut [u8], read_map: &mut [u8]) -> SwitchOutcome {
+    pub fn switch(&mut self, write_map: &[AtomicU8], read_map: &mut [u8]) -> SwitchOutcome {
         match self.active.checked_add(1) {
             Some(next) => {
                 for (read, write) in read_map.iter_mut().zip(write_map.iter()) {
-                    *read = *write;
+                    *read = write.load(Ordering::Relaxed);
                 }
                 if let Some(rest) = read_map.get_mut(write_map.len()..) {
                     rest.fill(0);
@@ -313,7 +357,7 @@ impl CbtState {
                 SwitchOutcome::SameGeneration
             }
             None => {
-                write_map.fill(0);
+                clear(write_map);
                 read_map.fill(0);
                 *self = Self::new();
                 SwitchOutcome::NewGeneration
@@ -326,8 +370,8 @@ impl CbtState {
     /// Zeroes both maps (normally just reallocated to the new block count)
     /// and goes back to the state at attach; the caller must draw a new
     /// generation UUID.
-    pub fn reset(&mut self, write_map: &mut [u8], read_map: &mut [u8]) {
-        write_map.fill(0);
+    pub fn reset(&mut self, write_map: &[AtomicU8], read_map: &mut [u8]) {
+        clear(write_map);
         read_map.fill(0);
         *self = Self::new();
     }

@@ -1,8 +1,10 @@
 //! Unit tests of the CBT arithmetic and state machine, edge cases first.
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use blksnap_logic::cbt::{
-    block_count, block_shift, map_slice_range, mark_blocks, sectors_to_blocks, CbtState,
-    SwitchOutcome, TrackingParams, MAX_BLOCK_SHIFT, MIN_BLOCK_SHIFT,
+    block_count, block_shift, map_slice_range, mark_blocks, raise_blocks, sectors_to_blocks,
+    CbtState, SwitchOutcome, TrackingParams, MAX_BLOCK_SHIFT, MIN_BLOCK_SHIFT,
 };
 
 /// Sectors in a 64 KiB block, the default minimum.
@@ -226,6 +228,16 @@ fn map_slice_range_zero_length() {
     );
 }
 
+/// A write map holding `bytes`.
+fn atomic(bytes: &[u8]) -> Vec<AtomicU8> {
+    bytes.iter().map(|&b| AtomicU8::new(b)).collect()
+}
+
+/// The bytes of a write map.
+fn bytes(map: &[AtomicU8]) -> Vec<u8> {
+    map.iter().map(|b| b.load(Ordering::Relaxed)).collect()
+}
+
 // --- marking ---------------------------------------------------------------
 
 #[test]
@@ -252,22 +264,56 @@ fn mark_blocks_ignores_blocks_outside_the_map() {
 }
 
 #[test]
+fn raise_blocks_never_lowers() {
+    let map = atomic(&[0, 5, 0, 0, 7]);
+    raise_blocks(&map, 0..4, 3);
+    assert_eq!(bytes(&map), [3, 5, 3, 3, 7]);
+    raise_blocks(&map, 0..5, 1);
+    assert_eq!(bytes(&map), [3, 5, 3, 3, 7]);
+    raise_blocks(&map, 3..100, 9);
+    assert_eq!(bytes(&map), [3, 5, 3, 9, 9]);
+    raise_blocks(&map, 10..20, 10);
+    raise_blocks(&[], 0..10, 1);
+    assert_eq!(bytes(&map), [3, 5, 3, 9, 9]);
+}
+
+/// Threads marking the same bytes with different numbers at once leave
+/// the largest in every byte: no mark puts back a smaller number.
+#[test]
+fn raise_blocks_from_many_threads_keeps_the_largest() {
+    let map = atomic(&[0u8; 64]);
+    std::thread::scope(|scope| {
+        for number in 1..=8u8 {
+            let map = &map;
+            scope.spawn(move || {
+                for round in 0..2000u32 {
+                    let start = round % 64;
+                    raise_blocks(map, start..64, number);
+                    raise_blocks(map, 0..64 - start, number);
+                }
+            });
+        }
+    });
+    assert!(bytes(&map).iter().all(|&b| b == 8), "{:?}", bytes(&map));
+}
+
+#[test]
 fn mark_touches_write_map_only_and_mark_both_both() {
     let mut state = CbtState::new();
-    let mut write = [0u8; 4];
+    let write = atomic(&[0u8; 4]);
     let mut read = [0u8; 4];
-    state.mark(&mut write, 0..2);
-    assert_eq!(write, [1, 1, 0, 0]);
+    state.mark(&write, 0..2);
+    assert_eq!(bytes(&write), [1, 1, 0, 0]);
     assert_eq!(
-        state.switch(&mut write, &mut read),
+        state.switch(&write, &mut read),
         SwitchOutcome::SameGeneration
     );
     assert_eq!(read, [1, 1, 0, 0]);
-    state.mark(&mut write, 1..3);
-    assert_eq!(write, [1, 2, 2, 0]);
+    state.mark(&write, 1..3);
+    assert_eq!(bytes(&write), [1, 2, 2, 0]);
     assert_eq!(read, [1, 1, 0, 0], "read map stays stable");
-    state.mark_both(&mut write, &mut read, 2..4);
-    assert_eq!(write, [1, 2, 2, 2]);
+    state.mark_both(&write, &mut read, 2..4);
+    assert_eq!(bytes(&write), [1, 2, 2, 2]);
     assert_eq!(read, [1, 1, 2, 2]);
 }
 
@@ -297,14 +343,14 @@ fn with_numbers_checks_invariants() {
 #[test]
 fn switch_copies_and_counts_up() {
     let mut state = CbtState::new();
-    let mut write = [0, 1, 1];
+    let write = atomic(&[0, 1, 1]);
     let mut read = [9, 9, 9];
     assert_eq!(
-        state.switch(&mut write, &mut read),
+        state.switch(&write, &mut read),
         SwitchOutcome::SameGeneration
     );
     assert_eq!(read, [0, 1, 1]);
-    assert_eq!(write, [0, 1, 1]);
+    assert_eq!(bytes(&write), [0, 1, 1]);
     assert_eq!((state.previous(), state.active()), (1, 2));
     assert_eq!(state.changes_number(), 1);
 }
@@ -312,20 +358,20 @@ fn switch_copies_and_counts_up() {
 #[test]
 fn switch_at_255_starts_a_new_generation() {
     let mut state = CbtState::with_numbers(254, 255).expect("valid");
-    let mut write = [255, 3, 0];
+    let write = atomic(&[255, 3, 0]);
     let mut read = [254, 3, 0];
     assert_eq!(
-        state.switch(&mut write, &mut read),
+        state.switch(&write, &mut read),
         SwitchOutcome::NewGeneration
     );
-    assert_eq!(write, [0, 0, 0]);
+    assert_eq!(bytes(&write), [0, 0, 0]);
     assert_eq!(read, [0, 0, 0]);
     assert_eq!(state, CbtState::new());
     assert_eq!(state.changes_number(), 0);
     // Writes after the wrap are seen by the next TAKE as changes since 0.
-    state.mark(&mut write, 1..2);
+    state.mark(&write, 1..2);
     assert_eq!(
-        state.switch(&mut write, &mut read),
+        state.switch(&write, &mut read),
         SwitchOutcome::SameGeneration
     );
     assert_eq!(read, [0, 1, 0]);
@@ -335,57 +381,54 @@ fn switch_at_255_starts_a_new_generation() {
 #[test]
 fn two_hundred_fifty_five_takes_from_attach_wrap_once() {
     let mut state = CbtState::new();
-    let mut write = [0u8; 2];
+    let write = atomic(&[0u8; 2]);
     let mut read = [0u8; 2];
     for take in 1..=254u8 {
-        state.mark(&mut write, 0..1);
+        state.mark(&write, 0..1);
         assert_eq!(
-            state.switch(&mut write, &mut read),
+            state.switch(&write, &mut read),
             SwitchOutcome::SameGeneration
         );
         assert_eq!(state.changes_number(), take);
         assert_eq!(read, [take, 0]);
     }
     assert_eq!(state.active(), 255);
-    state.mark(&mut write, 0..2);
-    assert_eq!(write, [255, 255]);
+    state.mark(&write, 0..2);
+    assert_eq!(bytes(&write), [255, 255]);
     assert_eq!(
-        state.switch(&mut write, &mut read),
+        state.switch(&write, &mut read),
         SwitchOutcome::NewGeneration
     );
     assert_eq!(state.changes_number(), 0);
-    assert_eq!((write, read), ([0, 0], [0, 0]));
+    assert_eq!((bytes(&write), read), (vec![0, 0], [0, 0]));
 }
 
 #[test]
 fn switch_with_maps_of_different_lengths() {
     let mut state = CbtState::new();
-    let mut write = [1, 1];
+    let write = atomic(&[1, 1]);
     let mut read = [7, 7, 7, 7];
     assert_eq!(
-        state.switch(&mut write, &mut read),
+        state.switch(&write, &mut read),
         SwitchOutcome::SameGeneration
     );
     assert_eq!(read, [1, 1, 0, 0]);
-    let mut write = [2, 2, 2];
+    let write = atomic(&[2, 2, 2]);
     let mut read = [0];
     assert_eq!(
-        state.switch(&mut write, &mut read),
+        state.switch(&write, &mut read),
         SwitchOutcome::SameGeneration
     );
     assert_eq!(read, [2]);
-    assert_eq!(
-        state.switch(&mut [], &mut []),
-        SwitchOutcome::SameGeneration
-    );
+    assert_eq!(state.switch(&[], &mut []), SwitchOutcome::SameGeneration);
 }
 
 #[test]
 fn reset_zeroes_and_returns_to_attach_state() {
     let mut state = CbtState::with_numbers(99, 100).expect("valid");
-    let mut write = vec![0xaa; 7];
+    let write = atomic(&[0xaa; 7]);
     let mut read = vec![0x55; 7];
-    state.reset(&mut write, &mut read);
+    state.reset(&write, &mut read);
     assert_eq!(state, CbtState::new());
-    assert!(write.iter().chain(read.iter()).all(|&b| b == 0));
+    assert!(bytes(&write).iter().chain(read.iter()).all(|&b| b == 0));
 }

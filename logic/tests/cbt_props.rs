@@ -5,6 +5,7 @@ use blksnap_logic::cbt::{
     TrackingParams, MAX_BLOCK_SHIFT, MIN_BLOCK_SHIFT,
 };
 use proptest::prelude::*;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 // --- reference arithmetic in u128, where nothing can overflow ----------------
 
@@ -285,30 +286,30 @@ proptest! {
         let mut state = CbtState::with_numbers(start_active - 1, start_active).unwrap();
         let mut model = Model::new(capacity, shift, usize::from(start_active - 1));
         let mut blocks = block_count(capacity, shift);
-        let mut write_map = vec![0u8; model.blocks];
+        let mut write_map: Vec<AtomicU8> = (0..model.blocks).map(|_| AtomicU8::new(0)).collect();
         let mut read_map = vec![0u8; model.blocks];
 
         for op in &ops {
             let outcome = match *op {
                 Op::Write { sector, count } => {
                     if let Some(range) = sectors_to_blocks(sector, count, shift, blocks) {
-                        state.mark(&mut write_map, range);
+                        state.mark(&write_map, range);
                     }
                     None
                 }
                 Op::Dirty { sector, count } => {
                     if let Some(range) = sectors_to_blocks(sector, count, shift, blocks) {
-                        state.mark_both(&mut write_map, &mut read_map, range);
+                        state.mark_both(&write_map, &mut read_map, range);
                     }
                     None
                 }
-                Op::Take => Some(state.switch(&mut write_map, &mut read_map)),
+                Op::Take => Some(state.switch(&write_map, &mut read_map)),
                 Op::Resize { capacity } => {
                     blocks = block_count(capacity, shift);
                     // Fresh allocations hold garbage until reset.
-                    write_map = vec![0xa5; usize::try_from(blocks).unwrap()];
+                    write_map = (0..blocks).map(|_| AtomicU8::new(0xa5)).collect();
                     read_map = vec![0x5a; usize::try_from(blocks).unwrap()];
-                    state.reset(&mut write_map, &mut read_map);
+                    state.reset(&write_map, &mut read_map);
                     None
                 }
             };
@@ -325,7 +326,8 @@ proptest! {
             prop_assert_eq!(state.changes_number(), model.changes_number(), "after {:?}", op);
             prop_assert_eq!(state.previous(), model.changes_number());
             prop_assert_eq!(state.active(), model.changes_number() + 1);
-            prop_assert_eq!(&write_map, &model.write_map(), "write map after {:?}", op);
+            let write_bytes: Vec<u8> = write_map.iter().map(|b| b.load(Ordering::Relaxed)).collect();
+            prop_assert_eq!(&write_bytes, &model.write_map(), "write map after {:?}", op);
             prop_assert_eq!(&read_map, &model.read_map(), "read map after {:?}", op);
         }
     }

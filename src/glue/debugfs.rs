@@ -5,12 +5,14 @@
 //! `/sys/kernel/debug/blksnap/` is created at module load ([`Root`]); a
 //! [`Counters`] is a subdirectory with one read-only file per counter, and
 //! optionally a file that shows the bytes of a [`Dump`] source. The
+//! counters are kept per CPU ([`PerCpuCounters`]), so counting on the I/O
+//! path shares nothing between CPUs, and summed when a file is read. The
 //! counters and the source live as long as the directory handle and the
 //! directory is removed before they are freed. Failures are ignored, as
 //! debugfs intends: diagnostics never stop the module from working.
 
 use core::pin::Pin;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicPtr, Ordering};
 
 use kernel::ffi::{c_char, c_void};
 use kernel::prelude::*;
@@ -19,6 +21,7 @@ use kernel::sync::Arc;
 use kernel::uaccess::UserSlice;
 
 use super::bindings;
+use super::percpu::PerCpuCounters;
 
 /// The module's debugfs root; removed on drop.
 pub(crate) struct Root(());
@@ -63,31 +66,29 @@ struct DumpFile {
 
 /// A debugfs directory holding `N` counters and, optionally, a dump file.
 pub(crate) struct Counters<const N: usize> {
-    values: Pin<KBox<[AtomicU64; N]>>,
+    values: PerCpuCounters<N>,
     dump: Option<Pin<KBox<DumpFile>>>,
     dir: *mut bindings::dentry,
 }
 
-// SAFETY: the counters are atomics; `dir` is only used by `drop`.
+// SAFETY: the counters and the dump source are `Send`; `dir` is only used
+// by `drop`.
 unsafe impl<const N: usize> Send for Counters<N> {}
-// SAFETY: shared access only touches the atomics.
+// SAFETY: shared access only touches the counters, which are `Sync`.
 unsafe impl<const N: usize> Sync for Counters<N> {}
 
 impl<const N: usize> Counters<N> {
     /// Creates `<root>/<dir>/` with one file per name.
     pub(crate) fn new(dir: &CStr, names: [&CStr; N]) -> Result<Self> {
-        let values = KBox::pin(core::array::from_fn(|_| AtomicU64::new(0)), GFP_KERNEL)?;
+        let values = PerCpuCounters::new()?;
         let root = ROOT.load(Ordering::Acquire);
         // SAFETY: `dir` is NUL-terminated; `root` is the module's root or
         // null/an error pointer, which debugfs handles.
         let dentry = unsafe { bindings::debugfs_create_dir(dir.as_char_ptr(), root) };
-        for (name, value) in names.iter().zip(values.iter()) {
-            // SAFETY: the file reads the `u64` behind `value` (an AtomicU64
-            // has the same layout); the value is pinned and outlives the
-            // file, which `drop` removes before freeing `values`.
-            unsafe {
-                bindings::debugfs_create_u64(name.as_char_ptr(), 0o444, dentry, value.as_ptr())
-            };
+        for (index, name) in names.iter().enumerate() {
+            // SAFETY: `dentry` is the directory made just above, which
+            // `drop` removes before `values` is freed.
+            unsafe { values.debugfs_file(name, dentry, index) };
         }
         Ok(Self {
             values,
@@ -129,11 +130,10 @@ impl<const N: usize> Counters<N> {
         Ok(())
     }
 
-    /// Adds `n` to counter `index`.
+    /// Adds `n` to counter `index`, on the calling CPU's copy. Never
+    /// sleeps; callable in any context.
     pub(crate) fn add(&self, index: usize, n: u64) {
-        if let Some(v) = self.values.get(index) {
-            v.fetch_add(n, Ordering::Relaxed);
-        }
+        self.values.add(index, n as i64);
     }
 }
 

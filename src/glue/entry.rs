@@ -10,6 +10,7 @@ use kernel::uaccess::UserPtr;
 
 use super::bindings;
 use super::block::{BdevId, Bio, BlockDevice, DiskId};
+use super::hooks;
 use super::snapio::OwnedBio;
 use super::uaccess::Abi;
 use kernel::sync::ArcBorrow;
@@ -17,16 +18,25 @@ use kernel::sync::ArcBorrow;
 use crate::blkfilter;
 use crate::diff_area::DiffArea;
 
-/// Called by the submit_bio_noacct hook for every bio: is its block device
-/// filtered, or the whole disk `whole` of that partition (null for a whole
-/// disk)? Must not sleep.
+/// Called by the submit_bio_noacct hook for every bio, of block device
+/// `bdev` or, if `whole` is not null, of a partition of the disk `whole`;
+/// `parent_ip` is the caller's address. Shows the bio to the filters of
+/// the device and says whether one of them needs it redirected to
+/// [`blksnap_filter_bio`]. Must not sleep.
 #[no_mangle]
-extern "C" fn blksnap_bdev_filtered(
+extern "C" fn blksnap_bio_wanted(
+    bio: *mut bindings::bio,
     bdev: *mut bindings::block_device,
     whole: *mut bindings::block_device,
+    parent_ip: c_ulong,
 ) -> bool {
     let whole = (!whole.is_null()).then(|| BdevId::from_ptr(whole));
-    blkfilter::is_filtered(BdevId::from_ptr(bdev), whole)
+    // SAFETY: the hook passes the bio submit_bio_noacct was called with,
+    // live for the length of the call.
+    let own = || unsafe { hooks::bio_is_own(bio, parent_ip) };
+    // SAFETY: as above.
+    let bio = unsafe { Bio::from_raw(bio) };
+    blkfilter::bio_wanted(bio, BdevId::from_ptr(bdev), whole, own)
 }
 
 /// Offers a bio to its device's filter; false means "pass it on".
@@ -102,7 +112,7 @@ extern "C" fn blksnap_image_submit_bio(owner: *mut kernel::ffi::c_void, bio: *mu
     // (`ImageDisk::add`); the snapshot keeps it alive until the image disk
     // is removed, after which no bio reaches the driver.
     let area = unsafe { ArcBorrow::from_raw(owner.cast::<DiffArea>()) };
-    DiffArea::on_image_bio(&area.into(), bio);
+    area.on_image_bio(bio);
 }
 
 /// A clone sent by `DiffArea::on_image_bio` to the `original` (or to the

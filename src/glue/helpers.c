@@ -65,7 +65,8 @@ void blksnap_module_put(void)
 	module_put(THIS_MODULE);
 }
 
-enum req_op blksnap_bio_op(struct bio *bio)
+/* Also called from the submit_bio_noacct hook. */
+enum req_op notrace blksnap_bio_op(struct bio *bio)
 {
 	return bio_op(bio);
 }

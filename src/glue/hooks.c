@@ -40,17 +40,32 @@
  * left submit_bio_noacct (blksnap_sync_submitters), then until the driver
  * has completed them (blksnap_drain_queue).
  *
+ * The hook of submit_bio_noacct runs for every bio of the system. For a bio
+ * of an unfiltered device it costs one lookup in the table of filters; a
+ * bio of a filtered device is shown to its filters in that same lookup
+ * (blksnap_bio_wanted), and only those a filter must act on (writes, for
+ * blksnap) leave for submit_bio_redirect: a read costs that one lookup and
+ * nothing else. Nothing on this path writes memory that other CPUs write:
+ * no global counter, no lock; the filters count per CPU.
+ *
  * A redirected call may still be running in module text after its hook is
- * unregistered, so each redirect is counted in hooks_inflight and
- * blksnap_hooks_unregister() waits for the count to drain and then for a
- * tasks-RCU grace period before the module text can go away.
+ * unregistered; blksnap_hooks_unregister() waits for it before the module
+ * text can go away, without any count kept per call. Each redirect target
+ * runs its body inside a read section (submit_srcu for bios, ioctl_srcu for
+ * the ioctls, which may sleep for long and take a snapshot, whose wait on
+ * submit_srcu must not wait for itself). Outside the section a target only
+ * runs a few instructions that never sleep: between the hook and the lock,
+ * and between the unlock and the return. A tasks-RCU grace period ends only
+ * once every task has switched voluntarily, which no task does there, so:
+ * once the hooks are gone, one grace period puts every task of the first
+ * stretch inside its section, synchronize_srcu() waits for the sections,
+ * and a second grace period for the last stretch.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/blk-mq.h>
 #include <linux/blkdev.h>
 #include <linux/compat.h>
-#include <linux/delay.h>
 #include <linux/ftrace.h>
 #include <linux/module.h>
 #include <linux/rcupdate.h>
@@ -60,8 +75,9 @@
 #include "blksnap_glue.h"
 #include "uapi/linux/blk-filter.h"
 
-static atomic_t hooks_inflight = ATOMIC_INIT(0);
 static struct srcu_struct submit_srcu;
+static struct srcu_struct ioctl_srcu;
+static bool srcu_ready;
 
 static void notrace submit_bio_redirect(struct bio *bio)
 {
@@ -69,9 +85,8 @@ static void notrace submit_bio_redirect(struct bio *bio)
 
 	if (!blksnap_filter_bio(bio))
 		submit_bio_noacct(bio);
-	srcu_read_unlock(&submit_srcu, idx);
 	/* Not a tail call, so the inner submit_bio_noacct sees our address. */
-	atomic_dec(&hooks_inflight);
+	srcu_read_unlock(&submit_srcu, idx);
 }
 
 static void notrace submit_bio_hook(unsigned long ip, unsigned long parent_ip,
@@ -82,30 +97,34 @@ static void notrace submit_bio_hook(unsigned long ip, unsigned long parent_ip,
 	struct block_device *bdev = bio->bi_bdev;
 
 	/*
-	 * The one lookup an unfiltered device pays for, first. A bio of a
-	 * partition also goes to the filter of its whole disk, in that same
-	 * lookup.
+	 * The one lookup every bio pays for. A bio of a partition also goes
+	 * to the filter of its whole disk, in that same lookup.
 	 */
-	if (!blksnap_bdev_filtered(bdev, bdev_is_partition(bdev) ?
-				   bdev_whole(bdev) : NULL))
+	if (!blksnap_bio_wanted(bio, bdev, bdev_is_partition(bdev) ?
+				bdev_whole(bdev) : NULL, parent_ip))
 		return;
-	/*
-	 * The module's own bios, and the rest of an in-volume storage's bio
-	 * that the block layer split and submits again.
-	 */
-	if (within_module(parent_ip, THIS_MODULE) ||
-	    bio->bi_pool == &blksnap_volume_bios)
-		return;
-	atomic_inc(&hooks_inflight);
 	ftrace_regs_set_instruction_pointer(fregs, (unsigned long)submit_bio_redirect);
+}
+
+/*
+ * Whether bio, submitted by the code at ip, is this module's own: the
+ * filters do not see their own bios, nor the ones they hand back, nor the
+ * rest of an in-volume storage's bio that the block layer split and
+ * submits again.
+ */
+bool notrace blksnap_bio_is_own(struct bio *bio, unsigned long ip)
+{
+	return within_module(ip, THIS_MODULE) ||
+	       bio->bi_pool == &blksnap_volume_bios;
 }
 
 static long notrace blkdev_ioctl_redirect(struct file *file, unsigned int cmd,
 					  unsigned long arg)
 {
+	int idx = srcu_read_lock(&ioctl_srcu);
 	long ret = blksnap_blkfilter_ioctl(file_bdev(file), cmd, arg, false);
 
-	atomic_dec(&hooks_inflight);
+	srcu_read_unlock(&ioctl_srcu, idx);
 	return ret;
 }
 
@@ -124,7 +143,6 @@ static void notrace blkdev_ioctl_hook(unsigned long ip, unsigned long parent_ip,
 
 	if (!is_blkfilter_cmd(cmd))
 		return;
-	atomic_inc(&hooks_inflight);
 	ftrace_regs_set_instruction_pointer(fregs, (unsigned long)blkdev_ioctl_redirect);
 }
 
@@ -145,10 +163,11 @@ static long notrace compat_blkdev_ioctl_redirect(struct file *file,
 						 unsigned int cmd,
 						 unsigned long arg)
 {
+	int idx = srcu_read_lock(&ioctl_srcu);
 	long ret = blksnap_blkfilter_ioctl(file_bdev(file), cmd,
 					   (unsigned long)compat_ptr(arg), true);
 
-	atomic_dec(&hooks_inflight);
+	srcu_read_unlock(&ioctl_srcu, idx);
 	return ret;
 }
 
@@ -162,7 +181,6 @@ static void notrace compat_blkdev_ioctl_hook(unsigned long ip,
 	if (!is_blkfilter_cmd(cmd) &&
 	    !(cmd == BLKFILTER_ATTACH_COMPAT && blksnap_in_ia32_syscall()))
 		return;
-	atomic_inc(&hooks_inflight);
 	ftrace_regs_set_instruction_pointer(fregs, (unsigned long)compat_blkdev_ioctl_redirect);
 }
 #endif
@@ -241,6 +259,20 @@ static struct blksnap_hook {
 	{ "submit_bio_noacct", { .func = submit_bio_hook, .flags = REDIRECT_FLAGS } },
 };
 
+/*
+ * Waits until every task that was running a redirect target outside its
+ * read section, where it cannot sleep, has left that stretch of code.
+ */
+static void wait_outside_sections(void)
+{
+#ifdef CONFIG_TASKS_RCU
+	synchronize_rcu_tasks();
+#else
+	/* Without preemption, code that does not sleep is an RCU reader. */
+	synchronize_rcu();
+#endif
+}
+
 static int hook_register(struct blksnap_hook *hook)
 {
 	char name[KSYM_NAME_LEN];
@@ -273,14 +305,16 @@ void blksnap_hooks_unregister(void)
 		ftrace_free_filter(&hooks[i].ops);
 		hooks[i].registered = false;
 	}
+	if (!srcu_ready)
+		return;
 	/* No new redirect can start now; wait for the running ones. */
-	while (atomic_read(&hooks_inflight))
-		msleep(20);
-#ifdef CONFIG_TASKS_RCU
-	/* A task preempted between the count and its return is still here. */
-	synchronize_rcu_tasks();
-#endif
+	wait_outside_sections();
+	synchronize_srcu(&submit_srcu);
+	synchronize_srcu(&ioctl_srcu);
+	wait_outside_sections();
+	cleanup_srcu_struct(&ioctl_srcu);
 	cleanup_srcu_struct(&submit_srcu);
+	srcu_ready = false;
 }
 
 /*
@@ -319,6 +353,12 @@ int blksnap_hooks_register(void)
 	ret = init_srcu_struct(&submit_srcu);
 	if (ret)
 		return ret;
+	ret = init_srcu_struct(&ioctl_srcu);
+	if (ret) {
+		cleanup_srcu_struct(&submit_srcu);
+		return ret;
+	}
+	srcu_ready = true;
 	for (i = 0; i < ARRAY_SIZE(hooks); i++) {
 		ret = hook_register(&hooks[i]);
 		if (ret) {

@@ -43,6 +43,18 @@ pub(crate) fn schedule_reap() {
     unsafe { bindings::blksnap_schedule_reap() };
 }
 
+/// Whether `bio`, submitted by the code at `ip`, is this module's own:
+/// submitted from its text, or the rest of a split in-volume storage bio.
+///
+/// # Safety
+///
+/// `bio` is a live bio.
+pub(super) unsafe fn bio_is_own(bio: *mut bindings::bio, ip: kernel::ffi::c_ulong) -> bool {
+    // SAFETY: the caller guarantees the bio is live; the helper only reads
+    // its pool and compares `ip` with the module's own ranges.
+    unsafe { bindings::blksnap_bio_is_own(bio, ip) }
+}
+
 /// A reference on this module: it cannot be unloaded while one exists.
 pub(crate) struct ModuleRef(());
 

@@ -60,6 +60,14 @@ impl<T: Send + Sync> RcuBox<T> {
         }
     }
 
+    /// Returns an `RcuBox` holding `value`.
+    pub(crate) fn new_with(value: KBox<T>) -> Self {
+        // INVARIANT: from `KBox::into_raw`.
+        Self {
+            ptr: AtomicPtr::new(KBox::into_raw(value)),
+        }
+    }
+
     /// Returns the current value, for the length of the critical section.
     pub(crate) fn get<'a>(&'a self, _guard: &'a ReadGuard) -> Option<&'a T> {
         let ptr = self.ptr.load(Ordering::Acquire);
@@ -95,5 +103,16 @@ impl<T: Send + Sync> RcuBox<T> {
         // SAFETY: `old` came from `KBox::into_raw` and no reader can see it
         // after the grace period.
         Some(unsafe { KBox::from_raw(old) })
+    }
+}
+
+impl<T: Send + Sync> Drop for RcuBox<T> {
+    fn drop(&mut self) {
+        let ptr = *self.ptr.get_mut();
+        if !ptr.is_null() {
+            // SAFETY: `ptr` came from `KBox::into_raw`; a reader borrows the
+            // value only while it borrows `self`, so none is left now.
+            drop(unsafe { KBox::from_raw(ptr) });
+        }
     }
 }
