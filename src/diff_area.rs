@@ -255,6 +255,11 @@ kernel::impl_has_work! {
     impl HasWork<Self, STORE_WORK> for DiffArea { self.store_work }
 }
 
+/// How often, and how many milliseconds apart, a copy tries again to get
+/// memory when no other copy is in flight to free some: a second at most.
+const MEMORY_WAIT_TRIES: u32 = 100;
+const MEMORY_WAIT_MS: u32 = 10;
+
 /// The largest single allocation of a diff area: 1 GiB. `kvmalloc` refuses
 /// more than `INT_MAX` bytes with a warning; a larger need fails the take
 /// with `ENOMEM` before it is tried.
@@ -446,6 +451,22 @@ impl DiffArea {
         Ok(chunk)
     }
 
+    /// [`DiffArea::start_copy`] when no copy is in flight whose store
+    /// would free memory: a shortage of memory is waited out for a while
+    /// (the write waits too) before it costs the snapshot.
+    fn start_copy_waiting(self: &Arc<Self>, index: u64) -> Result<&Chunk> {
+        let mut tries = 0;
+        loop {
+            match self.start_copy(index) {
+                Err(e) if e == ENOMEM && tries < MEMORY_WAIT_TRIES && !self.is_stopped() => {
+                    tries += 1;
+                    snapio::msleep(MEMORY_WAIT_MS);
+                }
+                started => return started,
+            }
+        }
+    }
+
     /// Brings the copies of a write's chunks into memory, or holds it.
     fn dispatch_write(self: &Arc<Self>, bio: OwnedBio) -> Dispatch {
         if self.is_stopped() {
@@ -468,6 +489,8 @@ impl DiffArea {
                     let busy = self.in_memory.load(Ordering::Acquire);
                     let started = if busy >= self.max_in_memory {
                         Err(EBUSY)
+                    } else if busy == 0 {
+                        self.start_copy_waiting(index)
                     } else {
                         self.start_copy(index)
                     };
@@ -477,8 +500,8 @@ impl DiffArea {
                         Err(_) if bio.is_none() => return Dispatch::Held,
                         // Stores in flight free memory and kick the worker.
                         Err(_) if busy > 0 => return bio.map_or(Dispatch::Held, Dispatch::Wait),
-                        // Nothing in flight and no memory: the snapshot is
-                        // lost, never the write.
+                        // Nothing in flight and no memory for a while: the
+                        // snapshot is lost, never the write.
                         Err(e) => {
                             self.events.corrupt(self.original.devs().0, e);
                             return bio.map_or(Dispatch::Held, Dispatch::Pass);

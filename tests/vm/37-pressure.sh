@@ -524,3 +524,27 @@ test_pressure_faults_while_copying_storage_on_block_device() {
 test_pressure_sparse_faults_while_copying_storage_on_block_device() {
 	pr_faults_while_copying bdev 97 8
 }
+
+# One allocation failure, the first under the module's code after the
+# take, when a write reaches an untouched chunk and nothing else is in
+# flight: the copy waits the shortage out, the snapshot stays intact.
+test_pressure_one_allocation_failure_spares_the_snapshot() {
+	pr_begin
+	local n
+	pr_fault_setup
+	pr_block_case bdev
+	pr_inject 1 1
+	dd if="$PR_GEN2" of="$PR_DEV" bs=4k count=1 oflag=direct conv=notrunc status=none ||
+		fail "the write to the original failed"
+	n=$(pr_injected 1)
+	pr_inject_off
+	echo "allocation failures injected (slab+page): $n"
+	[ "${n%+*}" = 1 ] || fail "the slab allocation under the module's code did not fail once: $n"
+	expect_eq "snapshot_info -f error_code after one allocation failure" 0 \
+		"$("$BLKSNAP" snapshot_info -d "$PR_DEV" -f error_code)"
+	sn_verify "$PR_IMG" 1 "the image after one allocation failure" --len 1M
+	dd if="$PR_GEN2" of="$PR_SHADOW" bs=4k count=1 conv=notrunc status=none
+	pr_original_ok
+	sn_destroy "$PR_ID"
+	sm_log_clean
+}
