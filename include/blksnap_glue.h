@@ -91,6 +91,7 @@ int blksnap_bdev_rw(struct block_device *bdev, u64 sector, void *buf,
 struct file *blksnap_storage_open(const char *path, void *holder);
 void blksnap_storage_close(struct file *file);
 bool blksnap_storage_is_bdev(struct file *file);
+void blksnap_storage_bdev_devs(struct file *file, u32 *dev, u32 *whole);
 u64 blksnap_storage_sectors(struct file *file);
 int blksnap_storage_grow(struct file *file, u64 old_sectors, u64 new_sectors);
 

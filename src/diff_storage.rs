@@ -168,6 +168,20 @@ impl DiffStorage {
         self.file.lives_on(dev).is_some()
     }
 
+    /// Whether the storage's own bios go straight to device `dev` (or to
+    /// a partition of it): the module's bios are never offered to a filter,
+    /// so a snapshot of `dev` would not copy what they overwrite. True for
+    /// a storage device that is `dev` or a partition of it, and for
+    /// in-volume storage on `dev`.
+    pub(crate) fn bypasses_filter_of(&self, dev: u32) -> bool {
+        if self.is_in_volume() {
+            return self.lives_on(dev);
+        }
+        self.file
+            .device_devs()
+            .is_some_and(|(own, whole)| own == dev || (own != whole && whole == dev))
+    }
+
     /// Whether the storage is in-volume storage.
     pub(crate) fn is_in_volume(&self) -> bool {
         self.file.is_in_volume()

@@ -192,6 +192,10 @@ pub(crate) fn create(arg: UserPtr, abi: Abi) -> Result<isize> {
         }
         for m in s.members.iter() {
             snapshot.storage.is_on(&m.footprint, false)?;
+            if snapshot.storage.bypasses_filter_of(m.bdev.devs().0) {
+                pr_err!("the difference storage device is (a partition of) a member of another snapshot, which would not see its writes: refused\n");
+                return Err(EBUSY);
+            }
         }
     }
     list.push(snapshot, GFP_KERNEL)?;
@@ -433,12 +437,10 @@ fn add(
     }
     let dev = bdev.devs().0;
     for (i, s) in list.iter().enumerate() {
-        // In-volume storage is written below the filter: a device that
-        // holds another snapshot's cannot be copied on write.
-        if i != index && s.storage.is_in_volume() && s.storage.lives_on(dev) {
-            pr_err!(
-                "the device holds the in-volume difference storage of another snapshot: refused\n"
-            );
+        // The storage's bios pass below the filter: a device they go to
+        // cannot be copied on write.
+        if i != index && s.storage.bypasses_filter_of(dev) {
+            pr_err!("the device holds the difference storage of another snapshot: refused\n");
             return Err(EBUSY);
         }
     }

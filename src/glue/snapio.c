@@ -349,6 +349,15 @@ bool blksnap_storage_is_bdev(struct file *file)
 	return storage_is_bdev(file);
 }
 
+/* The device numbers of a storage block device and of its whole disk. */
+void blksnap_storage_bdev_devs(struct file *file, u32 *dev, u32 *whole)
+{
+	struct block_device *bdev = file_bdev(file);
+
+	*dev = bdev->bd_dev;
+	*whole = bdev_whole(bdev)->bd_dev;
+}
+
 u64 blksnap_storage_sectors(struct file *file)
 {
 	if (storage_is_bdev(file))

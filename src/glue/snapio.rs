@@ -531,6 +531,18 @@ impl StorageFile {
         unsafe { bindings::blksnap_storage_is_bdev(self.as_ptr()) }
     }
 
+    /// For a block device: its device number and that of its whole disk.
+    pub(crate) fn device_devs(&self) -> Option<(u32, u32)> {
+        if !self.is_block_device() {
+            return None;
+        }
+        let (mut dev, mut whole) = (0u32, 0u32);
+        // SAFETY: the file is open while `self` lives and is a block
+        // device; both outputs are writable.
+        unsafe { bindings::blksnap_storage_bdev_devs(self.as_ptr(), &mut dev, &mut whole) };
+        Some((dev, whole))
+    }
+
     /// The size of the file or device, in sectors.
     pub(crate) fn sectors(&self) -> u64 {
         let volume = self.volume_ptr();

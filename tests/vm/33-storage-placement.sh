@@ -227,3 +227,44 @@ test_placement_partitions_of_the_member_disk() {
 	SN_IDS=()
 	sm_log_clean
 }
+
+# A storage device is written with the module's own bios, which no filter
+# sees: a partition of a member of another snapshot as storage would
+# change under that snapshot without a copy. Refused in either order. (The
+# member itself as storage is refused already: its data would lie in the
+# storage.)
+test_placement_storage_on_a_partition_of_a_member_of_another_snapshot() {
+	sm_begin
+	local disk p1 id other store
+	sm_disk_p1 64M 65536
+	disk=$SM_DISK
+	p1=$SM_P1
+	ft_attach "$disk"
+	sn_tmpfs 64M
+	store=$REPLY
+	sm_q "SNAPSHOT_CREATE on tmpfs" "$SM_UUID" create "$store" 0
+	sm_q_run
+	id=${SM_OUT[0]}
+	SN_IDS+=("$id")
+	sm_q "SNAPSHOTADD of $disk" "" add "$disk" "$id"
+	sm_q "SNAPSHOT_CREATE with $disk, a member of another snapshot" EINVAL create "$disk" 0
+	sm_q "SNAPSHOT_CREATE with $p1, a partition of a member of another snapshot" EBUSY create "$p1" 0
+	sm_q "SNAPSHOT_DESTROY" "" destroy "$id"
+	sm_q "SNAPSHOT_CREATE on tmpfs" "$SM_UUID" create "$store" 0
+	sm_q "SNAPSHOT_CREATE with $p1" "$SM_UUID" create "$p1" 0
+	sm_q_run
+	id=${SM_OUT[4]}
+	other=${SM_OUT[5]}
+	SN_IDS=("$id" "$other")
+	sm_q "SNAPSHOTADD of $disk, whose partition is the storage of another snapshot" EBUSY add "$disk" "$id"
+	sm_q "SNAPSHOT_DESTROY of the snapshot whose storage is $p1" "" destroy "$other"
+	sm_q "SNAPSHOTADD of $disk once that snapshot is gone" "" add "$disk" "$id"
+	sm_q "SNAPSHOT_DESTROY" "" destroy "$id"
+	sm_q_run
+	SN_IDS=()
+	grep -q "(a partition of) a member of another snapshot, which would not see its writes: refused" \
+		<(dmesg | tail -n +$((SM_LOG0 + 1))) || fail "no refusal of the partition as storage in the kernel log"
+	grep -q "the device holds the difference storage of another snapshot: refused" \
+		<(dmesg | tail -n +$((SM_LOG0 + 1))) || fail "no refusal of the disk as a member in the kernel log"
+	sm_log_clean
+}
