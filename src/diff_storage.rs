@@ -226,7 +226,8 @@ impl DiffStorage {
         };
         // In the order of the device: merging neighbours keeps it sorted.
         for (start, count) in extents {
-            let (start, end) = (start + offset, start + offset + count);
+            let start = start.saturating_add(offset);
+            let end = start.saturating_add(count);
             match hidden.last_mut() {
                 Some(last) if last.1 == start => last.1 = end,
                 _ => hidden.push((start, end), GFP_KERNEL)?,
