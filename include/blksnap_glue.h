@@ -34,7 +34,15 @@ void blksnap_schedule_reap(void);
 void blksnap_flush_reap(void);
 void blksnap_sync_submitters(void);
 int blksnap_drain_queue(struct block_device *bdev, unsigned int timeout_ms);
-bool blksnap_bio_is_own(struct bio *bio, unsigned long ip);
+
+/* What a bio is to the filters, by who submitted it (src/glue/hooks.c). */
+enum blksnap_bio_origin {
+	BLKSNAP_BIO_FOREIGN,
+	BLKSNAP_BIO_OWN,
+	BLKSNAP_BIO_STORE,
+};
+
+enum blksnap_bio_origin blksnap_bio_origin(struct bio *bio, unsigned long ip);
 
 /*
  * src/glue/percpu.c: counters kept per CPU, summed when read. The pointers
@@ -198,6 +206,8 @@ void blksnap_bio_zero_end(struct bio *bio);
 #ifndef __BINDGEN__
 /* The bios of in-volume storages, which no filter is offered. */
 extern struct bio_set blksnap_volume_bios;
+/* The bios of storages that are block devices, whose writes are recorded. */
+extern struct bio_set blksnap_store_bios;
 
 /*
  * Implemented in Rust (src/glue/entry.rs), called by the hooks. Hidden from

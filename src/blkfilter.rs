@@ -73,7 +73,7 @@ use kernel::uaccess::UserPtr;
 
 use crate::glue::block::{BdevId, BdevRef, Bio, BioOp, BlockDevice, DiskId};
 use crate::glue::errno;
-use crate::glue::hooks::{self, Hooks, ModuleRef, RegistryLock};
+use crate::glue::hooks::{self, BioOrigin, Hooks, ModuleRef, RegistryLock};
 use crate::glue::rcu::{self, RcuBox, ReadGuard};
 use crate::glue::slot::Slot;
 use crate::glue::snapio::OwnedBio;
@@ -97,6 +97,14 @@ pub(crate) trait Filter: Send + Sync {
     /// Returns the bio to let it go on to the device; a filter that keeps
     /// it completes it or gives it to [`pass_on`] itself.
     fn submit_bio(&self, bio: OwnedBio, offset: u64, rcu: &ReadGuard) -> Option<OwnedBio>;
+
+    /// Sees a write that this module sends to the device, or to one of its
+    /// partitions if it is a whole disk, as a difference storage: it changes
+    /// the device, so a filter may record it, but it must go on untouched
+    /// (a storage is never a member of a snapshot, [`crate::placement`]).
+    /// `offset` is as for [`Filter::submit_bio`]. Called from the hook,
+    /// with preemption disabled, inside `rcu`: must not sleep.
+    fn storage_write(&self, _bio: &Bio, _offset: u64, _rcu: &ReadGuard) {}
 
     /// The device is going away: from now on the filter sees none of its
     /// bios. Must not sleep.
@@ -166,14 +174,16 @@ fn lookup<'a>(guard: &'a ReadGuard, bdev: BdevId) -> Option<&'a Arc<Attached>> {
 
 /// Shows a bio of `bdev` (or, `whole` given, of a partition of that
 /// disk) to the filters it goes to: its device's and its whole disk's.
-/// Returns true if one of them wants it ([`Filter::wants`]), and never for
-/// a bio that this module submits (`own` says so; asked only when a filter
-/// applies). One pass over the table, lock-free; never sleeps.
+/// Returns true if one of them wants it ([`Filter::wants`]). `origin`,
+/// asked only when a filter applies, tells this module's own bios: those
+/// are never wanted, and its writes to a difference storage are shown to
+/// the filters as such ([`Filter::storage_write`]). One pass over the
+/// table, lock-free; never sleeps.
 pub(crate) fn bio_wanted(
     bio: &Bio,
     bdev: BdevId,
     whole: Option<BdevId>,
-    own: impl FnOnce() -> bool,
+    origin: impl FnOnce() -> BioOrigin,
 ) -> bool {
     let guard = rcu::read_lock();
     let Some(table) = TABLE.get(&guard) else {
@@ -181,18 +191,26 @@ pub(crate) fn bio_wanted(
     };
     let mut filters = table
         .iter()
-        .filter(|a| a.applies_to(bdev) || whole.is_some_and(|w| a.applies_to(w)));
-    let Some(first) = filters.next() else {
-        return false;
-    };
-    if own() {
+        .filter(|a| a.applies_to(bdev) || whole.is_some_and(|w| a.applies_to(w)))
+        .peekable();
+    if filters.peek().is_none() {
         return false;
     }
-    let op = bio.op();
-    // Every filter of the bio sees it, even once one wanted it.
-    filters.fold(first.filter.wants(op), |wanted, a| {
-        a.filter.wants(op) | wanted
-    })
+    match origin() {
+        BioOrigin::Foreign => {
+            let op = bio.op();
+            // Every filter of the bio sees it, even once one wanted it.
+            filters.fold(false, |wanted, a| a.filter.wants(op) | wanted)
+        }
+        BioOrigin::Own => false,
+        BioOrigin::Store => {
+            for a in filters {
+                a.filter
+                    .storage_write(bio, bio.offset_in(&a.bdev), &guard);
+            }
+            false
+        }
+    }
 }
 
 /// Offers `bio` to the filter of its device, then to that of its whole

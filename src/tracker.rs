@@ -34,7 +34,7 @@ use kernel::uaccess::{UserPtr, UserSlice};
 use crate::blkfilter::{self, Filter, FilterType};
 use crate::cbt;
 use crate::cbt_map::Cbt;
-use crate::glue::block::{BioOp, BlockDevice};
+use crate::glue::block::{Bio, BioOp, BlockDevice};
 use crate::glue::debugfs::{Counters, Dump};
 use crate::glue::errno;
 use crate::glue::hooks::RegistryLock;
@@ -172,15 +172,19 @@ impl Filter for Tracker {
 
     fn submit_bio(&self, bio: OwnedBio, offset: u64, rcu: &ReadGuard) -> Option<OwnedBio> {
         if bio.op() == BioOp::Write {
-            let (sector, count) = bio.sectors();
-            if let Some(map) = self.core.cbt.current(rcu) {
-                map.mark_write(sector.saturating_add(offset), count);
-            }
+            self.mark(&bio, offset, rcu);
             if let Some(area) = self.core.cow.get(rcu) {
                 return area.as_arc_borrow().on_write(bio, offset);
             }
         }
         Some(bio)
+    }
+
+    /// The copies another snapshot keeps on the device change it: an
+    /// incremental backup of the device must copy them.
+    fn storage_write(&self, bio: &Bio, offset: u64, rcu: &ReadGuard) {
+        self.counters.add(WRITES, 1);
+        self.mark(bio, offset, rcu);
     }
 
     fn gone(&self) {
@@ -256,6 +260,14 @@ fn check_size(optlen: u32, size: usize) -> Result {
 }
 
 impl Tracker {
+    /// Marks the blocks a write changes in the change map.
+    fn mark(&self, bio: &Bio, offset: u64, rcu: &ReadGuard) {
+        let (sector, count) = bio.sectors();
+        if let Some(map) = self.core.cbt.current(rcu) {
+            map.mark_write(sector.saturating_add(offset), count);
+        }
+    }
+
     /// Resets the map with a new generation if the capacity changed.
     fn refresh(&self, bdev: &BlockDevice) -> Result {
         self.core.cbt.refresh(bdev.nr_sectors())

@@ -27,8 +27,11 @@
 
 /* Reads of the originals' chunks. */
 static struct bio_set read_bioset;
-/* Reads and writes of difference storages that are block devices. */
-static struct bio_set store_bioset;
+/*
+ * Reads and writes of difference storages that are block devices; the
+ * submit_bio hook knows the writes by this pool (src/glue/hooks.c).
+ */
+struct bio_set blksnap_store_bios;
 
 int blksnap_cowio_init(void)
 {
@@ -36,7 +39,7 @@ int blksnap_cowio_init(void)
 
 	if (ret)
 		return ret;
-	ret = bioset_init(&store_bioset, BIO_POOL_SIZE, 0, BIOSET_NEED_BVECS);
+	ret = bioset_init(&blksnap_store_bios, BIO_POOL_SIZE, 0, BIOSET_NEED_BVECS);
 	if (ret)
 		goto err_read;
 	ret = blksnap_volume_init();
@@ -44,7 +47,7 @@ int blksnap_cowio_init(void)
 		goto err_store;
 	return 0;
 err_store:
-	bioset_exit(&store_bioset);
+	bioset_exit(&blksnap_store_bios);
 err_read:
 	bioset_exit(&read_bioset);
 	return ret;
@@ -53,7 +56,7 @@ err_read:
 void blksnap_cowio_exit(void)
 {
 	blksnap_volume_exit();
-	bioset_exit(&store_bioset);
+	bioset_exit(&blksnap_store_bios);
 	bioset_exit(&read_bioset);
 }
 
@@ -332,7 +335,7 @@ static void buf_storage_submit(struct blksnap_buf *buf, struct file *storage,
 	if (volume)
 		buf_submit_volume(buf, volume, sector);
 	else if (storage_is_bdev(storage))
-		buf_submit_bios(buf, file_bdev(storage), sector, &store_bioset);
+		buf_submit_bios(buf, file_bdev(storage), sector, &blksnap_store_bios);
 	else
 		buf_submit_file(buf, storage, sector);
 }

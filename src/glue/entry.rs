@@ -33,10 +33,10 @@ extern "C" fn blksnap_bio_wanted(
     let whole = (!whole.is_null()).then(|| BdevId::from_ptr(whole));
     // SAFETY: the hook passes the bio submit_bio_noacct was called with,
     // live for the length of the call.
-    let own = || unsafe { hooks::bio_is_own(bio, parent_ip) };
+    let origin = || unsafe { hooks::bio_origin(bio, parent_ip) };
     // SAFETY: as above.
     let bio = unsafe { Bio::from_raw(bio) };
-    blkfilter::bio_wanted(bio, BdevId::from_ptr(bdev), whole, own)
+    blkfilter::bio_wanted(bio, BdevId::from_ptr(bdev), whole, origin)
 }
 
 /// Offers a bio to its device's filter; false means "pass it on".

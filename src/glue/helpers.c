@@ -76,7 +76,7 @@ enum req_op notrace blksnap_bio_op(struct bio *bio)
  * was already remapped to the whole disk (a resubmitted split, say) carries
  * a disk-relative sector.
  */
-sector_t blksnap_bio_sector(struct bio *bio)
+sector_t notrace blksnap_bio_sector(struct bio *bio)
 {
 	sector_t sector = bio->bi_iter.bi_sector;
 
@@ -85,7 +85,7 @@ sector_t blksnap_bio_sector(struct bio *bio)
 	return sector;
 }
 
-unsigned int blksnap_bio_sectors(struct bio *bio)
+unsigned int notrace blksnap_bio_sectors(struct bio *bio)
 {
 	return bio_sectors(bio);
 }

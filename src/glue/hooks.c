@@ -11,7 +11,9 @@
  *   it on with submit_bio_noacct() unless a filter took it. That inner call
  *   comes from this module, and bios whose caller is inside this module
  *   are never redirected: the filters do not see their own bios, nor the
- *   ones they hand back.
+ *   ones they hand back. Only the writes to a difference storage that is a
+ *   block device are shown to its filters, there in the hook, to be
+ *   recorded (blksnap_bio_origin).
  * - blkdev_ioctl (IPMODIFY): only BLKFILTER_ATTACH, _DETACH and _CTL are
  *   redirected to blkdev_ioctl_redirect(); every other command runs the
  *   original function untouched. compat_blkdev_ioctl, the entry of 32-bit
@@ -107,15 +109,27 @@ static void notrace submit_bio_hook(unsigned long ip, unsigned long parent_ip,
 }
 
 /*
- * Whether bio, submitted by the code at ip, is this module's own: the
- * filters do not see their own bios, nor the ones they hand back, nor the
- * rest of an in-volume storage's bio that the block layer split and
- * submits again.
+ * What bio, submitted by the code at ip, is to the filters:
+ * - BLKSNAP_BIO_STORE, a write to a difference storage that is a block
+ *   device, also the rest of one that the block layer split and submits
+ *   again: it changes the device, so the filters record it, but none may
+ *   hold it;
+ * - BLKSNAP_BIO_OWN, any other bio of this module, one the filters hand
+ *   back, or the rest of a split in-volume storage bio: the filters do
+ *   not see it (an in-volume storage is marked changed as a whole when its
+ *   snapshot ends);
+ * - BLKSNAP_BIO_FOREIGN, everything else.
  */
-bool notrace blksnap_bio_is_own(struct bio *bio, unsigned long ip)
+enum blksnap_bio_origin notrace blksnap_bio_origin(struct bio *bio,
+						   unsigned long ip)
 {
-	return within_module(ip, THIS_MODULE) ||
-	       bio->bi_pool == &blksnap_volume_bios;
+	if (bio->bi_pool == &blksnap_store_bios)
+		return op_is_write(bio_op(bio)) ? BLKSNAP_BIO_STORE :
+						  BLKSNAP_BIO_OWN;
+	if (bio->bi_pool == &blksnap_volume_bios ||
+	    within_module(ip, THIS_MODULE))
+		return BLKSNAP_BIO_OWN;
+	return BLKSNAP_BIO_FOREIGN;
 }
 
 static long notrace blkdev_ioctl_redirect(struct file *file, unsigned int cmd,

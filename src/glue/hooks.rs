@@ -43,16 +43,32 @@ pub(crate) fn schedule_reap() {
     unsafe { bindings::blksnap_schedule_reap() };
 }
 
-/// Whether `bio`, submitted by the code at `ip`, is this module's own:
-/// submitted from its text, or the rest of a split in-volume storage bio.
+/// What a bio is to the filters, by who submitted it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BioOrigin {
+    /// Submitted by anybody else: the filters act on it.
+    Foreign,
+    /// This module's own, or one the filters handed back: they do not see
+    /// it.
+    Own,
+    /// A write of this module to a difference storage that is a block
+    /// device: the filters record it, none may hold it.
+    Store,
+}
+
+/// What `bio`, submitted by the code at `ip`, is to the filters.
 ///
 /// # Safety
 ///
 /// `bio` is a live bio.
-pub(super) unsafe fn bio_is_own(bio: *mut bindings::bio, ip: kernel::ffi::c_ulong) -> bool {
+pub(super) unsafe fn bio_origin(bio: *mut bindings::bio, ip: kernel::ffi::c_ulong) -> BioOrigin {
     // SAFETY: the caller guarantees the bio is live; the helper only reads
-    // its pool and compares `ip` with the module's own ranges.
-    unsafe { bindings::blksnap_bio_is_own(bio, ip) }
+    // its pool and operation and compares `ip` with the module's ranges.
+    match unsafe { bindings::blksnap_bio_origin(bio, ip) } {
+        bindings::blksnap_bio_origin_BLKSNAP_BIO_STORE => BioOrigin::Store,
+        bindings::blksnap_bio_origin_BLKSNAP_BIO_OWN => BioOrigin::Own,
+        _ => BioOrigin::Foreign,
+    }
 }
 
 /// A reference on this module: it cannot be unloaded while one exists.

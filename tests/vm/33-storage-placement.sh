@@ -268,3 +268,70 @@ test_placement_storage_on_a_partition_of_a_member_of_another_snapshot() {
 		<(dmesg | tail -n +$((SM_LOG0 + 1))) || fail "no refusal of the disk as a member in the kernel log"
 	sm_log_clean
 }
+
+# sp_unmarked DEV FROM: the blocks of DEV's change map, from byte FROM on,
+# that hold data (anything but zeros) yet are not marked in the write copy,
+# as "unmarked=[...] data=N", N the number of blocks holding data.
+sp_unmarked() {
+	local bs map
+	bs=$("$BLKSNAP" cbtinfo -d "$1" | sed -n 's/^block_size=//p')
+	map=$(ft_devdir "$1")/write_map
+	# Read below the page cache: the copies were written with bios.
+	dd if="$1" of="$FT_DIR/content" bs="$bs" iflag=direct status=none
+	python3 - "$FT_DIR/content" "$2" "$bs" "$map" <<'PY'
+import sys
+path, first, bs, map_path = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+marks = open(map_path, "rb").read()
+data, unmarked = 0, []
+with open(path, "rb") as f:
+    f.seek(first // bs * bs)
+    block = first // bs
+    zero = bytes(bs)
+    while chunk := f.read(bs):
+        if chunk != zero[: len(chunk)]:
+            data += 1
+            if marks[block] == 0:
+                unmarked.append(block)
+        block += 1
+print(f"unmarked={unmarked[:8]} data={data}")
+PY
+}
+
+# A block device under change tracking, or a partition of one, may hold
+# another snapshot's difference storage: the copies written there change
+# it, so its change map must show them, or an incremental backup of it
+# would miss them.
+test_placement_storage_under_change_tracking_has_the_copies_marked() {
+	sm_begin
+	local member store disk p1 storage from id out
+	ft_loop 64M
+	member=$REPLY
+	ft_loop 64M
+	store=$REPLY
+	sm_disk_p1 64M 65536
+	disk=$SM_DISK
+	p1=$SM_P1
+	ft_attach "$store"
+	ft_attach "$disk"
+	for storage in "$store" "$p1"; do
+		dd if=/dev/urandom of="$member" bs=1M count=16 oflag=direct status=none
+		sn_create "$storage" 64M "$member"
+		id=$REPLY
+		sn_take "$id"
+		# Every chunk written is copied: 16 MiB of data to the storage.
+		dd if=/dev/urandom of="$member" bs=1M count=16 oflag=direct status=none
+		sn_destroy "$id"
+		if [ "$storage" = "$store" ]; then
+			out=$(sp_unmarked "$store" 0)
+		else
+			# The disk's map, from the partition on (its table was
+			# written before the attach).
+			from=$(($(cat "/sys/class/block/${p1##*/}/start") * 512))
+			out=$(sp_unmarked "$disk" "$from")
+		fi
+		[[ $out =~ ^unmarked=\[\]\ data=([0-9]+)$ ]] ||
+			fail "copies on $storage left unmarked in its change map: $out"
+		[ "${BASH_REMATCH[1]}" -ge 256 ] ||
+			fail "only ${BASH_REMATCH[1]} blocks of $storage hold copies, not the 16 MiB written"
+	done
+}
