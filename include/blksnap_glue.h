@@ -33,7 +33,9 @@ void blksnap_hooks_unregister(void);
 void blksnap_schedule_reap(void);
 void blksnap_flush_reap(void);
 void blksnap_sync_submitters(void);
-int blksnap_drain_queue(struct block_device *bdev, unsigned int timeout_ms);
+void blksnap_drain_start(struct block_device *bdev);
+int blksnap_drain_wait(struct block_device *bdev, unsigned int timeout_ms);
+void blksnap_drain_end(struct block_device *bdev);
 
 /* What a bio is to the filters, by who submitted it (src/glue/hooks.c). */
 enum blksnap_bio_origin {

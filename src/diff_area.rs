@@ -354,6 +354,17 @@ impl DiffArea {
         self.capacity
     }
 
+    /// Whether an area made now, before its take, would be the same: the
+    /// original kept its capacity, and the parameters that shaped the area
+    /// did not change.
+    pub(crate) fn still_fits(&self) -> bool {
+        let capacity = self.original.nr_sectors();
+        capacity == self.capacity
+            && chunk::chunk_shift(capacity, self.original.io_min(), &chunk_params()) == self.shift
+            && params::chunk_maximum_in_queue().max(1) as usize == self.max_in_memory
+            && (params::image_writable() != 0) == self.writable
+    }
+
     /// The size of a chunk, in sectors: image bios are cut at chunk
     /// boundaries.
     pub(crate) fn chunk_sectors(&self) -> u32 {

@@ -27,12 +27,12 @@ use crate::diff_storage::DiffStorage;
 use crate::event_queue::{EventData, Events};
 use crate::glue::block::{BdevRef, BlockDevice};
 use crate::glue::errno;
-use crate::glue::hooks::{self, ModuleRef, RegistryLock};
+use crate::glue::hooks::{self, Drain, ModuleRef, RegistryLock};
 use crate::glue::random;
 use crate::glue::rcu;
 use crate::glue::snapio::{self, UserPath};
 use crate::glue::uaccess::{self, Abi};
-use crate::placement::Footprint;
+use crate::placement::{self, Footprint};
 use crate::snapimage::SnapImage;
 use crate::tracker::{CopyOnWrite, SnapshotCtl, StillAttached, TrackerCore};
 use crate::uapi;
@@ -50,6 +50,24 @@ struct Member {
     tracker: Arc<TrackerCore>,
     area: Option<Arc<DiffArea>>,
     image: Option<SnapImage>,
+    /// The area of the device, made when it was added so that the take
+    /// need not (until then nothing sees it).
+    prepared: Option<Arc<DiffArea>>,
+}
+
+/// Makes the area of a member: what its take publishes.
+fn new_area(
+    bdev: &BlockDevice,
+    storage: &Arc<DiffStorage>,
+    events: &Arc<Events>,
+    tracker: &TrackerCore,
+) -> Result<Arc<DiffArea>> {
+    DiffArea::new(
+        bdev.get_ref(),
+        storage.clone(),
+        events.clone(),
+        tracker.cbt.clone(),
+    )
 }
 
 struct Snapshot {
@@ -246,23 +264,29 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
     if snapshot.members.iter().any(|m| has_image(m.bdev.devs().0)) {
         return Err(EBUSY);
     }
-    let snapshot = &mut list[index];
+    let Snapshot {
+        members,
+        storage,
+        events,
+        ..
+    } = &mut *list[index];
     // Everything that allocates or may fail is done before the devices are
     // frozen; a take that fails changes nothing.
-    let n = snapshot.members.len();
+    let n = members.len();
     let mut areas = KVec::with_capacity(n, GFP_KERNEL)?;
     let mut published = KVec::with_capacity(n, GFP_KERNEL)?;
-    for m in snapshot.members.iter() {
-        let area = DiffArea::new(
-            m.bdev.get_ref(),
-            snapshot.storage.clone(),
-            snapshot.events.clone(),
-            m.tracker.cbt.clone(),
-        )?;
+    for m in members.iter_mut() {
+        // Made again if the device's capacity or the parameters changed
+        // since it was added.
+        let area = match m.prepared.take() {
+            Some(area) if area.still_fits() => area,
+            _ => new_area(&m.bdev, storage, events, &m.tracker)?,
+        };
         let cow: Arc<dyn CopyOnWrite> = area.clone();
         published.push(KBox::new(cow, GFP_KERNEL)?, GFP_KERNEL)?;
         areas.push(area, GFP_KERNEL)?;
     }
+    let snapshot = &mut list[index];
     // Declared after `areas`, so dropped before them on an error.
     let mut images = KVec::with_capacity(n, GFP_KERNEL)?;
     for (m, area) in snapshot.members.iter().zip(areas.iter()) {
@@ -270,6 +294,8 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
         images.push(image?, GFP_KERNEL)?;
     }
     {
+        let order = drain_order(&snapshot.members)?;
+        let mut drains = KVec::with_capacity(n, GFP_KERNEL)?;
         let mut frozen = KVec::with_capacity(n, GFP_KERNEL)?;
         for m in snapshot.members.iter() {
             frozen.push(m.bdev.freeze()?, GFP_KERNEL)?;
@@ -281,7 +307,7 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
         }
         // Writes that passed before must be on the devices before the
         // first copy is read and before the change maps switch.
-        if let Err(e) = drain_writes(&snapshot.members) {
+        if let Err(e) = drain_writes(&snapshot.members, &order, &mut drains) {
             for (m, area) in snapshot.members.iter().zip(areas.iter()) {
                 area.close();
                 drop(m.tracker.cow.replace(None, lock));
@@ -325,16 +351,63 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
 const DRAIN_TIMEOUT_MS: u32 = 60_000;
 
 /// Waits for the members' writes that passed the filter before their areas
-/// were published: out of `submit_bio_noacct` first, then completed.
-fn drain_writes(members: &[Member]) -> Result {
+/// were published: out of `submit_bio_noacct` first, then completed. The
+/// drains of all members start at once, so that their grace periods
+/// overlap, and are waited for in `order`, each ended when done: the bios
+/// of a device stacked on another may have to pass the lower one's queue
+/// before they complete. `drains` has room for a drain per member; all of
+/// them are ended on return, whatever happened.
+fn drain_writes<'a>(
+    members: &'a [Member],
+    order: &[usize],
+    drains: &mut KVec<Option<Drain<'a>>>,
+) -> Result {
     hooks::sync_submitters();
-    for m in members {
-        m.bdev.drain_queue(DRAIN_TIMEOUT_MS).inspect_err(|_| {
-            let (major, minor) = m.bdev.dev();
-            pr_err!("take: writes in flight on {major}:{minor} did not complete\n");
-        })?;
+    let mut wait_all = || {
+        for m in members {
+            // Cannot fail: the capacity is reserved.
+            drains.push(Some(m.bdev.start_drain()), GFP_ATOMIC)?;
+        }
+        for (&i, m) in order.iter().filter_map(|i| Some((i, members.get(*i)?))) {
+            let Some(drain) = drains.get_mut(i).and_then(Option::take) else {
+                continue;
+            };
+            drain.wait(DRAIN_TIMEOUT_MS).inspect_err(|_| {
+                let (major, minor) = m.bdev.dev();
+                pr_err!("take: writes in flight on {major}:{minor} did not complete\n");
+            })?;
+        }
+        Ok(())
+    };
+    let result = wait_all();
+    // Writes that waited meanwhile must be able to go on.
+    for drain in drains.iter_mut() {
+        drop(drain.take());
     }
-    Ok(())
+    result
+}
+
+/// The order in which the members' drains are waited for: each device
+/// before the members stacked on it.
+fn drain_order(members: &[Member]) -> Result<KVec<usize>> {
+    let mut order = KVec::with_capacity(members.len(), GFP_KERNEL)?;
+    let mut done = KVec::with_capacity(members.len(), GFP_KERNEL)?;
+    for _ in members {
+        done.push(false, GFP_KERNEL)?;
+    }
+    while let Some(i) = placement::next_lowest(members, &done) {
+        if let Some(d) = done.get_mut(i) {
+            *d = true;
+        }
+        order.push(i, GFP_KERNEL)?;
+    }
+    Ok(order)
+}
+
+impl AsRef<Footprint> for Member {
+    fn as_ref(&self) -> &Footprint {
+        &self.footprint
+    }
 }
 
 /// COLLECT: `arg` is the user's structure, which starts with the count on
@@ -459,6 +532,10 @@ fn add(
     for (i, s) in list.iter().enumerate() {
         s.storage.is_on(&footprint, i == index)?;
     }
+    // Made now, so that the take need not; if it cannot be (no memory),
+    // the take tries again and says why.
+    let snapshot = &list[index];
+    let prepared = new_area(bdev, &snapshot.storage, &snapshot.events, tracker).ok();
     list[index].members.push(
         Member {
             bdev: bdev.get_ref(),
@@ -466,6 +543,7 @@ fn add(
             tracker: tracker.clone(),
             area: None,
             image: None,
+            prepared,
         },
         GFP_KERNEL,
     )?;

@@ -165,3 +165,26 @@ impl Footprint {
         self.rests_on(other) || other.rests_on(self)
     }
 }
+
+/// Of the places in `footprints` not yet `done`, the first that rests on
+/// none of the others left: taken one after the other, the places come
+/// lowest first, each before the places stacked on it. `None` once all are
+/// done. Places do not rest on each other in a circle; should some seem
+/// to, the first left is returned, so every place still comes once.
+pub fn next_lowest<F: AsRef<Footprint>>(footprints: &[F], done: &[bool]) -> Option<usize> {
+    let left = |i: &usize| !done.get(*i).copied().unwrap_or(true);
+    let mut candidates = (0..footprints.len()).filter(left);
+    let first = candidates.clone().next()?;
+    let rests_on_one_left = |i: usize| {
+        (0..footprints.len())
+            .filter(left)
+            .any(|j| j != i && footprints[i].as_ref().rests_on(footprints[j].as_ref()))
+    };
+    Some(candidates.find(|&i| !rests_on_one_left(i)).unwrap_or(first))
+}
+
+impl AsRef<Footprint> for Footprint {
+    fn as_ref(&self) -> &Footprint {
+        self
+    }
+}

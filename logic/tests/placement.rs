@@ -1,6 +1,6 @@
 //! Unit tests of the placement check of difference storages.
 
-use blksnap_logic::placement::{Footprint, Place, Topology, WalkError, MAX_PLACES};
+use blksnap_logic::placement::{next_lowest, Footprint, Place, Topology, WalkError, MAX_PLACES};
 
 /// A made-up stack of devices: (device, what lies below it).
 struct Stack(Vec<(u32, Vec<Place>)>);
@@ -192,4 +192,65 @@ fn a_failed_look_up_is_passed_on() {
     }
     let mut f = Footprint::new(Place::Device(1));
     assert_eq!(f.walk(&mut Broken), Err(WalkError::Lookup(-12)));
+}
+
+/// The order `next_lowest` gives, marking each place done in turn.
+fn lowest_first(footprints: &[Footprint]) -> Vec<usize> {
+    let mut done = vec![false; footprints.len()];
+    let mut order = Vec::new();
+    while let Some(i) = next_lowest(footprints, &done) {
+        assert!(!done[i], "place {i} given twice");
+        done[i] = true;
+        order.push(i);
+    }
+    order
+}
+
+#[test]
+fn lowest_first_puts_each_device_before_those_stacked_on_it() {
+    // dm-0 rests on vdb1, which rests on vdb.
+    let members = [
+        footprint(Place::Device(DM0)),
+        footprint(Place::Device(VDB1)),
+        footprint(Place::Device(VDB)),
+    ];
+    assert_eq!(lowest_first(&members), vec![2, 1, 0]);
+}
+
+#[test]
+fn lowest_first_keeps_the_order_of_unrelated_devices() {
+    let members = [
+        footprint(Place::Device(LOOP0)),
+        footprint(Place::Device(VDB2)),
+        footprint(Place::Device(DM0)),
+        footprint(Place::Device(LOOP1)),
+    ];
+    // loop1 rests on vdb2; the others are unrelated.
+    assert_eq!(lowest_first(&members), vec![0, 1, 2, 3]);
+    let members = [
+        footprint(Place::Device(LOOP1)),
+        footprint(Place::Device(LOOP0)),
+        footprint(Place::Device(VDB2)),
+    ];
+    assert_eq!(lowest_first(&members), vec![1, 2, 0]);
+}
+
+#[test]
+fn lowest_first_gives_every_place_once_even_in_a_circle() {
+    // Two places that (impossibly) rest on each other.
+    let circle = Stack(vec![
+        (LOOP0, vec![Place::Device(LOOP1)]),
+        (LOOP1, vec![Place::Device(LOOP0)]),
+    ]);
+    let walked = |dev| {
+        let mut f = Footprint::new(Place::Device(dev));
+        f.walk(&mut Stack(circle.0.clone())).unwrap();
+        f
+    };
+    let members = [walked(LOOP0), walked(LOOP1), footprint(Place::Device(VDB))];
+    let mut order = lowest_first(&members);
+    assert_eq!(order[0], 2, "the place outside the circle first");
+    order.sort_unstable();
+    assert_eq!(order, vec![0, 1, 2]);
+    assert_eq!(next_lowest::<Footprint>(&[], &[]), None);
 }

@@ -40,7 +40,7 @@
  * section of submit_srcu, so a snapshot take can wait for the writes that
  * the filter let pass before copy-on-write began: first until they have
  * left submit_bio_noacct (blksnap_sync_submitters), then until the driver
- * has completed them (blksnap_drain_queue).
+ * has completed them (blksnap_drain_start and _wait).
  *
  * The hook of submit_bio_noacct runs for every bio of the system. For a bio
  * of an unfiltered device it costs one lookup in the table of filters; a
@@ -340,24 +340,40 @@ void blksnap_hooks_unregister(void)
  */
 void blksnap_sync_submitters(void)
 {
-	synchronize_srcu(&submit_srcu);
+	/*
+	 * Expedited: a take waits here with its members frozen. SRCU's
+	 * expedited grace period only polls its own per-CPU counters sooner;
+	 * it does not disturb other CPUs.
+	 */
+	synchronize_srcu_expedited(&submit_srcu);
 }
 
 /*
- * Waits, at most timeout_ms, until every request the driver of bdev holds
- * has completed: a queue freeze waits for all of them, and new bios wait
- * for the unfreeze. A bio-based driver releases the queue when its
- * submit_bio returns, so there this waits only for bios being submitted.
+ * Draining the requests the driver of bdev holds, with a freeze of its
+ * queue: once started, new bios wait for the end of the freeze, and the
+ * wait ends when every request held before has completed. A bio-based
+ * driver releases the queue when its submit_bio returns, so there the wait
+ * is only for bios being submitted. Starting the freezes of several queues
+ * first lets their RCU grace periods overlap.
  */
-int blksnap_drain_queue(struct block_device *bdev, unsigned int timeout_ms)
+void blksnap_drain_start(struct block_device *bdev)
 {
-	struct request_queue *q = bdev_get_queue(bdev);
-	int left;
+	blk_freeze_queue_start(bdev_get_queue(bdev));
+}
 
-	blk_freeze_queue_start(q);
-	left = blk_mq_freeze_queue_wait_timeout(q, msecs_to_jiffies(timeout_ms));
-	blk_mq_unfreeze_queue(q);
+/* Waits, at most timeout_ms, for a drain started on bdev. */
+int blksnap_drain_wait(struct block_device *bdev, unsigned int timeout_ms)
+{
+	long left = blk_mq_freeze_queue_wait_timeout(bdev_get_queue(bdev),
+						     msecs_to_jiffies(timeout_ms));
+
 	return left > 0 ? 0 : -ETIMEDOUT;
+}
+
+/* Ends a drain started on bdev: the bios waiting meanwhile go on. */
+void blksnap_drain_end(struct block_device *bdev)
+{
+	blk_mq_unfreeze_queue(bdev_get_queue(bdev));
 }
 
 int blksnap_hooks_register(void)

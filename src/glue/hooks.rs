@@ -127,11 +127,41 @@ pub(crate) fn sync_submitters() {
 }
 
 impl BlockDevice {
-    /// Waits, at most `timeout_ms`, until the requests the device's driver
-    /// holds have completed; `ETIMEDOUT` if they did not. Sleeps.
-    pub(crate) fn drain_queue(&self, timeout_ms: u32) -> Result {
+    /// Starts draining the requests the device's driver holds: from now on
+    /// new bios wait until the returned drain is dropped. Sleeps.
+    pub(crate) fn start_drain(&self) -> Drain<'_> {
         // SAFETY: the device is live while borrowed, and so is its queue;
-        // the freeze started here is always ended before the call returns.
-        to_result(unsafe { bindings::blksnap_drain_queue(self.as_ptr(), timeout_ms) })
+        // `Drain` ends the freeze started here.
+        unsafe { bindings::blksnap_drain_start(self.as_ptr()) };
+        // INVARIANT: started just above.
+        Drain { bdev: self }
+    }
+}
+
+/// A drain of a device's queue under way (a queue freeze); ended, and the
+/// bios that waited for it let go, when dropped.
+///
+/// # Invariants
+///
+/// A drain of `bdev` was started and is not ended.
+pub(crate) struct Drain<'a> {
+    bdev: &'a BlockDevice,
+}
+
+impl Drain<'_> {
+    /// Waits, at most `timeout_ms`, until the requests the driver held
+    /// when the drain started have completed; `ETIMEDOUT` if they did not.
+    /// Sleeps.
+    pub(crate) fn wait(&self, timeout_ms: u32) -> Result {
+        // SAFETY: a drain of the live device is under way (invariant).
+        to_result(unsafe { bindings::blksnap_drain_wait(self.bdev.as_ptr(), timeout_ms) })
+    }
+}
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        // SAFETY: by the invariant, a drain of the device was started and
+        // this ends it, once.
+        unsafe { bindings::blksnap_drain_end(self.bdev.as_ptr()) };
     }
 }
