@@ -15,7 +15,6 @@
 //! events, is held by `Arc`: event waiters hold the events without the
 //! lock. The module's lock order is written down in [`crate::blkfilter`].
 
-use core::cell::UnsafeCell;
 use core::sync::atomic::{fence, Ordering};
 
 use kernel::prelude::*;
@@ -27,7 +26,7 @@ use crate::diff_storage::DiffStorage;
 use crate::event_queue::{EventData, Events};
 use crate::glue::block::{BdevRef, BlockDevice};
 use crate::glue::errno;
-use crate::glue::hooks::{self, Drain, ModuleRef, RegistryLock};
+use crate::glue::hooks::{self, Drain, ModuleRef, RegistryLock, UnderRegistry};
 use crate::glue::random;
 use crate::glue::rcu;
 use crate::glue::snapio::{self, UserPath};
@@ -125,12 +124,7 @@ impl Snapshot {
 }
 
 /// The snapshots; used only under the registry lock, through [`Locked`].
-struct Registry(UnsafeCell<KVec<KBox<Snapshot>>>);
-
-// SAFETY: the contents are only reached through `Locked`, under the lock.
-unsafe impl Sync for Registry {}
-
-static SNAPSHOTS: Registry = Registry(UnsafeCell::new(KVec::new()));
+static SNAPSHOTS: UnderRegistry<KVec<KBox<Snapshot>>> = UnderRegistry::new(KVec::new());
 
 /// The registry lock, held to use the list of snapshots.
 struct Locked(RegistryLock);
@@ -142,10 +136,7 @@ impl Locked {
 
     /// The list of snapshots and the lock, borrowed apart.
     fn parts(&mut self) -> (&mut KVec<KBox<Snapshot>>, &RegistryLock) {
-        // SAFETY: the registry lock is held and `self` exclusively borrowed
-        // for the lifetime of the result; only one `Locked` exists at a
-        // time, so no other reference to the list exists.
-        (unsafe { &mut *SNAPSHOTS.0.get() }, &self.0)
+        SNAPSHOTS.get(&mut self.0)
     }
 }
 

@@ -5,6 +5,9 @@
 //! While a [`Hooks`] value exists, every bio, every block-device filter
 //! ioctl and every device removal reaches the functions of [`super::entry`].
 
+use core::cell::UnsafeCell;
+use core::marker::PhantomData;
+
 use kernel::error::to_result;
 use kernel::prelude::*;
 
@@ -93,15 +96,46 @@ impl Drop for ModuleRef {
     }
 }
 
-/// Serializes changes to the table of attached filters; held until drop.
-pub(crate) struct RegistryLock(());
+/// Serializes changes to the table of attached filters and to the
+/// snapshots; held until drop, by the task that took it.
+///
+/// # Invariants
+///
+/// The registry mutex is held by the current task; at most one value of
+/// this type exists at a time.
+pub(crate) struct RegistryLock(PhantomData<*mut ()>);
 
 impl RegistryLock {
     /// Takes the lock. Sleeps.
     pub(crate) fn lock() -> Self {
         // SAFETY: process context; released by drop.
         unsafe { bindings::blksnap_registry_lock() };
-        Self(())
+        // INVARIANT: the mutex is held, so no other value exists; not
+        // `Send`, so it is dropped by this task.
+        Self(PhantomData)
+    }
+}
+
+/// A value used only under the registry lock: it is reached through the
+/// held lock, borrowed exclusively for as long as the value is.
+pub(crate) struct UnderRegistry<T>(UnsafeCell<T>);
+
+// SAFETY: the value is reached only by the task holding the registry lock
+// (see `get`), one task at a time; it may be any task, hence `T: Send`.
+unsafe impl<T: Send> Sync for UnderRegistry<T> {}
+
+impl<T> UnderRegistry<T> {
+    pub(crate) const fn new(value: T) -> Self {
+        Self(UnsafeCell::new(value))
+    }
+
+    /// The value, with the lock, for as long as `lock` is borrowed.
+    pub(crate) fn get<'a>(&'a self, lock: &'a mut RegistryLock) -> (&'a mut T, &'a RegistryLock) {
+        // SAFETY: the registry lock is held (invariant of `RegistryLock`),
+        // so no other task reaches the value; the only lock is borrowed
+        // exclusively for `'a`, so no other reference to the value is made
+        // meanwhile.
+        (unsafe { &mut *self.0.get() }, lock)
     }
 }
 
