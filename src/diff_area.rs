@@ -787,30 +787,14 @@ impl DiffArea {
     }
 
     fn remap_original(self: ArcBorrow<'_, Self>, bio: OwnedBio) {
-        self.remapped.add(0, 1);
-        // SAFETY: `self` stays valid until the outcome is reported: the
-        // snapshot keeps its reference to the area until `remapped` fell
-        // to zero (`wait_idle`, at destroy).
-        match unsafe { bio.remap_read(&self.original, (&*self as *const Self).cast()) } {
-            Ok(()) => {}
-            Err(bio) => {
-                self.remapped.add(0, -1);
-                Arc::from(self).queue_read(bio);
-            }
+        if let Err(bio) = bio.remap_read(&self.original, self) {
+            Arc::from(self).queue_read(bio);
         }
     }
 
     fn remap_storage(self: ArcBorrow<'_, Self>, bio: OwnedBio, place: u64) {
-        self.remapped.add(0, 1);
-        // SAFETY: as in `remap_original`; the area keeps the storage open.
-        match unsafe {
-            bio.remap_storage(self.storage.file(), place, (&*self as *const Self).cast())
-        } {
-            Ok(()) => {}
-            Err(bio) => {
-                self.remapped.add(0, -1);
-                Arc::from(self).queue_read(bio);
-            }
+        if let Err(bio) = bio.remap_storage(place, self) {
+            Arc::from(self).queue_read(bio);
         }
     }
 
@@ -862,7 +846,13 @@ impl DiffArea {
         }
     }
 
-    /// A clone's image read was completed.
+    /// A clone of an image read is being sent (by
+    /// [`OwnedBio::remap_read`] or [`OwnedBio::remap_storage`]).
+    pub(crate) fn remapped_read_begin(&self) {
+        self.remapped.add(0, 1);
+    }
+
+    /// A clone's image read was completed, or was not sent after all.
     pub(crate) fn remapped_read_done(&self) {
         self.remapped.add(0, -1);
     }

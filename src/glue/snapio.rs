@@ -12,12 +12,13 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 use kernel::error::to_result;
 use kernel::prelude::*;
 use kernel::str::CStr;
-use kernel::sync::Arc;
+use kernel::sync::{Arc, ArcBorrow};
 use kernel::uaccess::UserPtr;
 use kernel::workqueue::Queue;
 
 use super::bindings;
 use super::block::{Bio, BlockDevice};
+use super::cowio::ChunkIo;
 use crate::diff_area::DiffArea;
 use crate::placement::{Footprint, Place, Topology, WalkError};
 
@@ -69,64 +70,58 @@ impl OwnedBio {
         unsafe { bindings::blksnap_bio_nowait(self.0.as_ptr()) }
     }
 
-    /// Sends a read to `original` as a clone that fills this bio's pages;
-    /// the bio is then completed by the clone, or handed back through
-    /// `blksnap_image_read_retry(owner, bio)` when `blksnap_image_read_valid`
-    /// says no. Gives the bio back if memory is short.
-    ///
-    /// # Safety
-    ///
-    /// `owner` is the diff area the outcome is reported to: it must stay
-    /// valid until `blksnap_image_read_done` or `_retry` was called for
-    /// this bio.
-    pub(crate) unsafe fn remap_read(
+    /// Sends an image read of `area` to `original` as a clone that fills
+    /// this bio's pages. The area counts the clone in flight until it is
+    /// told the outcome: the bio is completed by the clone
+    /// ([`DiffArea::remapped_read_done`]), or handed back to
+    /// [`DiffArea::retry_read`] when [`DiffArea::remapped_read_valid`] says
+    /// no. Gives the bio back if memory is short.
+    pub(crate) fn remap_read(
         self,
         original: &BlockDevice,
-        owner: *const (),
+        area: ArcBorrow<'_, DiffArea>,
     ) -> Result<(), Self> {
-        let ptr = self.0.as_ptr();
+        area.remapped_read_begin();
+        let owner = (&*area as *const DiffArea).cast_mut().cast();
         // SAFETY: the bio is owned and live, the original is live while
-        // borrowed (its clone holds its own reference), and `owner` is kept
-        // valid by the caller until the outcome is reported.
-        if unsafe { bindings::blksnap_image_remap_read(ptr, original.as_ptr(), owner as *mut _) } {
+        // borrowed (its clone holds its own reference). The area counts the
+        // clone from here until its outcome is reported, and the snapshot
+        // keeps its reference to the area until that count fell to zero
+        // (`DiffArea::wait_idle`, at destroy): `owner` stays valid.
+        if unsafe { bindings::blksnap_image_remap_read(self.0.as_ptr(), original.as_ptr(), owner) } {
             core::mem::forget(self);
             Ok(())
         } else {
+            area.remapped_read_done();
             Err(self)
         }
     }
 
-    /// Sends a read that lies in one stored chunk to `sector` of `storage`,
-    /// a block device or an in-volume storage, as a clone that fills this
-    /// bio's pages; the owner is told through
-    /// `blksnap_image_read_done(owner)`. Gives the bio back if the storage
+    /// Sends an image read of `area` that lies in one stored chunk to
+    /// `sector` of the area's storage, a block device or an in-volume
+    /// storage, as a clone that fills this bio's pages; the area counts it
+    /// as [`OwnedBio::remap_read`] does. Gives the bio back if the storage
     /// is a file, if the sectors are not contiguous on the device, or if
     /// memory is short.
-    ///
-    /// # Safety
-    ///
-    /// As for [`OwnedBio::remap_read`]; `owner` also keeps `storage` open.
-    pub(crate) unsafe fn remap_storage(
-        self,
-        storage: &StorageFile,
-        sector: u64,
-        owner: *const (),
-    ) -> Result<(), Self> {
-        let ptr = self.0.as_ptr();
-        // SAFETY: the bio is owned and live, the storage is open and kept
-        // open by `owner`, which the caller keeps valid until the outcome.
+    pub(crate) fn remap_storage(self, sector: u64, area: ArcBorrow<'_, DiffArea>) -> Result<(), Self> {
+        area.remapped_read_begin();
+        let storage = area.storage();
+        let owner = (&*area as *const DiffArea).cast_mut().cast();
+        // SAFETY: as in `remap_read`; the area also keeps its storage open
+        // for as long as it lives.
         if unsafe {
             bindings::blksnap_image_remap_storage(
-                ptr,
+                self.0.as_ptr(),
                 storage.as_ptr(),
                 storage.volume_ptr(),
                 sector,
-                owner as *mut _,
+                owner,
             )
         } {
             core::mem::forget(self);
             Ok(())
         } else {
+            area.remapped_read_done();
             Err(self)
         }
     }
