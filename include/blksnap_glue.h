@@ -141,7 +141,7 @@ void blksnap_bio_list_add(struct bio_list *list, struct bio *bio);
 void blksnap_bio_list_add_head(struct bio_list *list, struct bio *bio);
 struct bio *blksnap_bio_list_pop(struct bio_list *list);
 struct gendisk *blksnap_image_add(struct block_device *original, void *owner,
-				  bool writable, unsigned int chunk_sectors);
+				  bool writable);
 void blksnap_image_publish(struct gendisk *disk, u64 sectors);
 void blksnap_image_remove(struct gendisk *disk);
 bool blksnap_image_remap_read(struct bio *bio, struct block_device *original,

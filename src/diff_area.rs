@@ -176,6 +176,19 @@ enum Piece {
     Held,
 }
 
+/// Where a run of an image read is served from (see
+/// [`DiffArea::first_run`]).
+#[derive(Clone, Copy)]
+enum Source {
+    /// The original: no chunk of the run was copied.
+    Original,
+    /// The storage device, from this sector on: the run's chunks are stored
+    /// there one after the other.
+    Storage(u64),
+    /// Its one chunk, as the chunk's state says.
+    Chunk,
+}
+
 /// What the copy-on-write worker did with a write.
 enum Dispatch {
     /// Every chunk is in memory or stored: the write may go on.
@@ -363,12 +376,6 @@ impl DiffArea {
             && chunk::chunk_shift(capacity, self.original.io_min(), &chunk_params()) == self.shift
             && params::chunk_maximum_in_queue().max(1) as usize == self.max_in_memory
             && (params::image_writable() != 0) == self.writable
-    }
-
-    /// The size of a chunk, in sectors: image bios are cut at chunk
-    /// boundaries.
-    pub(crate) fn chunk_sectors(&self) -> u32 {
-        1u32 << (self.shift - SECTOR_SHIFT)
     }
 
     /// Whether the image disk should accept writes.
@@ -715,7 +722,7 @@ impl DiffArea {
             let Some(&(start, hidden_end)) = self.hidden.get(next).filter(|h| h.0 < end) else {
                 return self.read(bio);
             };
-            // The bio lies in one chunk, so the pieces fit a u32.
+            // The pieces are at most the bio, which fits a u32 of sectors.
             let visible = start.saturating_sub(sector);
             let piece = if visible > 0 {
                 visible
@@ -741,29 +748,97 @@ impl DiffArea {
         }
     }
 
-    /// Serves an image read.
-    fn read(self: ArcBorrow<'_, Self>, bio: OwnedBio) {
-        let Some((index, within)) = self.single_chunk(&bio) else {
-            return Arc::from(self).queue_read(bio);
-        };
-        if self.is_stopped() {
-            return bio.end(Err(EIO));
+    /// Serves an image read, cut into runs: chunks never copied, read from
+    /// the original with one clone; chunks stored one after the other on a
+    /// storage device, read from there with one clone; any other chunk by
+    /// itself.
+    fn read(self: ArcBorrow<'_, Self>, mut bio: OwnedBio) {
+        loop {
+            let (sector, count) = bio.sectors();
+            if count == 0 || !sector.checked_add(count).is_some_and(|e| e <= self.capacity) {
+                // The worker fails it.
+                return Arc::from(self).queue_read(bio);
+            }
+            if self.is_stopped() {
+                return bio.end(Err(EIO));
+            }
+            let (run, source) = self.first_run(sector, sector + count);
+            // A run is at most the bio, which fits a u32 of sectors.
+            match bio.split_front(u32::try_from(run).unwrap_or(u32::MAX)) {
+                Some(front) => self.serve_run(front, source),
+                None => return self.serve_run(bio, source),
+            }
         }
+    }
+
+    /// The first run of the image sectors `[sector, end)` that one clone
+    /// can serve, as its length in sectors and where it is served from.
+    fn first_run(&self, sector: u64, end: u64) -> (u64, Source) {
+        let cs = self.shift - SECTOR_SHIFT;
+        let index = sector >> cs;
+        let chunk_end = |i: u64| ((i + 1) << cs).min(end);
+        let mut run_end = chunk_end(index);
         let Some(chunk) = self.chunks.get(index) else {
-            // Untouched: no write reached the chunk since the take.
-            return match chunk::on_event(ChunkState::Untouched, Event::ImageReadArrives) {
+            // Never copied: so are the chunks after it as long as they have
+            // no entry (checked again when the clone completes).
+            while run_end < end && self.chunks.get(run_end >> cs).is_none() {
+                run_end = chunk_end(run_end >> cs);
+            }
+            return (run_end - sector, Source::Original);
+        };
+        let stored_at = |chunk: &Chunk| {
+            let inner = chunk.inner.lock();
+            matches!(
+                chunk::on_event(inner.state, Event::ImageReadArrives),
+                Ok((_, Action::ServeFromStorage))
+            )
+            .then_some(inner.place)
+        };
+        let storage = self.storage.file();
+        // A stored chunk stays stored where it is. Chunks next to each
+        // other in a storage device are read together; an in-volume
+        // storage's extents may break anywhere, so each is read by itself.
+        let Some(place) = stored_at(chunk).filter(|_| storage.uses_bios()) else {
+            return (run_end - sector, Source::Chunk);
+        };
+        let within = sector - (index << cs);
+        if !storage.is_in_volume() {
+            while run_end < end {
+                let next = run_end >> cs;
+                let follows = self.chunks.get(next).and_then(stored_at)
+                    == Some(place + ((next - index) << cs));
+                if !follows {
+                    break;
+                }
+                run_end = chunk_end(next);
+            }
+        }
+        (run_end - sector, Source::Storage(place + within))
+    }
+
+    /// Serves a run found by [`DiffArea::first_run`].
+    fn serve_run(self: ArcBorrow<'_, Self>, bio: OwnedBio, source: Source) {
+        match source {
+            Source::Original => match chunk::on_event(ChunkState::Untouched, Event::ImageReadArrives) {
                 Ok((_, Action::ServeFromOriginal)) => self.remap_original(bio),
                 _ => Arc::from(self).queue_read(bio),
-            };
+            },
+            Source::Storage(place) => self.remap_storage(bio, place),
+            Source::Chunk => self.read_chunk(bio),
+        }
+    }
+
+    /// Serves an image read that lies in one chunk, which has an entry.
+    fn read_chunk(self: ArcBorrow<'_, Self>, bio: OwnedBio) {
+        let Some((index, _)) = self.single_chunk(&bio) else {
+            return Arc::from(self).queue_read(bio);
+        };
+        let Some(chunk) = self.chunks.get(index) else {
+            return Arc::from(self).queue_read(bio);
         };
         let mut inner = chunk.inner.lock();
         match chunk.step(&mut inner, Event::ImageReadArrives) {
             Some(Action::HoldBio) => inner.reads.push(bio),
-            Some(Action::ServeFromStorage) if self.storage.file().uses_bios() => {
-                let place = inner.place + within;
-                drop(inner);
-                self.remap_storage(bio, place);
-            }
             Some(Action::FailBio) => {
                 drop(inner);
                 bio.end(Err(EIO));
@@ -857,9 +932,14 @@ impl DiffArea {
         self.remapped.add(0, -1);
     }
 
-    /// A clone's data could not be trusted: serve the read again.
+    /// A clone's data could not be trusted: serve the read again, cut
+    /// anew, in a work item. The chunks that were written to meanwhile are
+    /// copied now, and a chunk is written to only once, so a read is served
+    /// again at most once per chunk it covers.
     pub(crate) fn retry_read(self: &Arc<Self>, bio: OwnedBio) {
-        self.queue_read(bio);
+        self.as_arc_borrow().read(bio);
+        // After the new clone (if any) was counted: the count never falls
+        // to zero while the bio is out.
         self.remapped.add(0, -1);
     }
 

@@ -894,8 +894,9 @@ void blksnap_msleep(unsigned int ms)
 }
 
 /*
- * Reads and writes are cut at chunk boundaries (the disk's chunk_sectors),
- * so each one touches a single chunk.
+ * Reads and writes come whole, up to the disk's limits: the area cuts them
+ * where its chunks differ (a run of chunks never copied is one read of
+ * the original).
  */
 static void image_submit_bio(struct bio *bio)
 {
@@ -916,21 +917,20 @@ static const struct block_device_operations image_fops = {
 
 /*
  * Creates and adds the image disk of original: same block sizes, no
- * partitions, read-only unless writable, bios cut at chunk_sectors. Its capacity is 0 until
+ * partitions, read-only unless writable. Its capacity is 0 until
  * blksnap_image_publish(), so a take can add its disks (the step that may
  * fail) before anything else changes, and nobody reads an image before the
  * take is complete. Its bios go to blksnap_image_submit_bio(owner, bio)
  * until blksnap_image_remove().
  */
 struct gendisk *blksnap_image_add(struct block_device *original, void *owner,
-				  bool writable, unsigned int chunk_sectors)
+				  bool writable)
 {
 	struct queue_limits lim = {
 		.logical_block_size = bdev_logical_block_size(original),
 		.physical_block_size = bdev_physical_block_size(original),
 		.io_min = bdev_io_min(original),
 		.max_hw_sectors = BLK_DEF_MAX_SECTORS_CAP,
-		.chunk_sectors = chunk_sectors,
 	};
 	struct gendisk *disk;
 	int ret;

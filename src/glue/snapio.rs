@@ -721,7 +721,7 @@ unsafe impl Sync for ImageDisk {}
 
 impl ImageDisk {
     /// Adds the image disk of `original`, with a capacity of 0 until
-    /// [`ImageDisk::publish`]; its bios go to `area`, cut at its chunks.
+    /// [`ImageDisk::publish`]; its bios go to `area`.
     pub(crate) fn add(original: &BlockDevice, area: Arc<DiffArea>) -> Result<Self> {
         let owner = (&*area as *const DiffArea).cast_mut().cast();
         // SAFETY: the original is live while borrowed; `owner` is the area
@@ -732,7 +732,6 @@ impl ImageDisk {
                 original.as_ptr(),
                 owner,
                 area.is_writable(),
-                area.chunk_sectors(),
             )
         };
         // SAFETY: plain pointer inspection.
