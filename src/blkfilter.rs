@@ -205,8 +205,7 @@ pub(crate) fn bio_wanted(
         BioOrigin::Own => false,
         BioOrigin::Store => {
             for a in filters {
-                a.filter
-                    .storage_write(bio, bio.offset_in(&a.bdev), &guard);
+                a.filter.storage_write(bio, bio.offset_in(&a.bdev), &guard);
             }
             false
         }

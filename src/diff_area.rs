@@ -755,7 +755,11 @@ impl DiffArea {
     fn read(self: ArcBorrow<'_, Self>, mut bio: OwnedBio) {
         loop {
             let (sector, count) = bio.sectors();
-            if count == 0 || !sector.checked_add(count).is_some_and(|e| e <= self.capacity) {
+            if count == 0
+                || !sector
+                    .checked_add(count)
+                    .is_some_and(|e| e <= self.capacity)
+            {
                 // The worker fails it.
                 return Arc::from(self).queue_read(bio);
             }
@@ -819,10 +823,12 @@ impl DiffArea {
     /// Serves a run found by [`DiffArea::first_run`].
     fn serve_run(self: ArcBorrow<'_, Self>, bio: OwnedBio, source: Source) {
         match source {
-            Source::Original => match chunk::on_event(ChunkState::Untouched, Event::ImageReadArrives) {
-                Ok((_, Action::ServeFromOriginal)) => self.remap_original(bio),
-                _ => Arc::from(self).queue_read(bio),
-            },
+            Source::Original => {
+                match chunk::on_event(ChunkState::Untouched, Event::ImageReadArrives) {
+                    Ok((_, Action::ServeFromOriginal)) => self.remap_original(bio),
+                    _ => Arc::from(self).queue_read(bio),
+                }
+            }
             Source::Storage(place) => self.remap_storage(bio, place),
             Source::Chunk => self.read_chunk(bio),
         }

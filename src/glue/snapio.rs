@@ -88,7 +88,8 @@ impl OwnedBio {
         // clone from here until its outcome is reported, and the snapshot
         // keeps its reference to the area until that count fell to zero
         // (`DiffArea::wait_idle`, at destroy): `owner` stays valid.
-        if unsafe { bindings::blksnap_image_remap_read(self.0.as_ptr(), original.as_ptr(), owner) } {
+        if unsafe { bindings::blksnap_image_remap_read(self.0.as_ptr(), original.as_ptr(), owner) }
+        {
             core::mem::forget(self);
             Ok(())
         } else {
@@ -103,7 +104,11 @@ impl OwnedBio {
     /// as [`OwnedBio::remap_read`] does. Gives the bio back if the storage
     /// is a file, if the sectors are not contiguous on the device, or if
     /// memory is short.
-    pub(crate) fn remap_storage(self, sector: u64, area: ArcBorrow<'_, DiffArea>) -> Result<(), Self> {
+    pub(crate) fn remap_storage(
+        self,
+        sector: u64,
+        area: ArcBorrow<'_, DiffArea>,
+    ) -> Result<(), Self> {
         area.remapped_read_begin();
         let storage = area.storage();
         let owner = (&*area as *const DiffArea).cast_mut().cast();
@@ -727,13 +732,8 @@ impl ImageDisk {
         // SAFETY: the original is live while borrowed; `owner` is the area
         // this disk holds until it is removed (`blksnap_image_submit_bio`
         // in entry.rs turns it back into the area).
-        let disk = unsafe {
-            bindings::blksnap_image_add(
-                original.as_ptr(),
-                owner,
-                area.is_writable(),
-            )
-        };
+        let disk =
+            unsafe { bindings::blksnap_image_add(original.as_ptr(), owner, area.is_writable()) };
         // SAFETY: plain pointer inspection.
         if unsafe { bindings::blksnap_is_err(disk.cast()) } {
             // SAFETY: as above.
