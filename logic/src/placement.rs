@@ -175,10 +175,14 @@ pub fn next_lowest<F: AsRef<Footprint>>(footprints: &[F], done: &[bool]) -> Opti
     let left = |i: &usize| !done.get(*i).copied().unwrap_or(true);
     let mut candidates = (0..footprints.len()).filter(left);
     let first = candidates.clone().next()?;
+    let rests_on = |i: usize, j: usize| match (footprints.get(i), footprints.get(j)) {
+        (Some(a), Some(b)) => a.as_ref().rests_on(b.as_ref()),
+        _ => false,
+    };
     let rests_on_one_left = |i: usize| {
         (0..footprints.len())
             .filter(left)
-            .any(|j| j != i && footprints[i].as_ref().rests_on(footprints[j].as_ref()))
+            .any(|j| j != i && rests_on(i, j))
     };
     Some(candidates.find(|&i| !rests_on_one_left(i)).unwrap_or(first))
 }

@@ -853,6 +853,33 @@ test_snapshot_take_refuses_a_member_gone_since_add() {
 	sn_destroy "$id"
 }
 
+# The diff area of a member is made at SNAPSHOTADD; a member that grew
+# between the add and the take gets one of its new size at the take, so
+# its image has the capacity of the moment of the take.
+test_snapshot_member_resized_between_add_and_take() {
+	sn_begin
+	local img dev storage id
+	ft_image 64M
+	img=$REPLY
+	ft_loop_file "$img"
+	dev=$REPLY
+	ft_loop 128M
+	storage=$REPLY
+	ft_attach "$dev"
+	sn_create "$storage" 128M "$dev"
+	id=$REPLY
+	truncate -s 96M "$img"
+	losetup -c "$dev"
+	expect_eq "size of $dev after the resize" $((96 << 20)) "$(blockdev --getsize64 "$dev")"
+	sn_fill "$dev" 1
+	sn_take "$id"
+	sn_image "$dev"
+	expect_eq "size of the image" $((96 << 20)) "$(blockdev --getsize64 "$REPLY")"
+	sn_fill "$dev" 2
+	sn_verify "$REPLY" 1 "the image of the grown member"
+	sn_destroy "$id"
+}
+
 # A REQ_NOWAIT write (pwritev2 with RWF_NOWAIT on O_DIRECT) to a chunk not
 # yet copied would have to wait for the copy: it fails with EAGAIN and the
 # device keeps its data; once the chunk is copied, such writes pass.
