@@ -13,7 +13,7 @@ test_fuzz_random_ioctls_leave_the_module_sound() {
 	# system below.
 	sm_param diff_storage_minimum 32768
 	local store dir a b seed rc what out=$FT_DIR/fuzz.out
-	ft_loop 256M
+	ft_loop 512M
 	mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$REPLY"
 	dir=$FT_DIR/store
 	mkdir -p "$dir"
@@ -40,6 +40,58 @@ test_fuzz_random_ioctls_leave_the_module_sound() {
 	# The module still makes exact snapshots. The storage file the
 	# snapshots grew goes first: it may have filled the file system.
 	rm "$dir/file"
+	sn_taken 32M "$dir" 64M
+	"$TAGBLK" write "$SN_DEV" --gen 2 --order random --jobs 4 >/dev/null
+	sn_image "$SN_DEV"
+	sn_verify "$REPLY" 1 "the image after the fuzzing"
+}
+
+# Three fuzzers at once, each with two members of its own and the same
+# storage, each using the others' snapshots too: every ioctl races the
+# others' takes, destroys, additions, detaches, writes and image reads.
+test_fuzz_concurrent_ioctls_race_without_harm() {
+	sm_begin
+	sm_param diff_storage_minimum 32768
+	local store dir seed rc i pids=() devs=() d what
+	ft_loop 512M
+	mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$REPLY"
+	dir=$FT_DIR/store
+	mkdir -p "$dir"
+	ft_mount ext4 "$REPLY" "$dir"
+	ft_loop 64M
+	store=$REPLY
+	for i in 1 2 3 4 5 6; do
+		ft_loop 16M
+		devs+=("$REPLY")
+	done
+	for seed in 1 2 3; do
+		i=$(((seed - 1) * 2))
+		timeout 900 python3 "$BLKSNAP_ROOT/tests/vm/ioctl_fuzz.py" --shared "$((seed + 20))" 1500 \
+			"$dir" "$store" "${devs[i]}" "${devs[i + 1]}" >"$FT_DIR/fuzz$seed.out" 2>&1 &
+		pids+=("$!")
+	done
+	for seed in 1 2 3; do
+		rc=0
+		wait "${pids[seed - 1]}" || rc=$?
+		[ "$rc" -eq 0 ] || { tail -20 "$FT_DIR/fuzz$seed.out"; fail "fuzzer $seed failed (status $rc)"; }
+		grep -q "^ops=1500$" "$FT_DIR/fuzz$seed.out" || { cat "$FT_DIR/fuzz$seed.out"; fail "fuzzer $seed did not finish"; }
+	done
+	# Between them, the runs reached the real paths.
+	for what in "create OK" "take OK" "ctl3 OK" "image_read OK" "destroy OK"; do
+		cat "$FT_DIR"/fuzz[123].out | grep -q "^$what " || fail "no '$what' in the runs"
+	done
+	# What is left is destroyed and detached as any user would.
+	for i in $("$BLKSNAP" snapshot_collect); do
+		"$BLKSNAP" snapshot_destroy -i "$i" || fail "destroy of $i after the runs failed"
+	done
+	for d in "${devs[@]}" "$store"; do
+		"$BLKSNAP" detach -d "$d" >/dev/null 2>&1 || true
+		filter_probe "$d" ctl >"$FT_DIR/ctl" 2>&1
+		expect_eq "a CTL on $d after its detach" ENOENT "$(cat "$FT_DIR/ctl")"
+	done
+	expect_eq "snapshots left" "" "$("$BLKSNAP" snapshot_collect | tr -d ' \n')"
+	sm_log_clean
+	rm -f "$dir/file"
 	sn_taken 32M "$dir" 64M
 	"$TAGBLK" write "$SN_DEV" --gen 2 --order random --jobs 4 >/dev/null
 	sn_image "$SN_DEV"

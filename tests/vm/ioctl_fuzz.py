@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Random blksnap ioctls from a fixed seed, for the in-VM tests.
 
-  ioctl_fuzz.py SEED OPS STORAGE-DIR STORAGE-DEV MEMBER...
+  ioctl_fuzz.py [--shared] SEED OPS STORAGE-DIR STORAGE-DEV MEMBER...
 
 OPS times, one of: a control ioctl (/dev/blksnap-control) or a filter ioctl
 on one of the devices, with arguments that are now right, now garbage (bad
@@ -18,6 +18,13 @@ What must hold, checked here:
 At the end every snapshot is destroyed and every filter detached. Prints
 "ops=N" and a line per (operation, result) with its count; exits 1 on the
 first broken rule, with the operation's number and what was seen.
+
+With --shared, other fuzzers run at once, each with MEMBERs of its own and
+the same storage: the snapshots of all are found with COLLECT and taken,
+destroyed and joined by any of them, so every ioctl races the others'.
+Then an image read must only return or fail with EIO (its snapshot may be
+someone else's), and at the end only the members' data is checked: the
+caller destroys and detaches what is left once every fuzzer is done.
 
 Layouts and numbers are written out from the contract (uapi.md 1 and 2).
 """
@@ -100,8 +107,9 @@ class Memory:
 
 
 class Fuzz:
-    def __init__(self, seed, storage_dir, storage_dev, members):
+    def __init__(self, seed, storage_dir, storage_dev, members, shared):
         self.rng = random.Random(seed)
+        self.shared = shared
         self.mem = Memory()
         self.ctl = os.open("/dev/blksnap-control", os.O_RDWR)
         self.members = members
@@ -111,8 +119,12 @@ class Fuzz:
         self.paths = [storage_dir, storage_dev, os.path.join(storage_dir, "file"),
                       "/dev/null", "/nonexistent/diff", "", "/proc/self/fd/0",
                       "/" + "a" * 300, "a/" * 2100]
-        with open(self.paths[2], "wb") as f:
-            f.truncate(16 << 20)
+        # Made once: another fuzzer may be using it as its storage.
+        try:
+            with open(self.paths[2], "xb") as f:
+                f.truncate(16 << 20)
+        except FileExistsError:
+            pass
         # What each member holds (block -> data; absent: zeros, as written
         # first), and what its image must show: the data at the take of
         # its snapshot.
@@ -153,7 +165,7 @@ class Fuzz:
                          (self.rng.getrandbits(bits), 1))
 
     def uuid(self):
-        if self.live and self.rng.random() < 0.8:
+        if self.live and self.rng.random() < 0.9:
             return self.rng.choice(self.live)
         return self.rng.randbytes(16)
 
@@ -197,24 +209,64 @@ class Fuzz:
                 del self.member_of[dev]
                 self.image.pop(dev, None)
 
+    def by_uuid(self, what, cmd, uuid):
+        """A control ioctl on snapshot uuid; an unknown one is forgotten
+        (another fuzzer destroyed it)."""
+        rc = self.control(what, cmd, self.struct_arg(uuid))
+        if rc == errno.ESRCH:
+            self.forget(uuid)
+        return rc
+
     def destroy(self):
         uuid = self.uuid()
-        if self.control("destroy", DESTROY, self.struct_arg(uuid)) == 0:
+        if self.by_uuid("destroy", DESTROY, uuid) == 0:
             self.forget(uuid)
 
-    def take(self):
-        uuid = self.uuid()
-        if self.control("take", TAKE, self.struct_arg(uuid)) == 0:
+    def take(self, uuid=None):
+        uuid = uuid or self.uuid()
+        if self.by_uuid("take", TAKE, uuid) == 0 and not self.shared:
             for dev, owner in self.member_of.items():
                 if owner == uuid and dev in self.data:
                     self.image[dev] = dict(self.data[dev])
+
+    def flow(self):
+        """The right calls in the right order: a snapshot made, a member
+        attached and added, mostly taken."""
+        if len(self.live) >= 6:
+            self.destroy()
+            self.mem.reset()
+        at = self.mem.put(self.rng.choice(self.paths[:3]).encode() + b"\0")
+        arg = self.mem.put(struct.pack("<QQ16s", 64 << 11, at, bytes(16)))
+        if self.control("flow_create", CREATE, arg):
+            return
+        uuid = self.mem.get(arg + 16, 16)
+        self.live.append(uuid)
+        dev = self.rng.choice(self.members)
+        name = b"blksnap".ljust(32, b"\0")
+        rc = ioctl(self.fds[dev], ATTACH, self.mem.put(struct.pack("<32sQI4x", name, 0, 0)))
+        self.record("flow_attach", rc)
+        opt = self.mem.put(uuid)
+        add = struct.pack("<32sIIQ", name, SNAPSHOTADD, 16, opt)
+        rc = ioctl(self.fds[dev], CTL, self.mem.put(add))
+        self.record("flow_add", rc)
+        if rc == 0:
+            self.member_of[dev] = uuid
+        if self.rng.random() < 0.8:
+            self.take(uuid)
 
     def collect(self):
         count = self.number(32, self.rng.randint(0, 8))
         # Room for at most 64 UUIDs, whatever the count says.
         room = 16 * min(count, 64)
         ids = self.pick((0, 2), (self.mem.put(b"", room), 3), (self.bad_pointer(room or 16), 1))
-        self.control("collect", COLLECT, self.struct_arg(struct.pack("<IIQ", count, 0, ids)))
+        arg = self.struct_arg(struct.pack("<IIQ", count, 0, ids))
+        if self.control("collect", COLLECT, arg) == 0 and self.shared and ids and room:
+            # The other fuzzers' snapshots become this one's to use.
+            found = struct.unpack("<I", self.mem.get(arg, 4))[0]
+            for i in range(min(found, count, 64)):
+                uuid = self.mem.get(ids + 16 * i, 16)
+                if uuid not in self.live:
+                    self.live.append(uuid)
 
     def wait_event(self):
         # At most 5 ms of waiting: the run stays bounded.
@@ -238,7 +290,7 @@ class Fuzz:
     def filter_ioctl(self):
         dev = self.rng.choice(self.devs)
         fd = self.fds[dev]
-        kind = self.pick(("attach", 2), ("detach", 1), ("ctl", 8))
+        kind = self.pick(("attach", 3), ("detach", 1), ("ctl", 12))
         if kind == "attach":
             optlen = self.number(32, 0)
             opt = self.pick((0, 3), (self.mem.put(self.rng.randbytes(64)), 1),
@@ -305,6 +357,9 @@ class Fuzz:
         self.counts[("write", "OK")] += 1
 
     def read_image(self):
+        if self.shared:
+            self.read_any_image()
+            return
         if not self.image:
             return
         dev = self.rng.choice(sorted(self.image))
@@ -335,18 +390,49 @@ class Fuzz:
             raise Broken(f"{path} block {block}: not the data of the take")
         self.counts[("image_read", "OK")] += 1
 
+    def read_any_image(self):
+        """Reads a block of the image of a member, if it has one now; its
+        snapshot may be destroyed at any moment."""
+        dev = self.rng.choice(self.members)
+        st = os.stat(dev)
+        path = f"/dev/blksnap-image_{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+        buf = mmap.mmap(-1, BLOCK)
+        gone = (errno.ENOENT, errno.ENXIO, errno.ENODEV)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        except OSError as e:
+            if e.errno not in gone:
+                raise Broken(f"open of {path}: {e}") from e
+            self.counts[("image_open", errno.errorcode[e.errno])] += 1
+            return
+        try:
+            os.preadv(fd, [buf], self.rng.randrange(self.sizes[dev] // BLOCK) * BLOCK)
+            self.counts[("image_read", "OK")] += 1
+        except OSError as e:
+            if e.errno not in gone + (errno.EIO,):
+                raise Broken(f"read of {path}: {e}") from e
+            self.counts[("image_read", errno.errorcode[e.errno])] += 1
+        finally:
+            os.close(fd)
+
     def step(self):
         self.op += 1
         self.mem.reset()
-        self.pick((self.create, 3), (self.destroy, 2), (self.take, 3), (self.collect, 2),
-                  (self.wait_event, 1), (self.version, 1), (self.unknown_control, 1),
-                  (self.filter_ioctl, 14), (self.write, 6), (self.read_image, 4))()
+        self.pick((self.create, 3), (self.flow, 2), (self.destroy, 2), (self.take, 3),
+                  (self.collect, 2), (self.wait_event, 1), (self.version, 1),
+                  (self.unknown_control, 1), (self.filter_ioctl, 14), (self.write, 6),
+                  (self.read_image, 4))()
 
     # --- The end ----------------------------------------------------------
 
     def finish(self):
         """Destroys every snapshot, detaches every filter, checks the
-        members' data."""
+        members' data; with --shared, only checks the members' data."""
+        if not self.shared:
+            self.clean_up()
+        self.check_members()
+
+    def clean_up(self):
         self.mem.reset()
         arg = self.mem.put(struct.pack("<IIQ", 0, 0, 0))
         if ioctl(self.ctl, COLLECT, arg):
@@ -367,6 +453,8 @@ class Fuzz:
             rc = ioctl(fd, DETACH, self.mem.put(b"blksnap".ljust(32, b"\0")))
             if rc not in (0, errno.ENOENT):
                 raise Broken(f"DETACH of {dev} at the end: {errno.errorcode.get(rc, rc)}")
+
+    def check_members(self):
         for dev, blocks in self.data.items():
             fd = os.open(dev, os.O_RDONLY | os.O_DIRECT)
             buf = mmap.mmap(-1, 1 << 20)
@@ -382,8 +470,12 @@ class Fuzz:
 
 
 def main():
-    seed, ops, storage_dir, storage_dev, *members = sys.argv[1:]
-    fuzz = Fuzz(int(seed), storage_dir, storage_dev, members)
+    args = sys.argv[1:]
+    shared = args[:1] == ["--shared"]
+    if shared:
+        args = args[1:]
+    seed, ops, storage_dir, storage_dev, *members = args
+    fuzz = Fuzz(int(seed), storage_dir, storage_dev, members, shared)
     try:
         for _ in range(int(ops)):
             fuzz.step()
