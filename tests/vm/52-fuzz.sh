@@ -7,19 +7,36 @@
 # written; nothing stays behind; and a snapshot works afterwards.
 # shellcheck shell=bash
 
-test_fuzz_random_ioctls_leave_the_module_sound() {
+# fz_begin: the storage the fuzzers share: a directory on an ext4 of its
+# own (-> $FZ_DIR) and a block device (-> $FZ_STORE).
+fz_begin() {
 	sm_begin
-	# Small growth steps: storage for six snapshots at once fits the file
-	# system below.
+	# Small growth steps: storage for many snapshots at once fits the file
+	# system.
 	sm_param diff_storage_minimum 32768
-	local store dir a b seed rc what out=$FT_DIR/fuzz.out
 	ft_loop 512M
 	mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$REPLY"
-	dir=$FT_DIR/store
-	mkdir -p "$dir"
-	ft_mount ext4 "$REPLY" "$dir"
+	FZ_DIR=$FT_DIR/store
+	mkdir -p "$FZ_DIR"
+	ft_mount ext4 "$REPLY" "$FZ_DIR"
 	ft_loop 64M
-	store=$REPLY
+	FZ_STORE=$REPLY
+}
+
+# fz_end: after the fuzzing, a clean kernel log and an exact snapshot. The
+# storage file the snapshots grew goes first: it may fill the file system.
+fz_end() {
+	sm_log_clean
+	rm -f "$FZ_DIR/file"
+	sn_taken 32M "$FZ_DIR" 64M
+	"$TAGBLK" write "$SN_DEV" --gen 2 --order random --jobs 4 >/dev/null
+	sn_image "$SN_DEV"
+	sn_verify "$REPLY" 1 "the image after the fuzzing"
+}
+
+test_fuzz_random_ioctls_leave_the_module_sound() {
+	fz_begin
+	local dir=$FZ_DIR store=$FZ_STORE a b seed rc what out=$FT_DIR/fuzz.out
 	ft_loop 32M
 	a=$REPLY
 	ft_loop 32M
@@ -36,30 +53,15 @@ test_fuzz_random_ioctls_leave_the_module_sound() {
 		done
 		expect_eq "snapshots left after seed $seed" "" "$("$BLKSNAP" snapshot_collect | tr -d ' \n')"
 	done
-	sm_log_clean
-	# The module still makes exact snapshots. The storage file the
-	# snapshots grew goes first: it may have filled the file system.
-	rm "$dir/file"
-	sn_taken 32M "$dir" 64M
-	"$TAGBLK" write "$SN_DEV" --gen 2 --order random --jobs 4 >/dev/null
-	sn_image "$SN_DEV"
-	sn_verify "$REPLY" 1 "the image after the fuzzing"
+	fz_end
 }
 
 # Three fuzzers at once, each with two members of its own and the same
 # storage, each using the others' snapshots too: every ioctl races the
 # others' takes, destroys, additions, detaches, writes and image reads.
 test_fuzz_concurrent_ioctls_race_without_harm() {
-	sm_begin
-	sm_param diff_storage_minimum 32768
-	local store dir seed rc i pids=() devs=() d what
-	ft_loop 512M
-	mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$REPLY"
-	dir=$FT_DIR/store
-	mkdir -p "$dir"
-	ft_mount ext4 "$REPLY" "$dir"
-	ft_loop 64M
-	store=$REPLY
+	fz_begin
+	local dir=$FZ_DIR store=$FZ_STORE seed rc i pids=() devs=() d what
 	for i in 1 2 3 4 5 6; do
 		ft_loop 16M
 		devs+=("$REPLY")
@@ -69,6 +71,7 @@ test_fuzz_concurrent_ioctls_race_without_harm() {
 		timeout 900 python3 "$BLKSNAP_ROOT/tests/vm/ioctl_fuzz.py" --shared "$((seed + 20))" 1500 \
 			"$dir" "$store" "${devs[i]}" "${devs[i + 1]}" >"$FT_DIR/fuzz$seed.out" 2>&1 &
 		pids+=("$!")
+		SN_PIDS+=("$!")
 	done
 	for seed in 1 2 3; do
 		rc=0
@@ -90,10 +93,5 @@ test_fuzz_concurrent_ioctls_race_without_harm() {
 		expect_eq "a CTL on $d after its detach" ENOENT "$(cat "$FT_DIR/ctl")"
 	done
 	expect_eq "snapshots left" "" "$("$BLKSNAP" snapshot_collect | tr -d ' \n')"
-	sm_log_clean
-	rm -f "$dir/file"
-	sn_taken 32M "$dir" 64M
-	"$TAGBLK" write "$SN_DEV" --gen 2 --order random --jobs 4 >/dev/null
-	sn_image "$SN_DEV"
-	sn_verify "$REPLY" 1 "the image after the fuzzing"
+	fz_end
 }
