@@ -10,7 +10,12 @@
 # fz_begin: the storage the fuzzers share: a directory on an ext4 of its
 # own (-> $FZ_DIR) and a block device (-> $FZ_STORE).
 fz_begin() {
+	local f
 	sm_begin
+	# The fuzzers set the parameters at random: all are put back.
+	for f in /sys/module/blksnap/parameters/*; do
+		sm_param "${f##*/}" "$(cat "$f")"
+	done
 	# Small growth steps: storage for many snapshots at once fits the file
 	# system.
 	sm_param diff_storage_minimum 32768
@@ -23,10 +28,12 @@ fz_begin() {
 	FZ_STORE=$REPLY
 }
 
-# fz_end: after the fuzzing, a clean kernel log and an exact snapshot. The
-# storage file the snapshots grew goes first: it may fill the file system.
+# fz_end: after the fuzzing, a clean kernel log and, with the parameters
+# put back, an exact snapshot. The storage file the snapshots grew goes
+# first: it may fill the file system.
 fz_end() {
 	sm_log_clean
+	sm_restore_params
 	rm -f "$FZ_DIR/file"
 	sn_taken 32M "$FZ_DIR" 64M
 	"$TAGBLK" write "$SN_DEV" --gen 2 --order random --jobs 4 >/dev/null

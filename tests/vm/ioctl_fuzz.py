@@ -7,8 +7,9 @@ OPS times, one of: a control ioctl (/dev/blksnap-control) or a filter ioctl
 on one of the devices, with arguments that are now right, now garbage (bad
 user pointers, structs that cross into an unmapped page, sizes at their
 edges, unknown UUIDs and commands); a 4 KiB write to a MEMBER; a read of a
-snapshot image. The MEMBERs are zeroed first; nothing may be attached to
-them yet. Snapshots made along the way are real ones: members are
+snapshot image; a module parameter set to a value in or out of its range
+(the caller puts them back). The MEMBERs are zeroed first; nothing may be
+attached to them yet. Snapshots made along the way are real ones: members are
 added, taken, destroyed in random orders.
 
 What must hold, checked here:
@@ -54,6 +55,21 @@ ALLOWED = {
     errno.EOPNOTSUPP, errno.ENOMEM, errno.EACCES, errno.ELOOP,
     errno.ETXTBSY, errno.E2BIG, errno.EOVERFLOW, errno.EROFS, errno.ERANGE,
 }
+
+# Values tried for the module parameters: in range (kept small enough that
+# copies stay a few MiB and CBT maps small), at the edges, and refused ones.
+PARAMS = {
+    "tracking_block_minimum_shift": ["9", "12", "16", "20", "31", "8", "32"],
+    "tracking_block_maximum_count": ["1", "64", "2097152", "0"],
+    "tracking_block_maximum_shift": ["9", "16", "26", "31", "32"],
+    "chunk_minimum_shift": ["9", "12", "16", "18", "20", "31"],
+    "chunk_maximum_count_shift": ["4", "8", "12", "40", "63", "64"],
+    "chunk_maximum_shift": ["18", "20", "26", "30", "31"],
+    "chunk_maximum_in_queue": ["1", "2", "16", "256", "0", "65537"],
+    "diff_storage_minimum": ["2048", "32768", "65536", "2047"],
+    "image_writable": ["0", "1", "2"],
+}
+GARBAGE = ["", "-1", "abc", "0x10", "99999999999999999999", "1 2"]
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong]
@@ -415,13 +431,26 @@ class Fuzz:
         finally:
             os.close(fd)
 
+    def param(self):
+        name = self.rng.choice(sorted(PARAMS))
+        value = self.pick((self.rng.choice(PARAMS[name]), 6), (self.rng.choice(GARBAGE), 1))
+        try:
+            with open(f"/sys/module/blksnap/parameters/{name}", "w") as f:
+                f.write(value)
+            rc = 0
+        except OSError as e:
+            rc = e.errno
+        if rc not in (0, errno.EINVAL, errno.ERANGE):
+            raise Broken(f"{name}={value!r}: {errno.errorcode.get(rc, rc)}")
+        self.counts[("param", errno.errorcode.get(rc, "OK"))] += 1
+
     def step(self):
         self.op += 1
         self.mem.reset()
         self.pick((self.create, 3), (self.flow, 2), (self.destroy, 2), (self.take, 3),
                   (self.collect, 2), (self.wait_event, 1), (self.version, 1),
                   (self.unknown_control, 1), (self.filter_ioctl, 14), (self.write, 6),
-                  (self.read_image, 4))()
+                  (self.read_image, 4), (self.param, 1))()
 
     # --- The end ----------------------------------------------------------
 
