@@ -165,6 +165,16 @@ fn find(list: &mut KVec<KBox<Snapshot>>, id: &[u8; 16]) -> Result<usize> {
     list.iter().position(|s| &s.id == id).ok_or(ESRCH)
 }
 
+/// The snapshot at `index` of `list`, as [`find`] gave it; never panics.
+fn at(list: &[KBox<Snapshot>], index: usize) -> Result<&Snapshot> {
+    list.get(index).map(|s| &**s).ok_or(ESRCH)
+}
+
+/// [`at`], borrowed mutably.
+fn at_mut(list: &mut [KBox<Snapshot>], index: usize) -> Result<&mut Snapshot> {
+    list.get_mut(index).map(|s| &mut **s).ok_or(ESRCH)
+}
+
 pub(crate) fn create(arg: UserPtr, abi: Abi) -> Result<isize> {
     let req: uapi::BlksnapSnapshotCreate = uaccess::read(arg)?;
     let path = UserPath::read(abi.user_ptr(req.diff_storage_filename))?;
@@ -237,7 +247,7 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
     let mut locked = Locked::lock();
     let (list, lock) = locked.parts();
     let index = find(list, &id.b)?;
-    let snapshot = &list[index];
+    let snapshot = at(list, index)?;
     if snapshot.taken {
         return Err(errno::ealready());
     }
@@ -260,7 +270,7 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
         storage,
         events,
         ..
-    } = &mut *list[index];
+    } = at_mut(list, index)?;
     // Everything that allocates or may fail is done before the devices are
     // frozen; a take that fails changes nothing.
     let n = members.len();
@@ -277,7 +287,7 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
         published.push(KBox::new(cow, GFP_KERNEL)?, GFP_KERNEL)?;
         areas.push(area, GFP_KERNEL)?;
     }
-    let snapshot = &mut list[index];
+    let snapshot = at_mut(list, index)?;
     // Declared after `areas`, so dropped before them on an error.
     let mut images = KVec::with_capacity(n, GFP_KERNEL)?;
     for (m, area) in snapshot.members.iter().zip(areas.iter()) {
@@ -443,7 +453,7 @@ pub(crate) fn wait_event(arg: UserPtr) -> Result<isize> {
         let mut locked = Locked::lock();
         let (list, _) = locked.parts();
         let index = find(list, &id.b)?;
-        list[index].events.clone()
+        at(list, index)?.events.clone()
     };
     let event = events.wait(timeout_ms)?;
     let data = arg + EVENT_DATA_OFFSET;
@@ -496,7 +506,7 @@ fn add(
         }
     }
     let index = find(list, &req.id.b)?;
-    if list[index].taken {
+    if at(list, index)?.taken {
         return Err(EBUSY);
     }
     let dev = bdev.devs().0;
@@ -508,7 +518,7 @@ fn add(
             return Err(EBUSY);
         }
     }
-    let storage = &list[index].storage;
+    let storage = &at(list, index)?.storage;
     if storage.lives_on(dev) && !storage.is_in_volume() {
         let taken_elsewhere = list
             .iter()
@@ -525,9 +535,9 @@ fn add(
     }
     // Made now, so that the take need not; if it cannot be (no memory),
     // the take tries again and says why.
-    let snapshot = &list[index];
+    let snapshot = at(list, index)?;
     let prepared = new_area(bdev, &snapshot.storage, &snapshot.events, tracker).ok();
-    list[index].members.push(
+    at_mut(list, index)?.members.push(
         Member {
             bdev: bdev.get_ref(),
             footprint,
