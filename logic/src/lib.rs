@@ -10,4 +10,5 @@
 pub mod cbt;
 pub mod chunk;
 pub mod placement;
+pub mod sectors;
 pub mod storage;
