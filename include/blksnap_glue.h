@@ -92,6 +92,8 @@ int blksnap_ptr_err(const void *p);
 unsigned int blksnap_bdev_io_min(struct block_device *bdev);
 dev_t blksnap_bdev_dev(struct block_device *bdev);
 dev_t blksnap_bdev_whole_dev(struct block_device *bdev);
+struct file *blksnap_bdev_open(struct block_device *bdev);
+void blksnap_bdev_close(struct file *file);
 bool blksnap_bdev_unsupported(struct block_device *bdev);
 struct blksnap_parts;
 struct blksnap_parts *blksnap_freeze_parts(struct block_device *bdev);

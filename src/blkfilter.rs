@@ -24,10 +24,13 @@
 //!
 //! A filter attached to a whole disk sees the bios of the disk's partitions
 //! too, after the partition's own filter if it has one: every write to the
-//! disk's sectors, whichever node it was issued through. A filter that kept
+//! disk's sectors, whichever node it was issued through. A filter attached
+//! to a partition sees the bios of the whole disk that land in it, after
+//! the disk's own filter, with sectors that may start before the partition
+//! and end after it (a bio over several partitions goes to each of their
+//! filters, in the order of the partitions on the disk). A filter that kept
 //! a bio hands it back to [`pass_on`], which offers it to the next filter
-//! in that order before sending it to the device. A filter attached to a
-//! partition sees only the bios of that partition.
+//! in that order before sending it to the device.
 //!
 //! A filter's `submit_bio` runs in the submitter's context inside an RCU
 //! read-side critical section: it must not sleep. Once a filter has been
@@ -78,6 +81,7 @@ use crate::glue::rcu::{self, RcuBox, ReadGuard};
 use crate::glue::slot::Slot;
 use crate::glue::snapio::OwnedBio;
 use crate::glue::uaccess::{self, Abi};
+use crate::sectors;
 use crate::uapi;
 
 /// A filter attached to one block device.
@@ -90,13 +94,16 @@ pub(crate) trait Filter: Send + Sync {
         true
     }
 
-    /// Has a bio submitted to the device, or to one of its partitions if
-    /// it is a whole disk, that this filter or another one of the device
-    /// wanted: the bio's sectors plus `offset` are sectors of the filtered
-    /// device. Runs inside the RCU read section `rcu`: must not sleep.
-    /// Returns the bio to let it go on to the device; a filter that keeps
-    /// it completes it or gives it to [`pass_on`] itself.
-    fn submit_bio(&self, bio: OwnedBio, offset: u64, rcu: &ReadGuard) -> Option<OwnedBio>;
+    /// Has a bio submitted to the device, to one of its partitions if it
+    /// is a whole disk, or to its whole disk at its sectors if it is a
+    /// partition, that this filter or another one of the device wanted:
+    /// the bio's sectors plus `offset` are sectors of the filtered device
+    /// (see [`sectors_on`]; a bio of the whole disk may start before
+    /// a partition and end after it). Runs inside the RCU read section
+    /// `rcu`: must not sleep. Returns the bio to let it go on to the
+    /// device; a filter that keeps it completes it or gives it to
+    /// [`pass_on`] itself.
+    fn submit_bio(&self, bio: OwnedBio, offset: i64, rcu: &ReadGuard) -> Option<OwnedBio>;
 
     /// Sees a write that this module sends to the device, or to one of its
     /// partitions if it is a whole disk, as a difference storage: it changes
@@ -104,7 +111,7 @@ pub(crate) trait Filter: Send + Sync {
     /// (a storage is never a member of a snapshot, [`crate::placement`]).
     /// `offset` is as for [`Filter::submit_bio`]. Called from the hook,
     /// with preemption disabled, inside `rcu`: must not sleep.
-    fn storage_write(&self, _bio: &Bio, _offset: u64, _rcu: &ReadGuard) {}
+    fn storage_write(&self, _bio: &Bio, _offset: i64, _rcu: &ReadGuard) {}
 
     /// The device is going away: from now on the filter sees none of its
     /// bios. Must not sleep.
@@ -114,6 +121,13 @@ pub(crate) trait Filter: Send + Sync {
     /// another backing file, another capacity. The filter stays attached.
     /// Must not sleep.
     fn changed(&self) {}
+
+    /// The filter left the table (detached, or its device went away): no
+    /// bio or ioctl of the device reaches it any more, though its last
+    /// users may still hold it. What it shows of itself under the
+    /// device's name (debugfs) goes now, so that the next filter of the
+    /// device can show its own. Called under the registry lock; sleeps.
+    fn detached(&self) {}
 
     /// Whether the filter must stay: detach then fails with EBUSY.
     fn is_busy(&self) -> bool {
@@ -162,6 +176,16 @@ impl Attached {
     fn applies_to(&self, bdev: BdevId) -> bool {
         self.bdev.id() == bdev && !self.dead.load(Ordering::Acquire)
     }
+
+    /// Whether `bio`, a bio of a whole disk, lands in this filter's
+    /// device, a partition of that disk.
+    fn lands_in(&self, bio: &Bio) -> bool {
+        self.bdev.is_partition()
+            && self.bdev.disk() == bio.disk()
+            && !self.dead.load(Ordering::Acquire)
+            && sectors_on(bio, bio.offset_in(&self.bdev))
+                .is_some_and(|(first, _)| first < self.bdev.nr_sectors())
+    }
 }
 
 type Table = KVec<Arc<Attached>>;
@@ -189,9 +213,14 @@ pub(crate) fn bio_wanted(
     let Some(table) = TABLE.get(&guard) else {
         return false;
     };
+    // A bio of a whole disk also goes to the filters of the partitions it
+    // lands in: their devices change through the disk as well.
     let mut filters = table
         .iter()
-        .filter(|a| a.applies_to(bdev) || whole.is_some_and(|w| a.applies_to(w)))
+        .filter(|a| match whole {
+            Some(w) => a.applies_to(bdev) || a.applies_to(w),
+            None => a.applies_to(bdev) || a.lands_in(bio),
+        })
         .peekable();
     if filters.peek().is_none() {
         return false;
@@ -212,15 +241,25 @@ pub(crate) fn bio_wanted(
     }
 }
 
+/// The sectors `bio` covers of a device on which its own sectors lie at
+/// `offset` from theirs (see [`Bio::offset_in`]), as (first, count): cut
+/// where the bio starts before that device; `None` if none lies there.
+pub(crate) fn sectors_on(bio: &Bio, offset: i64) -> Option<(u64, u64)> {
+    let (sector, count) = bio.sectors();
+    sectors::shifted(sector, count, offset)
+}
+
 /// Offers `bio` to the filter of its device, then to that of its whole
-/// disk; returns it if it goes on.
+/// disk or, for a bio of a whole disk, to those of the partitions it lands
+/// in; returns it if it goes on.
 pub(crate) fn filter_bio(bio: OwnedBio) -> Option<OwnedBio> {
     let guard = rcu::read_lock();
     let bio = match lookup(&guard, bio.bdev_id()) {
         Some(attached) => attached.filter.submit_bio(bio, 0, &guard)?,
         None => bio,
     };
-    offer_to_whole(&guard, bio)
+    let bio = offer_to_whole(&guard, bio)?;
+    offer_to_parts(&guard, bio, 0)
 }
 
 /// Offers a bio of a partition to the filter of the whole disk, if any.
@@ -232,15 +271,45 @@ fn offer_to_whole(guard: &ReadGuard, bio: OwnedBio) -> Option<OwnedBio> {
     attached.filter.submit_bio(bio, offset, guard)
 }
 
+/// Offers a bio of a whole disk to the filters of the partitions it lands
+/// in that start at sector `from` or later, in the order of their starts;
+/// returns it if it goes on. A bio of a partition is returned as it is.
+fn offer_to_parts(guard: &ReadGuard, mut bio: OwnedBio, mut from: u64) -> Option<OwnedBio> {
+    if bio.whole_id().is_some() {
+        return Some(bio);
+    }
+    let Some(table) = TABLE.get(guard) else {
+        return Some(bio);
+    };
+    loop {
+        let Some(attached) = table
+            .iter()
+            .filter(|a| a.bdev.start_sect() >= from && a.lands_in(&bio))
+            .min_by_key(|a| a.bdev.start_sect())
+        else {
+            return Some(bio);
+        };
+        from = attached.bdev.start_sect().saturating_add(1);
+        let offset = bio.offset_in(&attached.bdev);
+        bio = attached.filter.submit_bio(bio, offset, guard)?;
+    }
+}
+
 /// Sends on a bio that the filter of `by` kept: the filters after it see
-/// the bio first (the whole disk's filter, after a partition's). Must not
-/// sleep.
+/// the bio first (the whole disk's filter, after a partition's; the
+/// partitions' filters, after the whole disk's or an earlier partition's).
+/// Must not sleep.
 pub(crate) fn pass_on(bio: OwnedBio, by: &BlockDevice) {
-    let bio = if bio.bdev_id() == by.id() {
+    let bio = {
         let guard = rcu::read_lock();
-        offer_to_whole(&guard, bio)
-    } else {
-        Some(bio)
+        if bio.bdev_id() == by.id() {
+            offer_to_whole(&guard, bio).and_then(|bio| offer_to_parts(&guard, bio, 0))
+        } else if by.is_partition() && bio.whole_id().is_none() {
+            // A bio of the whole disk, kept by the filter of a partition.
+            offer_to_parts(&guard, bio, by.start_sect().saturating_add(1))
+        } else {
+            Some(bio)
+        }
     };
     if let Some(bio) = bio {
         bio.pass();
@@ -318,7 +387,12 @@ fn reap_locked(lock: &RegistryLock) -> Result {
         .get_locked(lock)
         .is_some_and(|t| t.iter().any(|a| a.dead.load(Ordering::Acquire)));
     if any_dead {
-        republish(lock, |a| !a.dead.load(Ordering::Acquire), None)?;
+        let old = republish(lock, |a| !a.dead.load(Ordering::Acquire), None)?;
+        for a in old.iter().flat_map(|t| t.iter()) {
+            if a.dead.load(Ordering::Acquire) {
+                a.filter.detached();
+            }
+        }
     }
     Ok(())
 }
@@ -381,6 +455,7 @@ fn detach(bdev: &BlockDevice, arg: uapi::BlkfilterDetach) -> Result<isize> {
     }
     let present = present.clone();
     let old = republish(&lock, |a| !Arc::ptr_eq(a, &present), None)?;
+    present.filter.detached();
     drop(lock);
     // The filter and its references go when the last user lets go.
     drop(old);

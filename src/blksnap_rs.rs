@@ -15,8 +15,8 @@
 //! ([`tracker::SnapshotCtl`], [`blkfilter::FilterType`]). Module parameters
 //! are read through [`params`]; the user-space interface is [`uapi`], the
 //! same file the user-space `blksnap-uapi` crate compiles. [`cbt`],
-//! [`chunk`], [`placement`] and [`storage`] are the pure logic shared with
-//! the host tests.
+//! [`chunk`], [`placement`], [`sectors`] and [`storage`] are the pure logic
+//! shared with the host tests.
 
 // The pin-initialisers of structures with many fields expand deeply.
 #![recursion_limit = "256"]
@@ -47,6 +47,9 @@ pub mod chunk;
 
 #[path = "../logic/src/placement.rs"]
 pub mod placement;
+
+#[path = "../logic/src/sectors.rs"]
+pub mod sectors;
 
 #[path = "../logic/src/storage.rs"]
 pub mod storage;

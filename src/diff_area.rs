@@ -59,12 +59,13 @@ use crate::cbt_map::Cbt;
 use crate::chunk::{self, Action, ChunkParams, ChunkState, Event};
 use crate::diff_storage::DiffStorage;
 use crate::event_queue::Events;
-use crate::glue::block::{BdevRef, Bio, BioOp, BlockDevice};
+use crate::glue::block::{BdevOpen, Bio, BioOp, BlockDevice};
 use crate::glue::cowio::{ChunkBuf, ChunkIo, ChunkMap, PagePool};
 use crate::glue::irqlock::{new_irq_spinlock, IrqSpinLock};
 use crate::glue::percpu::PerCpuCounters;
 use crate::glue::snapio::{self, BioList, HeldWrites, NoIo, OwnedBio, StorageFile};
 use crate::params;
+use crate::sectors;
 use crate::tracker::CopyOnWrite;
 
 const SECTOR_SHIFT: u32 = chunk::SECTOR_SHIFT;
@@ -202,7 +203,9 @@ enum Dispatch {
 /// Copy-on-write state of one member device while its snapshot is taken.
 #[pin_data]
 pub(crate) struct DiffArea {
-    original: BdevRef,
+    /// The member, held open: every bio the area sends it goes to a device
+    /// the module holds.
+    original: Arc<BdevOpen>,
     capacity: u64,
     shift: u32,
     chunk_count: u64,
@@ -298,7 +301,7 @@ impl DiffArea {
     /// are one chunk each (the reserve of the page pool, the image
     /// worker's two).
     pub(crate) fn new(
-        original: BdevRef,
+        original: Arc<BdevOpen>,
         storage: Arc<DiffStorage>,
         events: Arc<Events>,
         cbt: Arc<Cbt>,
@@ -414,14 +417,26 @@ impl DiffArea {
     /// bio if it may pass at once; otherwise the area keeps it until its
     /// chunks are in memory. Runs under RCU: must not sleep. A write that
     /// passes touches no lock, no counter and no reference count.
-    fn offer_write(self: ArcBorrow<'_, Self>, bio: OwnedBio, offset: u64) -> Option<OwnedBio> {
-        let (sector, count) = bio.sectors();
-        let sector = sector.saturating_add(offset);
+    fn offer_write(self: ArcBorrow<'_, Self>, bio: OwnedBio, offset: i64) -> Option<OwnedBio> {
+        let Some((sector, count)) = blkfilter::sectors_on(&bio, offset) else {
+            return Some(bio);
+        };
         let Some(mut chunks) =
             chunk::sectors_to_chunks(sector, count, self.shift, self.chunk_count)
         else {
             return Some(bio);
         };
+        if !self.events.is_corrupted() && self.overlaps_storage(sector, count) {
+            // Corrupted before the write passes: no image read that
+            // completes after it trusts the copies it overwrites.
+            pr_err!(
+                "a write to {}:{} overwrote the in-volume difference storage: snapshot corrupted\n",
+                self.original.dev().0,
+                self.original.dev().1
+            );
+            self.events.corrupt_atomic(self.original.devs().0, EIO);
+            return Some(bio);
+        }
         if self.events.is_corrupted() || chunks.all(|c| self.write_passes(c)) {
             return Some(bio);
         }
@@ -432,6 +447,12 @@ impl DiffArea {
         self.pending.lock().push(bio);
         Arc::from(self).kick_cow();
         None
+    }
+
+    /// Whether sectors `[sector, sector + count)` of the original overlap
+    /// the in-volume storage it holds. Must not sleep.
+    fn overlaps_storage(&self, sector: u64, count: u64) -> bool {
+        sectors::overlaps(&self.hidden, sector, count)
     }
 
     /// Makes the entry of untouched chunk `index` and starts reading it
@@ -490,8 +511,10 @@ impl DiffArea {
         if self.is_stopped() {
             return Dispatch::Pass(bio);
         }
-        let (sector, count) = bio.sectors();
-        let sector = sector.saturating_add(bio.offset_in(&self.original));
+        let Some((sector, count)) = blkfilter::sectors_on(&bio, bio.offset_in(&self.original))
+        else {
+            return Dispatch::Pass(bio);
+        };
         let Some(chunks) = chunk::sectors_to_chunks(sector, count, self.shift, self.chunk_count)
         else {
             return Dispatch::Pass(bio);
@@ -540,9 +563,9 @@ impl DiffArea {
     /// Passes on a write the worker had: it lands after the take's switch
     /// of the change map, so it belongs to the next backup too.
     fn pass_write(&self, bio: OwnedBio) {
-        let (sector, count) = bio.sectors();
-        let sector = sector.saturating_add(bio.offset_in(&self.original));
-        self.cbt.mark_write(sector, count);
+        if let Some((sector, count)) = blkfilter::sectors_on(&bio, bio.offset_in(&self.original)) {
+            self.cbt.mark_write(sector, count);
+        }
         blkfilter::pass_on(bio, &self.original);
     }
 
@@ -701,8 +724,10 @@ impl DiffArea {
             }
             BioOp::Read if !self.hidden.is_empty() => return self.read_around_storage(bio),
             BioOp::Read => {}
+            // Nothing to keep of the sectors a writable image gives up.
+            BioOp::Discard if self.writable => return bio.end(Ok(())),
             // A read-only image.
-            BioOp::Write => return bio.end(Err(EIO)),
+            BioOp::Write | BioOp::Discard => return bio.end(Err(EIO)),
             BioOp::Other => return bio.end(Ok(())),
         }
         self.read(bio);
@@ -966,9 +991,19 @@ impl DiffArea {
 
     /// Waits until [`DiffArea::is_idle`]: after [`DiffArea::close`], every
     /// held bio has then gone back to the workers.
+    /// A device that never completes its I/O keeps the wait going: it says
+    /// so in the kernel log every ten thousand tries (ten seconds at least).
     pub(crate) fn wait_idle(&self) {
+        let mut tries = 0u32;
         while !self.is_idle() {
             snapio::msleep(1);
+            tries = tries.wrapping_add(1);
+            if tries % 10_000 == 0 {
+                let (major, minor) = self.original.dev();
+                pr_warn!(
+                    "destroy of the snapshot of {major}:{minor} still waits for I/O its devices have not completed\n"
+                );
+            }
         }
     }
 
@@ -1173,13 +1208,30 @@ impl DiffArea {
 }
 
 impl CopyOnWrite for DiffArea {
-    fn on_write(self: ArcBorrow<'_, Self>, bio: OwnedBio, offset: u64) -> Option<OwnedBio> {
+    fn on_write(self: ArcBorrow<'_, Self>, bio: OwnedBio, offset: i64) -> Option<OwnedBio> {
         self.offer_write(bio, offset)
     }
 
     /// The original is going away and its writes will no longer be seen:
     /// the snapshot is corrupted, so the image never shows data written
     /// later (a device set up again, a partition created in its place).
+    /// A discard of the original while the snapshot stands is completed
+    /// here, without a copy and without reaching the device: the sectors
+    /// it gives up may read anything afterwards, so they may as well keep
+    /// the data of the take, which the image still shows from there. Sent
+    /// on, it would change uncopied chunks under the image; copied first,
+    /// a trim of a file system's free space (`fstrim`) would fill the
+    /// storage with data nobody needs. Not sent later either: by the
+    /// destroy, a write may have reused the sectors. Once the snapshot is
+    /// closed or corrupted, discards go on to the device.
+    fn on_discard(&self, bio: OwnedBio) -> Option<OwnedBio> {
+        if self.is_stopped() {
+            return Some(bio);
+        }
+        bio.end(Ok(()));
+        None
+    }
+
     fn device_gone(&self) {
         self.events.corrupt_atomic(self.original.devs().0, ENODEV);
     }

@@ -24,7 +24,7 @@ use kernel::uaccess::{UserPtr, UserSlice};
 use crate::diff_area::DiffArea;
 use crate::diff_storage::DiffStorage;
 use crate::event_queue::{EventData, Events};
-use crate::glue::block::{BdevRef, BlockDevice};
+use crate::glue::block::{BdevOpen, BlockDevice};
 use crate::glue::errno;
 use crate::glue::hooks::{self, Drain, ModuleRef, RegistryLock, UnderRegistry};
 use crate::glue::random;
@@ -43,7 +43,9 @@ const EVENT_CODE_OFFSET: usize = 20;
 const EVENT_DATA_OFFSET: usize = 32;
 
 struct Member {
-    bdev: BdevRef,
+    /// Held open for the snapshot's life: the module sends the device
+    /// bios (copies, image reads) and must hold what it sends them to.
+    bdev: Arc<BdevOpen>,
     /// Where the device's bytes end up (see [`crate::placement`]).
     footprint: KBox<Footprint>,
     tracker: Arc<TrackerCore>,
@@ -56,13 +58,13 @@ struct Member {
 
 /// Makes the area of a member: what its take publishes.
 fn new_area(
-    bdev: &BlockDevice,
+    bdev: &Arc<BdevOpen>,
     storage: &Arc<DiffStorage>,
     events: &Arc<Events>,
     tracker: &TrackerCore,
 ) -> Result<Arc<DiffArea>> {
     DiffArea::new(
-        bdev.get_ref(),
+        bdev.clone(),
         storage.clone(),
         events.clone(),
         tracker.cbt.clone(),
@@ -274,6 +276,12 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
     // Everything that allocates or may fail is done before the devices are
     // frozen; a take that fails changes nothing.
     let n = members.len();
+    // A medium that changes from here on may not be the one the area was
+    // made for: checked once the areas are published.
+    let mut media = KVec::with_capacity(n, GFP_KERNEL)?;
+    for m in members.iter() {
+        media.push(m.tracker.media_changes(), GFP_KERNEL)?;
+    }
     let mut areas = KVec::with_capacity(n, GFP_KERNEL)?;
     let mut published = KVec::with_capacity(n, GFP_KERNEL)?;
     for m in members.iter_mut() {
@@ -332,11 +340,13 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
         m.area = Some(area);
         m.image = Some(image);
     }
-    // A member that went away meanwhile did not see its area published:
-    // pairs with the fence in the tracker's `Filter::gone`.
+    // A member that went away, or whose medium changed, meanwhile did not
+    // see its area published: pairs with the fences in the tracker's
+    // `Filter::gone` and `Filter::changed`.
     fence(Ordering::SeqCst);
-    for m in snapshot.members.iter() {
-        if let (true, Some(area)) = (m.tracker.is_gone(), &m.area) {
+    for (m, seen) in snapshot.members.iter().zip(media) {
+        let moved = m.tracker.is_gone() || m.tracker.media_changes() != seen;
+        if let (true, Some(area)) = (moved, &m.area) {
             area.device_gone();
         }
     }
@@ -489,6 +499,10 @@ fn add(
     }
     // Found before the lock: it reads sysfs and looks up paths.
     let footprint = snapio::footprint(bdev.place())?;
+    // Opened before the lock (an open may wait for the device), closed
+    // after it on every path: the last close of a device may call the
+    // module's hooks back.
+    let open = Arc::new(bdev.open()?, GFP_KERNEL)?;
     let mut locked = Locked::lock();
     let (list, lock) = locked.parts();
     // Detached since the filter was found: a detach is refused only once
@@ -536,10 +550,10 @@ fn add(
     // Made now, so that the take need not; if it cannot be (no memory),
     // the take tries again and says why.
     let snapshot = at(list, index)?;
-    let prepared = new_area(bdev, &snapshot.storage, &snapshot.events, tracker).ok();
+    let prepared = new_area(&open, &snapshot.storage, &snapshot.events, tracker).ok();
     at_mut(list, index)?.members.push(
         Member {
-            bdev: bdev.get_ref(),
+            bdev: open.clone(),
             footprint,
             tracker: tracker.clone(),
             area: None,

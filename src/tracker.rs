@@ -22,7 +22,7 @@
 //! everything else is done under the map's spinlock, held only for a
 //! bounded piece of work; user memory is never touched under it.
 
-use core::sync::atomic::{fence, AtomicBool, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 
 use kernel::c_str;
 use kernel::fmt;
@@ -50,7 +50,11 @@ use crate::uapi::{self, BlkfilterCtlBlksnap as Cmd};
 pub(crate) trait CopyOnWrite: Send + Sync {
     /// Offers a write of the device (its sectors plus `offset` are those of
     /// the device); returns it if it may pass now. Must not sleep.
-    fn on_write(self: ArcBorrow<'_, Self>, bio: OwnedBio, offset: u64) -> Option<OwnedBio>;
+    fn on_write(self: ArcBorrow<'_, Self>, bio: OwnedBio, offset: i64) -> Option<OwnedBio>;
+    /// Offers a discard of the device; returns it if it is to go on to the
+    /// device (and then changes the blocks it covers), or completes it
+    /// itself. Must not sleep.
+    fn on_discard(&self, bio: OwnedBio) -> Option<OwnedBio>;
     /// The device went away, or the medium under it changed. Must not
     /// sleep.
     fn device_gone(&self);
@@ -106,6 +110,10 @@ pub(crate) struct TrackerCore {
     in_snapshot: AtomicBool,
     /// Whether the device went away: its writes are no longer seen.
     gone: AtomicBool,
+    /// How often the data under the device changed without a write (see
+    /// [`Filter::changed`]): a take compares it before and after it
+    /// publishes copy-on-write.
+    media: AtomicU64,
 }
 
 impl TrackerCore {
@@ -116,6 +124,12 @@ impl TrackerCore {
     /// Whether the device went away (see [`Filter::gone`]).
     pub(crate) fn is_gone(&self) -> bool {
         self.gone.load(Ordering::SeqCst)
+    }
+
+    /// How often the medium under the device changed so far (see
+    /// [`Filter::changed`]).
+    pub(crate) fn media_changes(&self) -> u64 {
+        self.media.load(Ordering::SeqCst)
     }
 
     pub(crate) fn leave_snapshot(&self) {
@@ -152,6 +166,7 @@ fn attach(bdev: &BlockDevice, _opt: UserPtr, _optlen: u32) -> Result<Arc<dyn Fil
             cow: RcuBox::new(),
             in_snapshot: AtomicBool::new(false),
             gone: AtomicBool::new(false),
+            media: AtomicU64::new(0),
         },
         GFP_KERNEL,
     )?;
@@ -163,26 +178,39 @@ impl Filter for Tracker {
     fn wants(&self, op: BioOp) -> bool {
         let counter = match op {
             BioOp::Read => READS,
-            BioOp::Write => WRITES,
+            BioOp::Write | BioOp::Discard => WRITES,
             BioOp::Other => OTHERS,
         };
         self.counters.add(counter, 1);
-        op == BioOp::Write
+        matches!(op, BioOp::Write | BioOp::Discard)
     }
 
-    fn submit_bio(&self, bio: OwnedBio, offset: u64, rcu: &ReadGuard) -> Option<OwnedBio> {
-        if bio.op() == BioOp::Write {
-            self.mark(&bio, offset, rcu);
-            if let Some(area) = self.core.cow.get(rcu) {
-                return area.as_arc_borrow().on_write(bio, offset);
+    fn submit_bio(&self, bio: OwnedBio, offset: i64, rcu: &ReadGuard) -> Option<OwnedBio> {
+        match bio.op() {
+            BioOp::Write => {
+                self.mark(&bio, offset, rcu);
+                if let Some(area) = self.core.cow.get(rcu) {
+                    return area.as_arc_borrow().on_write(bio, offset);
+                }
             }
+            // A discard that a snapshot completes never reaches the device
+            // and changes no block: nothing to mark.
+            BioOp::Discard => {
+                let bio = match self.core.cow.get(rcu) {
+                    Some(area) => area.on_discard(bio)?,
+                    None => bio,
+                };
+                self.mark(&bio, offset, rcu);
+                return Some(bio);
+            }
+            BioOp::Read | BioOp::Other => {}
         }
         Some(bio)
     }
 
     /// The copies another snapshot keeps on the device change it: an
     /// incremental backup of the device must copy them.
-    fn storage_write(&self, bio: &Bio, offset: u64, rcu: &ReadGuard) {
+    fn storage_write(&self, bio: &Bio, offset: i64, rcu: &ReadGuard) {
         self.counters.add(WRITES, 1);
         self.mark(bio, offset, rcu);
     }
@@ -199,6 +227,11 @@ impl Filter for Tracker {
     }
 
     fn changed(&self) {
+        // Pairs with the fence of a take after it published the area, as
+        // in `gone`: either the area is seen below, or the take sees the
+        // count moved.
+        self.core.media.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
         // No write marked what changed: user space must start over.
         self.core.cbt.restart();
         // To the snapshot, another medium is as gone as a removed device.
@@ -206,6 +239,10 @@ impl Filter for Tracker {
         if let Some(area) = self.core.cow.get(&guard) {
             area.device_gone();
         }
+    }
+
+    fn detached(&self) {
+        self.counters.remove();
     }
 
     fn is_busy(&self) -> bool {
@@ -261,11 +298,14 @@ fn check_size(optlen: u32, size: usize) -> Result {
 
 impl Tracker {
     /// Marks the blocks a write changes in the change map.
-    fn mark(&self, bio: &Bio, offset: u64, rcu: &ReadGuard) {
-        let (sector, count) = bio.sectors();
-        if let Some(map) = self.core.cbt.current(rcu) {
-            map.mark_write(sector.saturating_add(offset), count);
-        }
+    fn mark(&self, bio: &Bio, offset: i64, rcu: &ReadGuard) {
+        let (Some((sector, count)), Some(map)) = (
+            blkfilter::sectors_on(bio, offset),
+            self.core.cbt.current(rcu),
+        ) else {
+            return;
+        };
+        map.mark_write(sector, count);
     }
 
     /// Resets the map with a new generation if the capacity changed.

@@ -96,6 +96,12 @@ impl BlockDevice {
         unsafe { bindings::blksnap_bdev_start_sect(self.as_ptr()) }
     }
 
+    /// Returns true for a partition, false for a whole disk.
+    pub(crate) fn is_partition(&self) -> bool {
+        // SAFETY: valid by the type invariant.
+        !unsafe { bindings::blksnap_bdev_whole(self.as_ptr()) }.is_null()
+    }
+
     /// Returns true for a zoned device (sequential-write zones).
     pub(crate) fn is_zoned(&self) -> bool {
         // SAFETY: valid by the type invariant.
@@ -227,13 +233,77 @@ impl Drop for BdevRef {
     }
 }
 
+/// An open of a block device for reading, held for as long as the module
+/// may send the device bios: while it is held, a loop device cannot lose
+/// its backing file (a detach waits for the last close), nor can a
+/// device-mapper, md or partition device be removed by user space. A disk
+/// its driver deletes still goes; its queue then fails every bio, which
+/// needs no special case.
+///
+/// # Invariants
+///
+/// `file` is an open of the block device at `bdev`, owned by this value,
+/// which keeps the structure alive.
+pub(crate) struct BdevOpen {
+    file: NonNull<bindings::file>,
+    bdev: NonNull<BlockDevice>,
+}
+
+// SAFETY: an open block device may be used and closed from any task.
+unsafe impl Send for BdevOpen {}
+// SAFETY: shared access only reads the device's immutable fields.
+unsafe impl Sync for BdevOpen {}
+
+impl BlockDevice {
+    /// Opens the device for reading, without claiming it. `ENODEV` if its
+    /// number now names another device.
+    pub(crate) fn open(&self) -> Result<BdevOpen> {
+        // SAFETY: valid by the type invariant; process context.
+        let file = unsafe { bindings::blksnap_bdev_open(self.as_ptr()) };
+        // SAFETY: plain pointer inspection.
+        if unsafe { bindings::blksnap_is_err(file.cast()) } {
+            // SAFETY: as above.
+            return Err(Error::from_errno(unsafe {
+                bindings::blksnap_ptr_err(file.cast())
+            }));
+        }
+        // INVARIANT: `file` is an open of this very device (the C side
+        // checked), owned from here on.
+        Ok(BdevOpen {
+            // SAFETY: not an error pointer, hence not null.
+            file: unsafe { NonNull::new_unchecked(file) },
+            bdev: NonNull::from(self),
+        })
+    }
+}
+
+impl core::ops::Deref for BdevOpen {
+    type Target = BlockDevice;
+
+    fn deref(&self) -> &BlockDevice {
+        // SAFETY: the open keeps the structure alive, by the type invariant.
+        unsafe { self.bdev.as_ref() }
+    }
+}
+
+impl Drop for BdevOpen {
+    fn drop(&mut self) {
+        // SAFETY: the open owned by this value, closed once; `fput` may run
+        // in any context.
+        unsafe { bindings::blksnap_bdev_close(self.file.as_ptr()) };
+    }
+}
+
 /// What a bio does, as far as the filter layer cares.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum BioOp {
     /// Reads data.
     Read,
-    /// Changes data: write, discard, secure erase or write-zeroes.
+    /// Changes data: write, secure erase or write-zeroes.
     Write,
+    /// Gives sectors up (a discard): what they read afterwards is
+    /// unspecified, so nothing needs to be kept of what they held.
+    Discard,
     /// Anything else, e.g. a flush.
     Other,
 }
@@ -276,15 +346,27 @@ impl Bio {
         (!whole.is_null()).then(|| BdevId::from_ptr(whole))
     }
 
-    /// Returns where the bio's block device starts on `dev`, in sectors:
-    /// 0 when `dev` is that device, the partition's start when `dev` is the
-    /// whole disk of the bio's partition. Add it to [`Bio::sectors`] to get
-    /// sectors of `dev`.
-    pub(crate) fn offset_in(&self, dev: &BlockDevice) -> u64 {
+    /// Returns the disk of the bio's block device.
+    pub(crate) fn disk(&self) -> DiskId {
+        // SAFETY: valid by the type invariant; a bio's block device is
+        // valid while the bio is, and its disk outlives it.
+        DiskId::from_ptr(unsafe { (*(*self.as_ptr()).bi_bdev).bd_disk })
+    }
+
+    /// Returns where the bio's block device starts relative to `dev`, a
+    /// device of the same disk, in sectors: 0 when `dev` is that device,
+    /// the partition's start when `dev` is the whole disk of the bio's
+    /// partition, minus the start of `dev` when `dev` is a partition of the
+    /// bio's whole disk. Added to [`Bio::sectors`], it gives sectors of
+    /// `dev`; a bio of the whole disk may start before `dev` and end after
+    /// it.
+    pub(crate) fn offset_in(&self, dev: &BlockDevice) -> i64 {
         // SAFETY: valid by the type invariant; a bio's block device is
         // valid while the bio is.
         let start = unsafe { bindings::blksnap_bdev_start_sect((*self.as_ptr()).bi_bdev) };
-        start.saturating_sub(dev.start_sect())
+        // Sector numbers are below 2^63: the kernel keeps them in a
+        // sector_t but sizes in a loff_t.
+        (start as i64).wrapping_sub(dev.start_sect() as i64)
     }
 
     /// Returns the sectors the bio covers, relative to its block device, as
@@ -305,8 +387,8 @@ impl Bio {
         let op = unsafe { bindings::blksnap_bio_op(self.as_ptr()) };
         match op {
             bindings::req_op_REQ_OP_READ => BioOp::Read,
+            bindings::req_op_REQ_OP_DISCARD => BioOp::Discard,
             bindings::req_op_REQ_OP_WRITE
-            | bindings::req_op_REQ_OP_DISCARD
             | bindings::req_op_REQ_OP_SECURE_ERASE
             | bindings::req_op_REQ_OP_WRITE_ZEROES => BioOp::Write,
             _ => BioOp::Other,

@@ -68,11 +68,12 @@ struct DumpFile {
 pub(crate) struct Counters<const N: usize> {
     values: PerCpuCounters<N>,
     dump: Option<Pin<KBox<DumpFile>>>,
-    dir: *mut bindings::dentry,
+    /// The directory, until [`Counters::remove`] (or the drop) removes it.
+    dir: AtomicPtr<bindings::dentry>,
 }
 
-// SAFETY: the counters and the dump source are `Send`; `dir` is only used
-// by `drop`.
+// SAFETY: the counters and the dump source are `Send`; `dir` is only
+// removed, once, by whoever swaps it out.
 unsafe impl<const N: usize> Send for Counters<N> {}
 // SAFETY: shared access only touches the counters, which are `Sync`.
 unsafe impl<const N: usize> Sync for Counters<N> {}
@@ -93,7 +94,7 @@ impl<const N: usize> Counters<N> {
         Ok(Self {
             values,
             dump: None,
-            dir: dentry,
+            dir: AtomicPtr::new(dentry),
         })
     }
 
@@ -121,7 +122,7 @@ impl<const N: usize> Counters<N> {
             bindings::debugfs_create_file(
                 name.as_char_ptr(),
                 0o400,
-                self.dir,
+                *self.dir.get_mut(),
                 data.cast_mut().cast::<c_void>(),
                 &file.fops,
             )
@@ -135,14 +136,24 @@ impl<const N: usize> Counters<N> {
     pub(crate) fn add(&self, index: usize, n: u64) {
         self.values.add(index, n as i64);
     }
+
+    /// Removes the directory now, before the counters go: its name is free
+    /// for another directory at once. The counters still count, unseen.
+    /// Sleeps (it waits for running reads).
+    pub(crate) fn remove(&self) {
+        let dir = self.dir.swap(core::ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: `dir` came from debugfs_create_dir (or is null or an
+        // error pointer, which debugfs_remove ignores) and is removed once,
+        // by whoever swapped it out; removing it and its files waits for
+        // running reads, so no reader touches `values` or the dump source
+        // after.
+        unsafe { bindings::debugfs_remove(dir) };
+    }
 }
 
 impl<const N: usize> Drop for Counters<N> {
     fn drop(&mut self) {
-        // SAFETY: `dir` came from debugfs_create_dir; removing it and its
-        // files waits for running reads, so no reader touches `values` or
-        // the dump source after.
-        unsafe { bindings::debugfs_remove(self.dir) };
+        self.remove();
     }
 }
 

@@ -69,7 +69,9 @@
 #include <linux/blkdev.h>
 #include <linux/compat.h>
 #include <linux/ftrace.h>
+#include <linux/delay.h>
 #include <linux/module.h>
+#include <linux/part_stat.h>
 #include <linux/rcupdate.h>
 #include <linux/srcu.h>
 #include <linux/workqueue.h>
@@ -352,22 +354,72 @@ void blksnap_sync_submitters(void)
  * Draining the requests the driver of bdev holds, with a freeze of its
  * queue: once started, new bios wait for the end of the freeze, and the
  * wait ends when every request held before has completed. A bio-based
- * driver releases the queue when its submit_bio returns, so there the wait
- * is only for bios being submitted. Starting the freezes of several queues
- * first lets their RCU grace periods overlap.
+ * driver (device-mapper, md) releases the queue when its submit_bio
+ * returns, so there the freeze only waits for bios being submitted; the
+ * writes such a driver still holds are waited for by its I/O accounting
+ * (see writes_in_flight). Starting the freezes of several queues first
+ * lets their RCU grace periods overlap.
  */
 void blksnap_drain_start(struct block_device *bdev)
 {
 	blk_freeze_queue_start(bdev_get_queue(bdev));
 }
 
-/* Waits, at most timeout_ms, for a drain started on bdev. */
+/* The writes accounted as in flight on one block device, on all CPUs. */
+static long part_writes_in_flight(struct block_device *part)
+{
+	long n = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		n += part_stat_local_read_cpu(part, in_flight[WRITE], cpu);
+	return n;
+}
+
+/*
+ * The writes a bio-based driver has started and not yet completed on
+ * bdev, as its I/O accounting counts them (bio_start_io_acct and the
+ * like: device-mapper and md account every bio they take): those of bdev,
+ * and for a whole disk those of its partitions too.
+ */
+static long writes_in_flight(struct block_device *bdev)
+{
+	struct block_device *part;
+	unsigned long idx;
+	long n = 0;
+
+	if (bdev_is_partition(bdev))
+		return part_writes_in_flight(bdev);
+	rcu_read_lock();
+	xa_for_each(&bdev->bd_disk->part_tbl, idx, part)
+		n += part_writes_in_flight(part);
+	rcu_read_unlock();
+	return n;
+}
+
+/*
+ * Waits, at most timeout_ms, for a drain started on bdev. The count of a
+ * bio-based driver only falls meanwhile: new writes are held by the filter
+ * above it, or by the freeze. A driver whose accounting was switched off
+ * (queue/iostats set to 0) cannot be waited for: its writes in flight are
+ * not covered.
+ */
 int blksnap_drain_wait(struct block_device *bdev, unsigned int timeout_ms)
 {
-	long left = blk_mq_freeze_queue_wait_timeout(bdev_get_queue(bdev),
-						     msecs_to_jiffies(timeout_ms));
+	struct request_queue *q = bdev_get_queue(bdev);
+	unsigned long deadline = jiffies + msecs_to_jiffies(timeout_ms);
+	long left = blk_mq_freeze_queue_wait_timeout(q, msecs_to_jiffies(timeout_ms));
 
-	return left > 0 ? 0 : -ETIMEDOUT;
+	if (left <= 0)
+		return -ETIMEDOUT;
+	if (queue_is_mq(q) || !blk_queue_io_stat(q))
+		return 0;
+	while (writes_in_flight(bdev) > 0) {
+		if (time_after(jiffies, deadline))
+			return -ETIMEDOUT;
+		usleep_range(100, 200);
+	}
+	return 0;
 }
 
 /* Ends a drain started on bdev: the bios waiting meanwhile go on. */

@@ -154,6 +154,35 @@ dev_t blksnap_bdev_whole_dev(struct block_device *bdev)
 	return disk_devt(bdev->bd_disk);
 }
 
+/*
+ * Opens bdev for reading, without claiming it, so that the device stays
+ * set up while the module sends it bios: a loop device detached meanwhile
+ * (LOOP_CLR_FD) is then only marked for autoclear at its last close, a
+ * device-mapper or md device refuses its removal (EBUSY), and a partition
+ * cannot be deleted or re-read away. A disk removed by its driver
+ * (del_gendisk) still goes, and its queue then fails every bio. -ENODEV if
+ * the number now names another device than bdev.
+ */
+struct file *blksnap_bdev_open(struct block_device *bdev)
+{
+	struct file *file;
+
+	file = bdev_file_open_by_dev(bdev->bd_dev, BLK_OPEN_READ, NULL, NULL);
+	if (IS_ERR(file))
+		return file;
+	if (file_bdev(file) != bdev) {
+		fput(file);
+		return ERR_PTR(-ENODEV);
+	}
+	return file;
+}
+
+/* Lets go of an open of blksnap_bdev_open(); any context. */
+void blksnap_bdev_close(struct file *file)
+{
+	fput(file);
+}
+
 /* Devices whose bios carry more than data, which a chunk copy would lose. */
 bool blksnap_bdev_unsupported(struct block_device *bdev)
 {

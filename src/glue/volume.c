@@ -4,8 +4,10 @@
  * system of a snapshot's member, written and read below that file system.
  *
  * The file is pinned the way swap files are (S_SWAPFILE): from then on the
- * file system refuses to write, truncate, fallocate, reflink, defragment,
- * unlink or rename it, so the blocks it has keep belonging to it. Its
+ * file system refuses to write, shrink, fallocate, reflink, defragment,
+ * unlink or rename it, so the blocks it has keep belonging to it. Making
+ * it longer with truncate(2) is not refused (the kernel refuses only to
+ * shrink a swap file); it adds a hole and moves no block. Its
  * extents are then read once with the file system's fiemap, and copies go
  * to those sectors of the file system's block device in bios from this
  * file's own bio_set. The submit_bio hook lets those bios pass without
@@ -349,9 +351,20 @@ struct blksnap_volume *blksnap_volume_map(struct file *file)
 	return ERR_PTR(ret);
 }
 
-/* Unpins the file: it is an ordinary file again. */
+/*
+ * Unpins the file: it is an ordinary file again. The pin refuses to shrink
+ * the file but not to make it longer (truncate(2) to a larger size): the
+ * part added is a hole that never held copies, and the copies stayed in
+ * the extents mapped at the pin. Said in the log, since the file's size no
+ * longer tells the storage's.
+ */
 void blksnap_volume_unmap(struct blksnap_volume *v)
 {
+	loff_t size = i_size_read(v->inode);
+
+	if (size > (loff_t)(v->sectors << SECTOR_SHIFT))
+		pr_warn("in-volume storage: the file was made longer while pinned, from %llu to %lld bytes; the copies used only its first %llu bytes\n",
+			v->sectors << SECTOR_SHIFT, size, v->sectors << SECTOR_SHIFT);
 	invalidate_mapping_pages(v->inode->i_mapping, 0, -1);
 	volume_unpin(v->inode);
 	volume_free(v);
