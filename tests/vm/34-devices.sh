@@ -1,7 +1,8 @@
 # Device layouts and media under a snapshot: a whole disk sees the writes
 # issued through its partitions (copy-on-write and change tracking, at the
 # partition's place on the disk), also when the partition has a filter of
-# its own; a new medium under a member (LOOP_CHANGE_FD) or a new capacity
+# its own, and a partition sees the writes issued through its whole disk at
+# its sectors; a new medium under a member (LOOP_CHANGE_FD) or a new capacity
 # (losetup -c) corrupts the snapshot with an event instead of showing other
 # data. Uses the sm_* helpers of 31-snapshot-more.sh, the sn_* helpers of
 # 30-snapshot.sh, cbt_write_map of 20-cbt.sh and the ft_* helpers of
@@ -209,6 +210,45 @@ test_devices_capacity_change_corrupts() {
 	expect_eq "the event after the capacity changed" "event=corrupted dev_id=$devnum err_code=19" \
 		"$(dv_event "$id")"
 	dv_image_eio "$img" "the image of $dev after losetup -c"
+	sn_destroy "$id"
+	sm_log_clean
+}
+
+# A partition in a snapshot, written through its whole disk after the take
+# (tagged writes inside it, and one direct 1 MiB bio that starts before the
+# partition and ends inside it): the partition's filter sees those writes
+# at their place in the partition, so its image stays the partition at the
+# take and its change tracking marks the blocks; the writes reach the disk.
+test_devices_partition_member_sees_whole_disk_writes() {
+	sm_begin
+	local disk p1 store id img
+	dv_disk
+	disk=$REPLY
+	p1=${REPLY}p1
+	"$TAGBLK" write "$p1" --gen 1 --order seq --jobs 2 >/dev/null
+	ft_attach "$p1"
+	sn_tmpfs 64M
+	store=$REPLY
+	sn_create "$store" 32M "$p1"
+	id=$REPLY
+	sn_take "$id"
+	sn_image "$p1"
+	img=$REPLY
+	dd if="$img" of="$FT_DIR/p1-at-take" bs=1M iflag=direct status=none
+
+	# Disk MiB 5..9 is partition MiB 4..8; one bio over disk bytes
+	# 512K..2M crosses the partition's start (sector 2048) and covers its
+	# first MiB.
+	"$TAGBLK" write "$disk" --gen 2 --offset 5M --len 4M --jobs 4 >/dev/null
+	dd if=/dev/urandom of="$FT_DIR/cross" bs=512K count=3 status=none
+	dd if="$FT_DIR/cross" of="$disk" bs=1536K seek=524288 count=1 oflag=seek_bytes,direct conv=notrunc status=none
+	cmp -s "$FT_DIR/cross" <(dd if="$disk" bs=512K skip=1 count=3 iflag=direct status=none) ||
+		fail "the crossing write did not reach $disk"
+	dd if="$img" bs=1M iflag=direct status=none | cmp - "$FT_DIR/p1-at-take" >/dev/null ||
+		fail "the image of $p1 changed after writes to $disk at its sectors"
+	expect_eq "blocks of $p1 marked by writes to $disk" \
+		"$(dv_blocks "$p1" 0 1 2)$(dv_blocks "$p1" 4 8 2)" "$(cbt_write_map "$p1")"
+	expect_eq "snapshot_info of $p1" "error_code=0" "$("$BLKSNAP" snapshot_info -d "$p1" | head -1)"
 	sn_destroy "$id"
 	sm_log_clean
 }

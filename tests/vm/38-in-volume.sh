@@ -429,3 +429,72 @@ test_in_volume_storage_and_another_snapshot() {
 	grep -qE "^snapshot $id .*storage=in-volume " "$IV_LIST" || fail "no in-volume storage: $(cat "$IV_LIST")"
 	sm_log_clean
 }
+
+# A write into the in-volume storage's sectors that is not the module's
+# own (dd into the member below its file system) overwrites stored copies:
+# the snapshot is corrupted, with an event, before the write passes, so
+# the image fails with EIO instead of showing other data; the write still
+# reaches the original.
+test_in_volume_raw_write_into_the_storage_corrupts_the_snapshot() {
+	iv_begin
+	local mnt=$FT_DIR/p1 id img ext start out
+	iv_disk 128M 196608
+	iv_fs ext4 "$IV_P1" "$mnt" 40M
+	ft_attach "$IV_P1"
+	sn_create "$mnt/diff" 0 "$IV_P1"
+	id=$REPLY
+	ext=$(iv_extents "$id")
+	sn_take "$id"
+	sn_image "$IV_P1"
+	img=$REPLY
+	# Copies stored: chunk 0 (the superblock) among them.
+	dd if=/dev/urandom of="$mnt/tree/big/f1" bs=64k count=8 conv=notrunc,fsync status=none
+	sync
+	expect_eq "snapshot_info -f error_code before the raw write" 0 \
+		"$("$BLKSNAP" snapshot_info -d "$IV_P1" -f error_code)"
+	read -r start _ <<<"$(sort -n <<<"$ext" | head -n 1)"
+	dd if=/dev/urandom of="$FT_DIR/raw" bs=64k count=1 status=none
+	dd if="$FT_DIR/raw" of="$IV_P1" bs=512 seek="$start" count=128 oflag=direct conv=notrunc status=none ||
+		fail "the raw write into the storage's sectors failed"
+	out=$("$BLKSNAP" snapshot_waitevent -i "$id" -t 10000 | grep -E '^(event|err_code)=' | xargs)
+	expect_eq "the event after a raw write into the storage" "event=corrupted err_code=5" "$out"
+	expect_eq "snapshot_info -f error_code after the raw write" 5 \
+		"$("$BLKSNAP" snapshot_info -d "$IV_P1" -f error_code)"
+	! dd if="$img" of=/dev/null bs=64k count=16 iflag=direct status=none 2>/dev/null ||
+		fail "the image of a snapshot whose storage was overwritten could still be read"
+	cmp -s -n 65536 "$FT_DIR/raw" <(dd if="$IV_P1" bs=512 skip="$start" count=128 iflag=direct status=none) ||
+		fail "the raw write did not reach the original"
+	dmesg | grep -q "overwrote the in-volume difference storage" ||
+		fail "no kernel-log line says why the snapshot was corrupted"
+	sn_destroy "$id"
+	rm "$mnt/diff"
+	sm_log_clean
+}
+
+# The pin refuses to shrink the storage file but not to make it longer:
+# truncate(2) to a larger size succeeds, moves none of its blocks, and the
+# image stays exact; the destroy says in the kernel log that the file grew.
+test_in_volume_storage_file_made_longer_is_told_at_destroy() {
+	iv_begin
+	local mnt=$FT_DIR/p1 id img part
+	iv_disk 128M 196608
+	iv_fs ext4 "$IV_P1" "$mnt" 40M
+	ft_attach "$IV_P1"
+	sn_create "$mnt/diff" 0 "$IV_P1"
+	id=$REPLY
+	sn_take "$id"
+	sn_image "$IV_P1"
+	img=$REPLY
+	truncate -s 80M "$mnt/diff" || fail "truncate to a larger size was refused"
+	dd if=/dev/urandom of="$mnt/tree/big/f1" bs=64k count=8 conv=notrunc,fsync status=none
+	sync
+	expect_eq "snapshot_info -f error_code" 0 "$("$BLKSNAP" snapshot_info -d "$IV_P1" -f error_code)"
+	ft_drop_caches
+	part=$FT_DIR/image-p1
+	iv_image_fs_ok ext4 "$img" "$part"
+	sn_destroy "$id"
+	dmesg | tail -n +$((SM_LOG0 + 1)) | grep -q "in-volume storage: the file was made longer while pinned, from 41943040 to 83886080 bytes" ||
+		fail "the destroy did not say that the storage file grew: $(dmesg | tail -n 3)"
+	rm "$mnt/diff"
+	sm_log_clean
+}
