@@ -9,7 +9,7 @@ debs=(
 	rustc-web rust-web-src clang libclang-dev llvm lld
 	bc flex bison libelf-dev libssl-dev cpio kmod dwarves xz-utils
 	linux-source-6.12 rust-web-clippy qemu-system-x86 udev busybox-static
-	fio e2fsprogs xfsprogs util-linux dmsetup gcc make python3-pip man-db
+	fio e2fsprogs xfsprogs util-linux dmsetup mdadm gcc make python3-pip man-db
 )
 missing=()
 for p in "${debs[@]}"; do
