@@ -178,10 +178,11 @@ impl Attached {
     }
 
     /// Whether `bio`, a bio of a whole disk, lands in this filter's
-    /// device, a partition of that disk.
+    /// device, a partition of that disk. On the path of every bio: the
+    /// disks are compared first.
     fn lands_in(&self, bio: &Bio) -> bool {
-        self.bdev.is_partition()
-            && self.bdev.disk() == bio.disk()
+        self.bdev.disk() == bio.disk()
+            && self.bdev.is_partition()
             && !self.dead.load(Ordering::Acquire)
             && sectors_on(bio, bio.offset_in(&self.bdev))
                 .is_some_and(|(first, _)| first < self.bdev.nr_sectors())
