@@ -511,16 +511,13 @@ mod tests {
 
     #[test]
     fn info_decodes_the_image_name() {
-        let info = SnapshotInfo::from(raw_info(0, b"blksnap-image_7:0"));
+        let info = SnapshotInfo::from(raw_info(0, b"blksnap-7-0"));
         assert_eq!(info.error_code, 0);
-        assert_eq!(info.image, "blksnap-image_7:0");
-        assert_eq!(
-            info.image_path(),
-            Some(PathBuf::from("/dev/blksnap-image_7:0"))
-        );
+        assert_eq!(info.image, "blksnap-7-0");
+        assert_eq!(info.image_path(), Some(PathBuf::from("/dev/blksnap-7-0")));
         // Bytes after the NUL are not part of the name.
-        let info = SnapshotInfo::from(raw_info(-28, b"blksnap-image_259:1\0junk"));
-        assert_eq!(info.image, "blksnap-image_259:1");
+        let info = SnapshotInfo::from(raw_info(-28, b"blksnap-259-1\0junk"));
+        assert_eq!(info.image, "blksnap-259-1");
         assert_eq!(info.error_code, -28);
         // A name filling all 32 bytes, without a NUL, is taken whole.
         let info = SnapshotInfo::from(raw_info(0, &[b'x'; 32]));
@@ -534,19 +531,19 @@ mod tests {
     fn info_is_two_lines() {
         let taken = SnapshotInfo {
             error_code: 0,
-            image: "blksnap-image_7:0".into(),
+            image: "blksnap-7-0".into(),
         };
         assert_eq!(
             format_snapshot_info(&taken),
-            "error_code=0\nimage=/dev/blksnap-image_7:0\n"
+            "error_code=0\nimage=/dev/blksnap-7-0\n"
         );
         let broken = SnapshotInfo {
             error_code: -28,
-            image: "blksnap-image_252:16".into(),
+            image: "blksnap-252-16".into(),
         };
         assert_eq!(
             format_snapshot_info(&broken),
-            "error_code=-28\nimage=/dev/blksnap-image_252:16\n"
+            "error_code=-28\nimage=/dev/blksnap-252-16\n"
         );
         assert_eq!(
             format_snapshot_info(&SnapshotInfo::default()),
@@ -558,11 +555,11 @@ mod tests {
     fn info_field_is_the_value_alone() {
         let info = SnapshotInfo {
             error_code: -5,
-            image: "blksnap-image_7:2".into(),
+            image: "blksnap-7-2".into(),
         };
         assert_eq!(
             format_snapshot_info_field(&info, InfoField::Image),
-            "/dev/blksnap-image_7:2\n"
+            "/dev/blksnap-7-2\n"
         );
         assert_eq!(
             format_snapshot_info_field(&info, InfoField::ErrorCode),

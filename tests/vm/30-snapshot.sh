@@ -56,6 +56,14 @@ sn_devnum() {
 	cat "/sys/class/block/${1##*/}/dev"
 }
 
+# sn_image_name DEV: prints the disk name of DEV's image, blksnap-MAJOR-MINOR
+# (BLKSNAP_IMAGE_NAME, then DEV's device number joined by a dash).
+sn_image_name() {
+	local n
+	n=$(sn_devnum "$1")
+	echo "blksnap-${n/:/-}"
+}
+
 # sn_uuid_ok TEXT: whether TEXT is one lowercase 8-4-4-4-12 UUID.
 sn_uuid_ok() {
 	[[ $1 =~ ^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$ ]]
@@ -95,11 +103,11 @@ sn_destroy() {
 }
 
 # sn_image DEV: the image of DEV's snapshot, as snapshot_info names it;
-# it must be /dev/blksnap-image_MAJOR:MINOR of DEV and appear as a block
-# device -> $REPLY.
+# it must be /dev/blksnap-MAJOR-MINOR of DEV and appear as a block device
+# -> $REPLY.
 sn_image() {
 	local want out
-	want=/dev/blksnap-image_$(sn_devnum "$1")
+	want=/dev/$(sn_image_name "$1")
 	out=$("$BLKSNAP" snapshot_info -d "$1" -f image)
 	expect_eq "snapshot_info -d $1 -f image" "$want" "$out"
 	ft_wait 10 test -b "$want" || fail "$want did not appear"
