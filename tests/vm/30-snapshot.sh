@@ -644,6 +644,12 @@ test_snapshot_ioctl_errors_through_the_cli() {
 	sn_take "$taken"
 	sn_expect_error EALREADY "a second snapshot_take" "$BLKSNAP" snapshot_take -i "$taken"
 	sn_image "$b"
+	# A member of another snapshot as storage: the CLI says the module
+	# refused where the storage lies, not its kind, and points at the log.
+	sn_expect_error EINVAL "snapshot_create with $b, a member of another snapshot, as storage" \
+		"$BLKSNAP" snapshot_create -f "$b" -l 16M
+	grep -q "the module refused where the difference storage lies.*kernel log (dmesg)" "$FT_DIR/err" ||
+		fail "snapshot_create with $b as storage: no placement hint in: $(cat "$FT_DIR/err")"
 
 	# The storage of a snapshot cannot live on one of its devices.
 	mkfs.ext4 -q -F "$c"
@@ -664,6 +670,8 @@ test_snapshot_ioctl_errors_through_the_cli() {
 	# Storage that is neither a file, a directory nor a block device.
 	sn_expect_error EINVAL "snapshot_create with /dev/null as storage" \
 		"$BLKSNAP" snapshot_create -f /dev/null -l 16M
+	grep -q "must be an existing regular file, directory or block device, and this is none" "$FT_DIR/err" ||
+		fail "snapshot_create with /dev/null as storage: no hint of its kind in: $(cat "$FT_DIR/err")"
 	sn_expect_error "" "snapshot_create with a missing storage path" \
 		"$BLKSNAP" snapshot_create -f "$FT_DIR/nonexistent/diff" -l 16M
 
