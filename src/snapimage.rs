@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! Snapshot images: the read-only (or, with `image_writable`, writable)
-//! block device `/dev/blksnap-image_<major>:<minor>` of each member of a
+//! block device `/dev/blksnap-<major>-<minor>` of each member of a
 //! taken snapshot (uapi.md §5).
 //!
 //! An image is added before the take freezes the members, with a capacity
@@ -40,7 +40,7 @@ impl SnapImage {
         self.disk.publish(self.capacity);
     }
 
-    /// The disk name, such as `blksnap-image_7:0`.
+    /// The disk name, such as `blksnap-7-0`, also its node in `/dev`.
     pub(crate) fn name(&self) -> &CStr {
         self.disk.name()
     }

@@ -125,7 +125,7 @@ pub enum Command {
     /// Take a snapshot.
     ///
     /// The snapshot holds one coherent moment of all its devices; their
-    /// images, /dev/blksnap-image_MAJOR:MINOR, appear. Prints nothing.
+    /// images, /dev/blksnap-MAJOR-MINOR, appear. Prints nothing.
     #[command(name = "snapshot_take")]
     SnapshotTake(IdArgs),
     /// Destroy a snapshot.
@@ -444,7 +444,7 @@ pub struct VerifyArgs {
     #[arg(short, long, value_name = "FILE")]
     pub file: PathBuf,
     /// Image or device to compare the file with, e.g.
-    /// /dev/blksnap-image_7:0.
+    /// /dev/blksnap-7-0.
     #[arg(short, long, value_name = "IMAGE")]
     pub image: Option<PathBuf>,
     /// Check the file against the SHA-256 in FILE.sha256.
@@ -1275,8 +1275,8 @@ mod tests {
     fn verify_option_forms() {
         for (args, image, checksum) in [
             (
-                &["verify", "-f", "/b/x", "-i", "/dev/blksnap-image_7:0"][..],
-                Some("/dev/blksnap-image_7:0"),
+                &["verify", "-f", "/b/x", "-i", "/dev/blksnap-7-0"][..],
+                Some("/dev/blksnap-7-0"),
                 false,
             ),
             (

@@ -772,9 +772,9 @@ snapshot aaaa taken=1 error=0 error_dev=0:0 storage=in-volume storage_dev=8:1 st
 in_volume_extent start=100 count=8
 in_volume_extent start=50 count=8
 in_volume_extent start=58 count=2
-member 8:1 image=blksnap-image_8:1
+member 8:1 image=blksnap-8-1
 snapshot bbbb taken=1 error=0 error_dev=0:0 storage=file storage_dev=8:1 storage_ino=13 capacity=16 used=0 limit=16
-member 8:2 image=blksnap-image_8:2
+member 8:2 image=blksnap-8-2
 snapshot cccc taken=0 error=0 error_dev=0:0 storage=in-volume storage_dev=8:1 storage_ino=14 capacity=16 used=0 limit=16
 ";
         let r = ByteRange::new;

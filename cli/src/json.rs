@@ -482,15 +482,15 @@ mod tests {
     fn snapshot_info_object() {
         let info = SnapshotInfo {
             error_code: -28,
-            image: "blksnap-image_7:0".into(),
+            image: "blksnap-7-0".into(),
         };
         assert_eq!(
             snapshot_info(&info, None),
-            r#"{"error_code":-28,"image":"/dev/blksnap-image_7:0"}"#
+            r#"{"error_code":-28,"image":"/dev/blksnap-7-0"}"#
         );
         assert_eq!(
             snapshot_info(&info, Some(InfoField::Image)),
-            r#"{"image":"/dev/blksnap-image_7:0"}"#
+            r#"{"image":"/dev/blksnap-7-0"}"#
         );
         assert_eq!(
             snapshot_info(&info, Some(InfoField::ErrorCode)),

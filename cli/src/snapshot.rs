@@ -21,6 +21,7 @@ use std::ffi::CString;
 use std::io;
 use std::iter::FusedIterator;
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use crate::event::{Event, WaitResult};
@@ -44,13 +45,47 @@ fn invalid_input(message: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, message.to_owned())
 }
 
-/// Explains the errnos of SNAPSHOT_CREATE that have one likely cause.
-fn create_hint(errno: Option<i32>) -> Option<&'static str> {
-    match errno? {
-        libc::EINVAL => Some(
-            "the difference storage must be an existing regular file, directory or block device",
+/// Whether `path` is of a kind SNAPSHOT_CREATE takes as difference
+/// storage (a regular file, a directory or a block device), as far as this
+/// process sees it; `None` if it cannot be looked at.
+fn is_storage_kind(path: &Path) -> Option<bool> {
+    let kind = std::fs::metadata(path).ok()?.file_type();
+    Some(kind.is_file() || kind.is_dir() || kind.is_block_device())
+}
+
+/// Explains the errnos of SNAPSHOT_CREATE, for a storage of a kind it takes
+/// or not (`kind_ok`, `None` if unknown). Its EINVAL is either the kind of
+/// the storage or the placement rule (Documentation/blksnap.rst, "Where
+/// the storage may live"), its EBUSY a storage in use; the module logs each
+/// placement it refuses.
+fn create_hint(errno: Option<i32>, kind_ok: Option<bool>) -> Option<&'static str> {
+    match (errno?, kind_ok) {
+        (libc::EINVAL, Some(false)) => Some(
+            "the difference storage must be an existing regular file, directory or block \
+             device, and this is none of them",
         ),
-        libc::ENOENT => Some("the difference storage does not exist"),
+        (libc::EINVAL, Some(true)) => Some(
+            "the module refused where the difference storage lies: a device in another \
+             snapshot keeps its data in it (the storage device itself or a partition of it, \
+             a loop device backed by the storage file, a dm or md device over it), or the \
+             devices below it are too many to check (over 64 in all); the kernel log \
+             (dmesg) says why",
+        ),
+        (libc::EINVAL, None) => Some(
+            "the difference storage must be an existing regular file, directory or block \
+             device in which no device of another snapshot keeps its data (the storage \
+             device itself or a partition of it, a loop device backed by the storage file, \
+             a dm or md device over it), with at most 64 devices below it; the kernel log \
+             (dmesg) says why",
+        ),
+        (libc::EBUSY, _) => Some(
+            "the difference storage overlaps the storage of another snapshot (the same file \
+             or device under any name, or one lying on the other), or it is a block device \
+             that is a partition of a device in another snapshot or is held by someone else \
+             (mounted, part of a dm or md device); the kernel log (dmesg) says why, unless \
+             a device was held",
+        ),
+        (libc::ENOENT, _) => Some("the difference storage does not exist"),
         _ => None,
     }
 }
@@ -105,7 +140,12 @@ impl Control {
         e: io::Error,
     ) -> Error {
         let explained = hint(e.raw_os_error());
-        Error::new(format!("{what} on {}", self.path.display()), e).with_hint(explained)
+        self.explained(what, e, explained)
+    }
+
+    /// Returns the error `e` of doing `what`, with `hint` after it.
+    fn explained(&self, what: &str, e: io::Error, hint: Option<&'static str>) -> Error {
+        Error::new(format!("{what} on {}", self.path.display()), e).with_hint(hint)
     }
 
     /// Creates a snapshot whose difference storage is `storage`, allowed to
@@ -139,14 +179,14 @@ impl Control {
         // SAFETY: SNAPSHOT_CREATE reads and writes one
         // `blksnap_snapshot_create` and reads the NUL-terminated string at
         // `diff_storage_filename`, which is `path`, alive until it returns.
-        unsafe {
-            self.call(
-                uapi::BLKSNAP_IOCTL_SNAPSHOT_CREATE,
-                &mut arg,
-                &what,
-                create_hint,
-            )
-        }?;
+        unsafe { ioctl(&self.file, uapi::BLKSNAP_IOCTL_SNAPSHOT_CREATE, &mut arg) }.map_err(
+            |e| {
+                // The module answers EINVAL for the kind of the storage and
+                // for where it lies: what the kind is tells them apart.
+                let hint = create_hint(e.raw_os_error(), is_storage_kind(&absolute));
+                self.explained(&what, e, hint)
+            },
+        )?;
         Ok(Uuid::from_bytes(arg.id.b))
     }
 
@@ -511,16 +551,13 @@ mod tests {
 
     #[test]
     fn info_decodes_the_image_name() {
-        let info = SnapshotInfo::from(raw_info(0, b"blksnap-image_7:0"));
+        let info = SnapshotInfo::from(raw_info(0, b"blksnap-7-0"));
         assert_eq!(info.error_code, 0);
-        assert_eq!(info.image, "blksnap-image_7:0");
-        assert_eq!(
-            info.image_path(),
-            Some(PathBuf::from("/dev/blksnap-image_7:0"))
-        );
+        assert_eq!(info.image, "blksnap-7-0");
+        assert_eq!(info.image_path(), Some(PathBuf::from("/dev/blksnap-7-0")));
         // Bytes after the NUL are not part of the name.
-        let info = SnapshotInfo::from(raw_info(-28, b"blksnap-image_259:1\0junk"));
-        assert_eq!(info.image, "blksnap-image_259:1");
+        let info = SnapshotInfo::from(raw_info(-28, b"blksnap-259-1\0junk"));
+        assert_eq!(info.image, "blksnap-259-1");
         assert_eq!(info.error_code, -28);
         // A name filling all 32 bytes, without a NUL, is taken whole.
         let info = SnapshotInfo::from(raw_info(0, &[b'x'; 32]));
@@ -534,19 +571,19 @@ mod tests {
     fn info_is_two_lines() {
         let taken = SnapshotInfo {
             error_code: 0,
-            image: "blksnap-image_7:0".into(),
+            image: "blksnap-7-0".into(),
         };
         assert_eq!(
             format_snapshot_info(&taken),
-            "error_code=0\nimage=/dev/blksnap-image_7:0\n"
+            "error_code=0\nimage=/dev/blksnap-7-0\n"
         );
         let broken = SnapshotInfo {
             error_code: -28,
-            image: "blksnap-image_252:16".into(),
+            image: "blksnap-252-16".into(),
         };
         assert_eq!(
             format_snapshot_info(&broken),
-            "error_code=-28\nimage=/dev/blksnap-image_252:16\n"
+            "error_code=-28\nimage=/dev/blksnap-252-16\n"
         );
         assert_eq!(
             format_snapshot_info(&SnapshotInfo::default()),
@@ -558,11 +595,11 @@ mod tests {
     fn info_field_is_the_value_alone() {
         let info = SnapshotInfo {
             error_code: -5,
-            image: "blksnap-image_7:2".into(),
+            image: "blksnap-7-2".into(),
         };
         assert_eq!(
             format_snapshot_info_field(&info, InfoField::Image),
-            "/dev/blksnap-image_7:2\n"
+            "/dev/blksnap-7-2\n"
         );
         assert_eq!(
             format_snapshot_info_field(&info, InfoField::ErrorCode),
@@ -772,8 +809,62 @@ mod tests {
             destroy_hint(Some(libc::ENODEV)),
             Some("no snapshot has this id")
         );
-        assert!(create_hint(Some(libc::EINVAL)).is_some());
         assert_eq!(no_hint(Some(libc::EINVAL)), None);
+    }
+
+    #[test]
+    fn create_hints_tell_the_kind_from_the_placement() {
+        let hint = |errno, kind| create_hint(Some(errno), kind).unwrap();
+        let wrong_kind = hint(libc::EINVAL, Some(false));
+        assert!(wrong_kind.starts_with("the difference storage must be an existing regular file"));
+        assert!(!wrong_kind.contains("dmesg"), "{wrong_kind}");
+        // A storage of a kind the module takes was refused for where it
+        // lies, which the module logged.
+        let placed = hint(libc::EINVAL, Some(true));
+        assert!(placed.starts_with("the module refused where the difference storage lies"));
+        assert!(!placed.contains("must be"), "{placed}");
+        // Not knowing the kind, both, and the log.
+        let either = hint(libc::EINVAL, None);
+        assert!(
+            either.contains("regular file, directory or block device"),
+            "{either}"
+        );
+        assert!(
+            either.contains("another snapshot keeps its data"),
+            "{either}"
+        );
+        for text in [placed, either, hint(libc::EBUSY, Some(true))] {
+            assert!(
+                text.contains("a loop device") || text.contains("mounted"),
+                "{text}"
+            );
+            assert!(text.contains("the kernel log (dmesg)"), "{text}");
+        }
+        assert_eq!(hint(libc::EBUSY, None), hint(libc::EBUSY, Some(true)));
+        assert_eq!(
+            hint(libc::ENOENT, None),
+            "the difference storage does not exist"
+        );
+        assert_eq!(create_hint(Some(libc::EIO), Some(true)), None);
+        assert_eq!(create_hint(None, Some(false)), None);
+        // Every hint is one line, as errors are.
+        for kind in [None, Some(false), Some(true)] {
+            for errno in [libc::EINVAL, libc::EBUSY] {
+                assert_eq!(hint(errno, kind).lines().count(), 1);
+            }
+        }
+    }
+
+    #[test]
+    fn storage_kinds_are_those_the_module_takes() {
+        let dir = std::env::temp_dir();
+        assert_eq!(is_storage_kind(&dir), Some(true));
+        let file = dir.join(format!("blksnap-kind-{}", std::process::id()));
+        std::fs::write(&file, b"").unwrap();
+        assert_eq!(is_storage_kind(&file), Some(true));
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(is_storage_kind(&file), None);
+        assert_eq!(is_storage_kind(Path::new("/dev/null")), Some(false));
     }
 
     #[test]

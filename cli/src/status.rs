@@ -42,7 +42,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::{format_version, BlockDevice, Control, Error, Result};
+use crate::{format_version, uapi, BlockDevice, Control, Error, Result};
 
 /// Where the loaded module shows itself in sysfs.
 pub const SYSFS_MODULE: &str = "/sys/module/blksnap";
@@ -383,14 +383,28 @@ pub fn device_node(dev_id: &str) -> Option<String> {
         .map(|name| format!("/dev/{name}"))
 }
 
-/// Whether `name` is a device number, `MAJOR:MINOR`.
-fn is_dev_id(name: &str) -> bool {
-    name.split_once(':').is_some_and(|(a, b)| {
+/// Whether `text` is two decimal numbers joined by `sep`.
+fn is_number_pair(text: &str, sep: char) -> bool {
+    text.split_once(sep).is_some_and(|(a, b)| {
         !a.is_empty()
             && !b.is_empty()
             && a.bytes().all(|c| c.is_ascii_digit())
             && b.bytes().all(|c| c.is_ascii_digit())
     })
+}
+
+/// Whether `name` is a device number, `MAJOR:MINOR`.
+fn is_dev_id(name: &str) -> bool {
+    is_number_pair(name, ':')
+}
+
+/// Whether `name` is the disk name of a snapshot image,
+/// `blksnap-MAJOR-MINOR` (`BLKSNAP_IMAGE_NAME`, then its original's device
+/// number).
+fn is_image_name(name: &str) -> bool {
+    name.strip_prefix(uapi::BLKSNAP_IMAGE_NAME)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|numbers| is_number_pair(numbers, '-'))
 }
 
 /// Sorts device numbers by major, then minor.
@@ -431,7 +445,7 @@ fn device_ids() -> (Vec<String>, bool) {
     let mut ids = Vec::new();
     if let Ok(dir) = fs::read_dir("/sys/class/block") {
         for e in dir.flatten() {
-            if e.file_name().to_string_lossy().starts_with("blksnap-image") {
+            if is_image_name(&e.file_name().to_string_lossy()) {
                 continue;
             }
             if let Ok(dev) = fs::read_to_string(e.path().join("dev")) {
@@ -789,8 +803,8 @@ mod tests {
         format!(
             "snapshot {ID} taken=1 error=-28 error_dev=7:1 storage=file storage_dev=8:1 \
              storage_ino=12 capacity=4096 used=2048 limit=8192 future=1\n\
-             member 7:0 image=blksnap-image_7:0\n\
-             member 7:1 image=blksnap-image_7:1\n\
+             member 7:0 image=blksnap-7-0\n\
+             member 7:1 image=blksnap-7-1\n\
              snapshot {ID2} taken=0 error=0 error_dev=0:0 storage=device storage_dev=7:5 \
              storage_ino=0 capacity=204800 used=0 limit=204800\n\
              member 7:2 image=-\n\
@@ -822,7 +836,7 @@ mod tests {
                 dirty_blocks: dirty,
             }),
             snapshot: Some(snapshot.to_owned()),
-            image: image.then(|| format!("/dev/blksnap-image_7:{minor}")),
+            image: image.then(|| format!("/dev/blksnap-7-{minor}")),
             error_code: err,
         };
         Status {
@@ -853,14 +867,31 @@ mod tests {
         assert_eq!(
             l[0].members,
             vec![
-                ("7:0".to_owned(), Some("blksnap-image_7:0".to_owned())),
-                ("7:1".to_owned(), Some("blksnap-image_7:1".to_owned()))
+                ("7:0".to_owned(), Some("blksnap-7-0".to_owned())),
+                ("7:1".to_owned(), Some("blksnap-7-1".to_owned()))
             ]
         );
         assert!(!l[1].taken);
         assert_eq!(l[1].members, vec![("7:2".to_owned(), None)]);
         assert!(parse_list("").is_empty());
         assert!(parse_list("member 7:0 image=x\n").is_empty());
+    }
+
+    #[test]
+    fn knows_image_names_from_device_numbers() {
+        assert!(is_dev_id("7:0") && is_dev_id("259:65536"));
+        assert!(!is_dev_id("7-0") && !is_dev_id("7:") && !is_dev_id(":0"));
+        assert!(is_image_name("blksnap-7-0") && is_image_name("blksnap-259-1"));
+        // Neither the old form, nor other disks whose name starts alike.
+        for name in [
+            "blksnap-image_7:0",
+            "blksnap-7:0",
+            "blksnap-7",
+            "blksnap-x-0",
+            "blksnap7-0",
+        ] {
+            assert!(!is_image_name(name), "{name}");
+        }
     }
 
     const ID3: &str = "33333333-2222-3333-4444-555555555555";
@@ -871,7 +902,7 @@ mod tests {
              storage_ino=13 capacity=2097152 used=512 limit=2097152\n\
              in_volume_extent start=34816 count=65536\n\
              in_volume_extent start=1050624 count=2031616 future=2\n\
-             member 8:0 image=blksnap-image_8:0\n\
+             member 8:0 image=blksnap-8-0\n\
              in_volume_extent start=x count=1\n\
              snapshot {ID} taken=0 error=0 error_dev=0:0 storage=file storage_dev=8:1 \
              storage_ino=12 capacity=4096 used=0 limit=8192\n\
@@ -889,7 +920,7 @@ mod tests {
         assert_eq!(l[0].extents, [(34816, 65536), (1050624, 2031616)]);
         assert_eq!(
             l[0].members,
-            [("8:0".to_owned(), Some("blksnap-image_8:0".to_owned()))]
+            [("8:0".to_owned(), Some("blksnap-8-0".to_owned()))]
         );
         assert!(l[1].extents.is_empty());
         // Extent lines before any snapshot line are skipped.
@@ -1017,8 +1048,8 @@ module  blksnap 2.0.0.1
 
 devices
   DEVICE      MAJ:MIN  SIZE    BLOCK  BLOCKS  CHANGES#  CHANGED  DIRTY  GENERATION                            SNAPSHOT  IMAGE
-  /dev/loop0  7:0      100MiB  64KiB  1600    1         12       3      a0a1a2a3-b0b1-c0c1-d0d1-e0e1e2e3e4e5  0f1e2d3c  /dev/blksnap-image_7:0
-  /dev/loop1  7:1      100MiB  64KiB  1600    1         12       ?      a0a1a2a3-b0b1-c0c1-d0d1-e0e1e2e3e4e5  0f1e2d3c  /dev/blksnap-image_7:1
+  /dev/loop0  7:0      100MiB  64KiB  1600    1         12       3      a0a1a2a3-b0b1-c0c1-d0d1-e0e1e2e3e4e5  0f1e2d3c  /dev/blksnap-7-0
+  /dev/loop1  7:1      100MiB  64KiB  1600    1         12       ?      a0a1a2a3-b0b1-c0c1-d0d1-e0e1e2e3e4e5  0f1e2d3c  /dev/blksnap-7-1
   /dev/loop2  7:2      100MiB  64KiB  1600    1         12       0      a0a1a2a3-b0b1-c0c1-d0d1-e0e1e2e3e4e5  11111111  -
 
 snapshots
@@ -1092,7 +1123,7 @@ snapshots
         );
         assert_eq!(s["state"], "corrupted");
         assert_eq!(s["error_code"], -28);
-        assert_eq!(s["members"][1]["image"], "/dev/blksnap-image_7:1");
+        assert_eq!(s["members"][1]["image"], "/dev/blksnap-7-1");
         assert_eq!(s["storage"]["kind"], "file");
         assert_eq!(s["storage"]["inode"], 12);
         assert!(s["storage"]["path"].is_null());
@@ -1107,7 +1138,7 @@ snapshots
              \"device_capacity\":104857600,\"generation_id\":\"a0a1a2a3-b0b1-c0c1-d0d1-e0e1e2e3e4e5\",\
              \"changes_number\":1,\"changed_blocks\":12,\"dirty_blocks\":3},\
              \"snapshot\":\"0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0\",\
-             \"image\":\"/dev/blksnap-image_7:0\",\"error_code\":-28}"
+             \"image\":\"/dev/blksnap-7-0\",\"error_code\":-28}"
         ));
         assert!(json.ends_with(
             "{\"id\":\"11111111-2222-3333-4444-555555555555\",\"state\":\"created\",\

@@ -32,6 +32,7 @@
 #include <linux/workqueue.h>
 
 #include "blksnap_glue.h"
+#include "uapi/linux/blksnap.h"
 
 /*
  * Copy-on-write and image reads; may be needed to free memory. The stores
@@ -970,7 +971,11 @@ struct gendisk *blksnap_image_add(struct block_device *original, void *owner,
 	disk->flags |= GENHD_FL_NO_PART;
 	disk->fops = &image_fops;
 	disk->private_data = owner;
-	snprintf(disk->disk_name, DISK_NAME_LEN, "blksnap-image_%u:%u",
+	/*
+	 * The name is also the node in /dev; a '-', not a ':', separates the
+	 * numbers, since colons in device names trouble tools.
+	 */
+	snprintf(disk->disk_name, DISK_NAME_LEN, BLKSNAP_IMAGE_NAME "-%u-%u",
 		 MAJOR(original->bd_dev), MINOR(original->bd_dev));
 	set_disk_ro(disk, !writable);
 	ret = add_disk(disk);

@@ -754,7 +754,7 @@ impl ImageDisk {
         unsafe { bindings::blksnap_image_publish(self.disk.as_ptr(), sectors) };
     }
 
-    /// The disk name, such as `blksnap-image_7:0`.
+    /// The disk name, such as `blksnap-7-0`, also its node in `/dev`.
     pub(crate) fn name(&self) -> &CStr {
         // SAFETY: disk_name is a NUL-terminated array of the live gendisk.
         unsafe { CStr::from_char_ptr(bindings::blksnap_disk_name(self.disk.as_ptr())) }

@@ -77,6 +77,14 @@ sn_wait_cleared() {
 	ft_wait 10 sm_unfiltered "$1" || fail "the filter of $1 stayed after it was cleared"
 }
 
+# sn_image_name DEV: prints the disk name of DEV's image, blksnap-MAJOR-MINOR
+# (BLKSNAP_IMAGE_NAME, then DEV's device number joined by a dash).
+sn_image_name() {
+	local n
+	n=$(sn_devnum "$1")
+	echo "blksnap-${n/:/-}"
+}
+
 # sn_uuid_ok TEXT: whether TEXT is one lowercase 8-4-4-4-12 UUID.
 sn_uuid_ok() {
 	[[ $1 =~ ^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$ ]]
@@ -116,11 +124,11 @@ sn_destroy() {
 }
 
 # sn_image DEV: the image of DEV's snapshot, as snapshot_info names it;
-# it must be /dev/blksnap-image_MAJOR:MINOR of DEV and appear as a block
-# device -> $REPLY.
+# it must be /dev/blksnap-MAJOR-MINOR of DEV and appear as a block device
+# -> $REPLY.
 sn_image() {
 	local want out
-	want=/dev/blksnap-image_$(sn_devnum "$1")
+	want=/dev/$(sn_image_name "$1")
 	out=$("$BLKSNAP" snapshot_info -d "$1" -f image)
 	expect_eq "snapshot_info -d $1 -f image" "$want" "$out"
 	ft_wait 10 test -b "$want" || fail "$want did not appear"
@@ -657,6 +665,12 @@ test_snapshot_ioctl_errors_through_the_cli() {
 	sn_take "$taken"
 	sn_expect_error EALREADY "a second snapshot_take" "$BLKSNAP" snapshot_take -i "$taken"
 	sn_image "$b"
+	# A member of another snapshot as storage: the CLI says the module
+	# refused where the storage lies, not its kind, and points at the log.
+	sn_expect_error EINVAL "snapshot_create with $b, a member of another snapshot, as storage" \
+		"$BLKSNAP" snapshot_create -f "$b" -l 16M
+	grep -q "the module refused where the difference storage lies.*kernel log (dmesg)" "$FT_DIR/err" ||
+		fail "snapshot_create with $b as storage: no placement hint in: $(cat "$FT_DIR/err")"
 
 	# The storage of a snapshot cannot live on one of its devices.
 	mkfs.ext4 -q -F "$c"
@@ -677,6 +691,8 @@ test_snapshot_ioctl_errors_through_the_cli() {
 	# Storage that is neither a file, a directory nor a block device.
 	sn_expect_error EINVAL "snapshot_create with /dev/null as storage" \
 		"$BLKSNAP" snapshot_create -f /dev/null -l 16M
+	grep -q "must be an existing regular file, directory or block device, and this is none" "$FT_DIR/err" ||
+		fail "snapshot_create with /dev/null as storage: no hint of its kind in: $(cat "$FT_DIR/err")"
 	sn_expect_error "" "snapshot_create with a missing storage path" \
 		"$BLKSNAP" snapshot_create -f "$FT_DIR/nonexistent/diff" -l 16M
 

@@ -259,7 +259,7 @@ test_snapshot_more_partition_member() {
 	pimg=$REPLY
 	expect_eq "size of the image of $p1" "$(blockdev --getsize64 "$p1")" "$(blockdev --getsize64 "$pimg")"
 	expect_eq "size of $p1" $((16 << 20)) "$(blockdev --getsize64 "$p1")"
-	[ ! -e "/dev/blksnap-image_$(sn_devnum "$disk")" ] || fail "the whole disk $disk got an image"
+	[ ! -e "/dev/$(sn_image_name "$disk")" ] || fail "the whole disk $disk got an image"
 
 	# Generation 2 over all of p1 in random order, while the image is read.
 	"$TAGBLK" write "$p1" --gen 2 --jobs 2 --seed 3 >"$FT_DIR/write.log" 2>&1 &
@@ -659,7 +659,7 @@ test_snapshot_more_ioctl_errnos() {
 	# optlen smaller than the struct.
 	sm_q "SNAPSHOTADD with optlen 15" EINVAL add "$b" "$other" optlen=15
 	sm_q "SNAPSHOTINFO with optlen 35" EINVAL info "$a" optlen=35
-	sm_q "SNAPSHOTINFO" "0 blksnap-image_$(sn_devnum "$a")" info "$a"
+	sm_q "SNAPSHOTINFO" "0 $(sn_image_name "$a")" info "$a"
 	sm_q "SNAPSHOTINFO of a device in no snapshot" "0 -" info "$b"
 	# Bad user pointers.
 	for p in "${bad[@]}"; do

@@ -40,12 +40,13 @@ bk_cbt() {
 bk_no_snapshot() {
 	sn_collect
 	expect_eq "snapshots after $1" "" "$REPLY"
-	ft_wait 10 bk_no_image || fail "an image is left after $1: $(ls /dev/blksnap-image_* 2>&1)"
+	ft_wait 10 bk_no_image || fail "an image is left after $1: $(ls /dev/blksnap-[0-9]* 2>&1)"
 }
 
-# bk_no_image: whether no snapshot image exists.
+# bk_no_image: whether no snapshot image exists (/dev/blksnap-control is
+# not one).
 bk_no_image() {
-	! compgen -G '/dev/blksnap-image_*' >/dev/null
+	! compgen -G '/dev/blksnap-[0-9]*-[0-9]*' >/dev/null
 }
 
 # bk_verify FILE IMAGE WHAT: `blksnap verify` finds FILE equal to IMAGE.

@@ -76,10 +76,10 @@ test_upstream_style_script() {
 	# line, as the upstream tool does.
 	local expected sp=' '
 	expected="id=$id
-image_1=/dev/blksnap-image_$(sn_devnum "$a")
-image_2=/dev/blksnap-image_$(sn_devnum "$b")
+image_1=/dev/$(sn_image_name "$a")
+image_2=/dev/$(sn_image_name "$b")
 error_code=0
-image=/dev/blksnap-image_$(sn_devnum "$a")
+image=/dev/$(sn_image_name "$a")
 image_1 holds the take
 image_2 holds the take
 collect:

@@ -45,13 +45,14 @@ st_snap() {
 
 test_status_shows_devices_snapshots_and_storage() {
 	sn_begin
-	local a b na nb store file id1 id2 d s
+	local a b na nb ia store file id1 id2 d s
 	ft_loop 64M
 	a=$REPLY
 	ft_loop 64M
 	b=$REPLY
 	na=$(sn_devnum "$a")
 	nb=$(sn_devnum "$b")
+	ia=/dev/$(sn_image_name "$a")
 	ft_attach "$a"
 	ft_attach "$b"
 	# Before the take: 2 MiB, 32 blocks of 64 KiB, in interval 1.
@@ -87,7 +88,7 @@ test_status_shows_devices_snapshots_and_storage() {
 	st_expect "blocks changed before the take on $a" "$d['cbt']['changed_blocks']" 32
 	st_expect "blocks written since the take on $a" "$d['cbt']['dirty_blocks']" 16
 	st_expect "snapshot of $a" "$d['snapshot']" "$id1"
-	st_expect "image of $a" "$d['image']" "/dev/blksnap-image_$na"
+	st_expect "image of $a" "$d['image']" "$ia"
 	st_expect "error code of $a" "$d['error_code']" 0
 	st_expect "snapshot of $b" "$(st_dev "$nb")['snapshot']" "$id2"
 	st_expect "image of $b" "$(st_dev "$nb")['image']" None
@@ -97,7 +98,7 @@ test_status_shows_devices_snapshots_and_storage() {
 	st_expect "state of $id1" "$s['state']" taken
 	st_expect "error of $id1" "$s['error_code']" 0
 	st_expect "members of $id1" "[(m['dev_id'], m['device'], m['image']) for m in $s['members']]" \
-		"[('$na', '$a', '/dev/blksnap-image_$na')]"
+		"[('$na', '$a', '$ia')]"
 	st_expect "storage kind of $id1" "$s['storage']['kind']" file
 	st_expect "storage inode of $id1" "$s['storage']['inode']" "$(stat -c %i "$file")"
 	st_expect "storage limit of $id1" "$s['storage']['limit_sectors']" $((32 << 11))
@@ -110,7 +111,7 @@ test_status_shows_devices_snapshots_and_storage() {
 	st_expect "notes" "s['notes']" "[]"
 
 	# The text form: one aligned row per device and per snapshot.
-	grep -qE "^  $a +$na +64MiB +64KiB +1024 +1 +32 +16 .* ${id1:0:8} +/dev/blksnap-image_$na\$" \
+	grep -qE "^  $a +$na +64MiB +64KiB +1024 +1 +32 +16 .* ${id1:0:8} +$ia\$" \
 		"$FT_DIR/status.txt" || fail "no row for $a in: $(cat "$FT_DIR/status.txt")"
 	grep -qE "^  $id1 +taken +$na +file " "$FT_DIR/status.txt" ||
 		fail "no row for $id1 in: $(cat "$FT_DIR/status.txt")"

@@ -86,6 +86,12 @@ def ioctl(fd, cmd, arg):
     return 0 if libc.ioctl(fd, cmd, arg) == 0 else ctypes.get_errno()
 
 
+def image_path(dev):
+    """The node of the image of device node dev, /dev/blksnap-MAJOR-MINOR."""
+    rdev = os.stat(dev).st_rdev
+    return f"/dev/blksnap-{os.major(rdev)}-{os.minor(rdev)}"
+
+
 class Memory:
     """User memory for the arguments of one operation, handed out downwards
     from an unmapped page: the first buffer of an operation ends right
@@ -379,8 +385,7 @@ class Fuzz:
         if not self.image:
             return
         dev = self.rng.choice(sorted(self.image))
-        st = os.stat(dev)
-        path = f"/dev/blksnap-image_{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+        path = image_path(dev)
         # Mostly a block written before or after the take.
         written = list(self.data[dev])
         if written and self.rng.random() < 0.8:
@@ -410,8 +415,7 @@ class Fuzz:
         """Reads a block of the image of a member, if it has one now; its
         snapshot may be destroyed at any moment."""
         dev = self.rng.choice(self.members)
-        st = os.stat(dev)
-        path = f"/dev/blksnap-image_{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+        path = image_path(dev)
         buf = mmap.mmap(-1, BLOCK)
         gone = (errno.ENOENT, errno.ENXIO, errno.ENODEV)
         try:

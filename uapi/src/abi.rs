@@ -18,8 +18,8 @@ pub const BLKFILTER_NAME_LENGTH: usize = 32;
 pub const BLKSNAP_FILTER_NAME: &[u8] = b"blksnap";
 /// Name of the control misc device, `/dev/blksnap-control`.
 pub const BLKSNAP_CTL: &str = "blksnap-control";
-/// Prefix of snapshot image disk names, `blksnap-image_<major>:<minor>`.
-pub const BLKSNAP_IMAGE_NAME: &str = "blksnap-image";
+/// Prefix of snapshot image disk names, `blksnap-<major>-<minor>`.
+pub const BLKSNAP_IMAGE_NAME: &str = "blksnap";
 /// Length of an image disk name in [`BlksnapSnapshotinfo`], with its NUL.
 pub const IMAGE_DISK_NAME_LEN: usize = 32;
 /// Size of a snapshot identifier.

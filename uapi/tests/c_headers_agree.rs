@@ -1,11 +1,11 @@
 //! Proves that the C headers in `include/uapi/linux/` describe the same
-//! layouts and ioctl numbers as this crate.
+//! layouts, ioctl numbers and names as this crate.
 //!
 //! A small C program built against the headers prints each structure's size
-//! and field offsets and each ioctl number; the same report is produced from
-//! the Rust definitions and the two must be identical. The headers are also
-//! compiled for i386, where static assertions check them against the
-//! layouts a 32-bit caller uses (`*Compat` in this crate).
+//! and field offsets, each ioctl number, constant and name; the same report
+//! is produced from the Rust definitions and the two must be identical. The
+//! headers are also compiled for i386, where static assertions check them
+//! against the layouts a 32-bit caller uses (`*Compat` in this crate).
 
 use std::fmt::Write as _;
 use std::mem::{offset_of, size_of};
@@ -109,6 +109,12 @@ const CONSTANTS: &[(&str, u64)] = &[
     ),
 ];
 
+/// The names of the devices (the image's is the prefix of its disk name).
+const NAMES: &[(&str, &str)] = &[
+    ("BLKSNAP_CTL", BLKSNAP_CTL),
+    ("BLKSNAP_IMAGE_NAME", BLKSNAP_IMAGE_NAME),
+];
+
 /// The layout of each structure as Rust sees it, in `STRUCTS` order.
 fn rust_layouts() -> Vec<(usize, Vec<usize>)> {
     macro_rules! layout {
@@ -151,6 +157,9 @@ fn rust_report() -> String {
     for (name, value) in CONSTANTS {
         writeln!(out, "{name} {value}").unwrap();
     }
+    for (name, value) in NAMES {
+        writeln!(out, "{name} {value}").unwrap();
+    }
     out
 }
 
@@ -176,6 +185,9 @@ fn c_program() -> String {
             "\tprintf(\"{name} %llu\\n\", (unsigned long long){name});"
         )
         .unwrap();
+    }
+    for (name, _) in NAMES {
+        writeln!(src, "\tprintf(\"{name} %s\\n\", {name});").unwrap();
     }
     src.push_str("\treturn 0;\n}\n");
     src

@@ -13,7 +13,8 @@
 #include <linux/ioctl.h>
 
 #define BLKSNAP_CTL		"blksnap-control"
-#define BLKSNAP_IMAGE_NAME	"blksnap-image"
+/* An image is the disk BLKSNAP_IMAGE_NAME-<major>-<minor> of its original. */
+#define BLKSNAP_IMAGE_NAME	"blksnap"
 #define BLKSNAP			'V'
 
 /**
