@@ -1007,8 +1007,8 @@ test_snapshot_more_reattach_gets_its_debugfs_dir_under_an_old_ioctl() {
 	ft_mount ext4 /dev/mapper/blksnap-sm-slow "$mnt"
 	dd if=/dev/urandom of="$mnt/buf" bs=1M count=1 conv=fsync status=none
 	ft_drop_caches
-	# Reads of the file system's device take 3 s from now on.
-	sm_dm_table blksnap-sm-slow "0 $sz delay $slow 0 3000"
+	# Reads of the file system's device take 8 s from now on.
+	sm_dm_table blksnap-sm-slow "0 $sz delay $slow 0 8000"
 	ft_loop 16M
 	dev=$REPLY
 	ft_attach "$dev"
@@ -1033,12 +1033,15 @@ PY
 	SN_PIDS+=("$pid")
 	ft_wait 10 grep -qx started "$FT_DIR/ctl.out" || fail "the CBTMAP caller did not start"
 	sleep 0.5
+	kill -0 "$pid" 2>/dev/null || fail "the CBTMAP returned before the detach ($(cat "$FT_DIR/ctl.out")): nothing held the old filter"
 	ft_detach "$dev"
-	ft_wait 5 test ! -e "$dir" || fail "$dir stayed after detach"
+	[ ! -e "$dir" ] || fail "$dir stayed after detach, with the old filter's CBTMAP still running"
 	ft_attach "$dev"
 	[ -d "$dir" ] || fail "$dir missing after the attach that followed the detach"
 	[ -e "$dir/writes" ] || fail "$dir/writes missing after the attach that followed the detach"
+	kill -0 "$pid" 2>/dev/null || fail "the old CBTMAP returned before the attach: nothing held the old filter"
 	wait "$pid" || true
+	sm_dm_table blksnap-sm-slow "0 $sz delay $slow 0 0"
 	out=$(grep '^rc' "$FT_DIR/ctl.out")
 	echo "the old CBTMAP answered: $out"
 	[ -d "$dir" ] || fail "$dir went away with the old filter, under the new one"
