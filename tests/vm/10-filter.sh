@@ -95,7 +95,7 @@ ft_settle() {
 ft_hold() {
 	local fd t=100
 	until { exec {fd}<"$1"; } 2>/dev/null; do
-		((t-- > 0)) || fail "cannot open $1"
+		((t-- > 0)) || { fail "cannot open $1"; return 1; }
 		sleep 0.1
 	done
 	FT_FDS+=("$fd")

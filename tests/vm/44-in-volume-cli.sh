@@ -263,6 +263,8 @@ test_in_volume_cli_backup_of_a_whole_disk_with_the_fs_on_a_partition() {
 	disk=$REPLY
 	part=${disk}p1
 	ft_wait 5 test -b "$part" || fail "$part did not appear after losetup -P"
+	# Not recreated under mkfs and mount by udev's re-read after losetup.
+	ft_hold "$part"
 	ivc_fs ext4 "$part" "$mnt"
 	timeout 600 "$BLKSNAP" backup -d "$disk" -o "$out" >"$FT_DIR/b.out" 2>"$FT_DIR/b.err" || rc=$?
 	expect_eq "status of the backup (stderr: $(cat "$FT_DIR/b.err"))" 0 "$rc"
@@ -278,6 +280,7 @@ test_in_volume_cli_backup_of_a_whole_disk_with_the_fs_on_a_partition() {
 	# there and check clean.
 	ft_loop_file "$out" -P
 	ft_wait 5 test -b "${REPLY}p1" || fail "${REPLY}p1 did not appear"
+	ft_hold "${REPLY}p1"
 	sn_mount ext4 "${REPLY}p1" "$FT_DIR/out-mnt" rw
 	ft_verify "$FT_DIR/out-mnt" "$FT_DIR/sums" "the tree in the backup's partition"
 	[ -f "$FT_DIR/out-mnt/$store" ] || fail "the backup does not hold the storage file $store"
