@@ -187,6 +187,9 @@ sm_filtered_partition() {
 	ft_loop_file "$REPLY" -P
 	disk=$REPLY
 	ft_wait 5 test -b "${disk}p1" || fail "${disk}p1 did not appear after losetup -P"
+	# udev's re-read after losetup is over before the partition is used
+	# (the tests re-read the table themselves, so it is not held open).
+	ft_settle
 	sn_fill "${disk}p1" 1
 	SM_REFCNT=$(ft_refcnt)
 	ft_attach "${disk}p1"
