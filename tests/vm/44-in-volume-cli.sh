@@ -56,6 +56,20 @@ ivc_extents() {
 	[ -s "$FT_DIR/extents" ] || fail "no in_volume_extent line for $1: $(cat /sys/kernel/debug/blksnap/snapshots/list)"
 }
 
+# ivc_used: the sectors of its storage the one snapshot uses, as status
+# tells.
+ivc_used() {
+	"$BLKSNAP" status --json | sed -n 's/.*"used_sectors":\([0-9]*\).*/\1/p'
+}
+
+# ivc_stored: whether the one snapshot stored a copy. The store worker does
+# it after the write that needed the copy went on.
+ivc_stored() {
+	local n
+	n=$(ivc_used)
+	[ "${n:-0}" -gt 0 ]
+}
+
 # ivc_extents_sectors: the sectors of $FT_DIR/extents together.
 ivc_extents_sectors() {
 	awk '{ n += $2 } END { print n + 0 }' "$FT_DIR/extents"
@@ -180,7 +194,7 @@ ivc_backup_without_file() {
 test_in_volume_cli_snapshot_create_image_is_the_disk_but_the_file() {
 	ivc_begin
 	ft_loop 128M
-	local dev=$REPLY mnt=$FT_DIR/mnt file copy=$FT_DIR/copy.img id img out used
+	local dev=$REPLY mnt=$FT_DIR/mnt file copy=$FT_DIR/copy.img id img out
 	ivc_fs ext4 "$dev" "$mnt"
 	file=$mnt/.diff
 	out=$("$BLKSNAP" snapshot_create -f "$file" --in-volume-size 16M -d "$dev")
@@ -208,8 +222,7 @@ test_in_volume_cli_snapshot_create_image_is_the_disk_but_the_file() {
 	head -c 4M /dev/urandom >"$mnt/after"
 	rm -rf "$mnt/t/big"
 	sync
-	used=$("$BLKSNAP" status --json | sed -n 's/.*"used_sectors":\([0-9]*\).*/\1/p')
-	[ "${used:-0}" -gt 0 ] || fail "the in-volume storage holds no copies after writes ($used)"
+	ft_wait 60 ivc_stored || fail "the in-volume storage holds no copies after writes ($(ivc_used))"
 	ivc_extents "$id"
 	expect_eq "sectors of the extents" 32768 "$(ivc_extents_sectors)"
 	"$BLKSNAP" status --json | grep -q "\"kind\":\"in-volume\".*\"extents\":\[{\"start_sector\":$(head -n 1 "$FT_DIR/extents" | cut -d' ' -f1)," ||
