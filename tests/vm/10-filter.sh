@@ -12,6 +12,7 @@ FT_ATTACHED=()
 FT_MOUNTS=()
 FT_PIDS=()
 FT_ZRAMS=()
+FT_FDS=()
 
 # Raw filter ioctls on a path, see filter_probe.py.
 filter_probe() {
@@ -28,21 +29,25 @@ ft_begin() {
 	FT_MOUNTS=()
 	FT_PIDS=()
 	FT_ZRAMS=()
+	FT_FDS=()
 	trap ft_cleanup EXIT
 	load_module
 	mountpoint -q /sys/kernel/debug || mount -t debugfs none /sys/kernel/debug
 	FT_DIR=$(mktemp -d /tmp/blksnap-filter.XXXXXX)
 }
 
-# Undoes what the test set up, in reverse: background jobs, mounts, filters,
-# loop and zram devices, the scratch directory. Silent, so that a skip
-# reason stays the last line of the test's output.
+# Undoes what the test set up, in reverse: background jobs, held devices,
+# mounts, filters, loop and zram devices, the scratch directory. Silent, so
+# that a skip reason stays the last line of the test's output.
 ft_cleanup() {
 	set +e
 	local i
 	for i in "${FT_PIDS[@]}"; do
 		kill "$i"
 		wait "$i"
+	done >/dev/null 2>&1
+	for i in "${FT_FDS[@]}"; do
+		exec {i}<&-
 	done >/dev/null 2>&1
 	for ((i = ${#FT_MOUNTS[@]} - 1; i >= 0; i--)); do
 		umount "${FT_MOUNTS[i]}" || umount -l "${FT_MOUNTS[i]}"
@@ -73,10 +78,28 @@ ft_wait() {
 }
 
 # Lets udev finish probing, so that its reads do not land in a measurement.
+# The wait ends as soon as udev's queue is empty; the bound is only for a
+# udev that never gets there.
 ft_settle() {
 	if command -v udevadm >/dev/null; then
-		udevadm settle --timeout=10 >/dev/null 2>&1 || true
+		udevadm settle --timeout=60 >/dev/null 2>&1 || echo "udev still busy after 60 s"
 	fi
+}
+
+# ft_hold PART: keeps the partition PART open, read-only, until the test
+# ends. udev re-reads a disk's partition table whenever a writer of the
+# whole disk closes it (losetup among them), and a re-read recreates the
+# partitions, dropping their filters; the kernel refuses it (EBUSY) while
+# a partition is open. A re-read under way may have PART gone for a
+# moment, so the open is tried again; then udev is let finish.
+ft_hold() {
+	local fd t=100
+	until { exec {fd}<"$1"; } 2>/dev/null; do
+		((t-- > 0)) || { fail "cannot open $1"; return 1; }
+		sleep 0.1
+	done
+	FT_FDS+=("$fd")
+	ft_settle
 }
 
 # ft_image SIZE: a sparse backing file in the scratch directory -> $REPLY.
@@ -543,11 +566,12 @@ test_filter_partition_and_whole_disk_are_independent() {
 	ft_loop_file "$img" -P
 	local disk=$REPLY part=${REPLY}p1 ddir pdir p0 d0 n
 	ft_wait 5 test -b "$part" || fail "$part did not appear after losetup -P"
+	# Held open, the partition stays the one the test attaches to (the
+	# re-read udev makes after losetup would recreate it). Only reads
+	# then: udev probes a device a writer closed, and would add its reads.
+	ft_hold "$part"
 	ddir=$(ft_devdir "$disk")
 	pdir=$(ft_devdir "$part")
-	ft_settle
-	# Only reads here: a write to the whole disk would make udev re-read the
-	# partition table, which recreates the partition (and drops its filter).
 
 	ft_attach "$part"
 	[ -d "$pdir" ] || fail "$pdir missing after attaching $part"

@@ -19,16 +19,14 @@
 # kernel refuses while a partition is open (a re-read would recreate the
 # partition and drop its filter).
 dv_disk() {
-	local img fd
+	local img
 	ft_image 64M
 	img=$REPLY
 	"$TAGBLK" write "$img" --gen 1 --offset 1M --order seq --jobs 2 >/dev/null
 	ft_write_mbr "$img" 2048 32768
 	ft_loop_file "$img" -P
 	ft_wait 5 test -b "${REPLY}p1" || fail "${REPLY}p1 did not appear after losetup -P"
-	exec {fd}<"${REPLY}p1"
-	SN_FDS+=("$fd")
-	ft_settle
+	ft_hold "${REPLY}p1"
 }
 
 # dv_blocks DEV FROM TO VALUE: "FROM=VALUE ... TO-1=VALUE " over the

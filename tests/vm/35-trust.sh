@@ -21,6 +21,14 @@ tr_gen_at() {
 	echo "neither generation 1 nor 2"
 }
 
+# tr_write_in_flight DEV: whether a write is in flight on the request-based
+# DEV: it passed DEV's filter and the driver has it.
+tr_write_in_flight() {
+	local writes
+	read -r _ writes <"/sys/block/${1#/dev/}/inflight"
+	[ "$writes" -gt 0 ]
+}
+
 # A write that passed the filter before the take and completes after it
 # (here held 6 s by dm-delay under a direct-I/O loop device) must not
 # change the image once the take has returned: the take waits for the
@@ -43,8 +51,14 @@ test_trust_write_in_flight_at_take_does_not_change_the_image() {
 	id=$REPLY
 	"$TAGBLK" write "$dev" --gen 2 --offset 1M --len 4096 >/dev/null &
 	SN_PIDS+=($!)
-	# The write is now held by dm-delay, below the loop device.
-	sleep 0.5
+	# The take waits until the write is in flight (held by dm-delay, below
+	# the loop device); how long it takes to get there does not matter.
+	until tr_write_in_flight "$dev"; do
+		if sn_exited "${SN_PIDS[-1]}"; then
+			skip "the write ended before it was seen in flight: no take ran under it"
+		fi
+		sleep 0.1
+	done
 	t0=$(date +%s%N)
 	sn_take "$id"
 	t1=$(date +%s%N)

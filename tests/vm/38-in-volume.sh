@@ -56,6 +56,22 @@ iv_extents() {
 		}' "$IV_LIST"
 }
 
+# iv_used ID: the sectors of its storage snapshot ID uses, from the
+# debugfs list.
+iv_used() {
+	awk -v id="$1" '$1 == "snapshot" && $2 == id {
+		for (i = 3; i <= NF; i++) if ($i ~ /^used=/) { sub("used=", "", $i); print $i }
+	}' "$IV_LIST"
+}
+
+# iv_stored ID: whether snapshot ID stored a copy. The store worker does
+# it after the write that needed the copy went on.
+iv_stored() {
+	local n
+	n=$(iv_used "$1")
+	[ "${n:-0}" -gt 0 ]
+}
+
 # iv_fiemap FILE: the extents of FILE as the file system tells them, in
 # 512-byte sectors of its device, one "START COUNT" line each, merged where
 # they are contiguous on the device.
@@ -179,7 +195,7 @@ iv_writer() {
 
 test_in_volume_whole_disk_image_exact_but_the_storage() {
 	iv_begin
-	local mnt=$FT_DIR/p1 id img part ext fe n pid map
+	local mnt=$FT_DIR/p1 id img part ext fe pid map
 	# p1: 96 MiB of ext4 from MiB 1; MiB 97..160 raw.
 	iv_disk 160M 196608
 	iv_fs ext4 "$IV_P1" "$mnt" 48M
@@ -207,8 +223,7 @@ test_in_volume_whole_disk_image_exact_but_the_storage() {
 	wait "$pid" || fail "the file writer on $mnt failed"
 	sync
 	expect_eq "snapshot_info -f error_code" 0 "$("$BLKSNAP" snapshot_info -d "$IV_DISK" -f error_code)"
-	n=$(awk -v id="$id" '$1 == "snapshot" && $2 == id { for (i = 3; i <= NF; i++) if ($i ~ /^used=/) { sub("used=", "", $i); print $i } }' "$IV_LIST")
-	[ "${n:-0}" -gt 0 ] || fail "no copy was stored: used=$n"
+	ft_wait 60 iv_stored "$id" || fail "no copy was stored: used=$(iv_used "$id")"
 	ft_drop_caches
 	sn_verify "$img" 1 "the raw part of the image" --offset "$IV_RAW"
 	sn_verify "$IV_DISK" 2 "the rewritten raw part of the original" --offset "$IV_RAW" --len 16M

@@ -41,6 +41,14 @@ st_snap() {
 	echo "[x for x in s['snapshots'] if x['id'] == '$1'][0]"
 }
 
+# st_stored ID SECTORS: whether the storage of snapshot ID holds at least
+# SECTORS of copies (in $FT_DIR/status.json then). The store worker writes
+# a copy after the write that needed it went on.
+st_stored() {
+	local n
+	st_status && n=$(st_get "$(st_snap "$1")['storage']['used_sectors']") && [ "$n" -ge "$2" ]
+}
+
 # --- Tests ---------------------------------------------------------------------
 
 test_status_shows_devices_snapshots_and_storage() {
@@ -69,6 +77,8 @@ test_status_shows_devices_snapshots_and_storage() {
 	dd if=/dev/urandom of="$a" bs=1M count=1 oflag=direct status=none
 	sn_create "$store" 16M "$b"
 	id2=$REPLY
+	ft_wait 60 st_stored "$id1" 2048 ||
+		fail "the storage of $id1 does not hold the 1 MiB copied: $(cat "$FT_DIR/status.json")"
 	st_status
 
 	st_expect "module version" "s['module']['version']" "$("$BLKSNAP" version)"

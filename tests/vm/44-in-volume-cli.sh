@@ -56,6 +56,20 @@ ivc_extents() {
 	[ -s "$FT_DIR/extents" ] || fail "no in_volume_extent line for $1: $(cat /sys/kernel/debug/blksnap/snapshots/list)"
 }
 
+# ivc_used: the sectors of its storage the one snapshot uses, as status
+# tells.
+ivc_used() {
+	"$BLKSNAP" status --json | sed -n 's/.*"used_sectors":\([0-9]*\).*/\1/p'
+}
+
+# ivc_stored: whether the one snapshot stored a copy. The store worker does
+# it after the write that needed the copy went on.
+ivc_stored() {
+	local n
+	n=$(ivc_used)
+	[ "${n:-0}" -gt 0 ]
+}
+
 # ivc_extents_sectors: the sectors of $FT_DIR/extents together.
 ivc_extents_sectors() {
 	awk '{ n += $2 } END { print n + 0 }' "$FT_DIR/extents"
@@ -180,7 +194,7 @@ ivc_backup_without_file() {
 test_in_volume_cli_snapshot_create_image_is_the_disk_but_the_file() {
 	ivc_begin
 	ft_loop 128M
-	local dev=$REPLY mnt=$FT_DIR/mnt file copy=$FT_DIR/copy.img id img out used
+	local dev=$REPLY mnt=$FT_DIR/mnt file copy=$FT_DIR/copy.img id img out
 	ivc_fs ext4 "$dev" "$mnt"
 	file=$mnt/.diff
 	out=$("$BLKSNAP" snapshot_create -f "$file" --in-volume-size 16M -d "$dev")
@@ -208,8 +222,7 @@ test_in_volume_cli_snapshot_create_image_is_the_disk_but_the_file() {
 	head -c 4M /dev/urandom >"$mnt/after"
 	rm -rf "$mnt/t/big"
 	sync
-	used=$("$BLKSNAP" status --json | sed -n 's/.*"used_sectors":\([0-9]*\).*/\1/p')
-	[ "${used:-0}" -gt 0 ] || fail "the in-volume storage holds no copies after writes ($used)"
+	ft_wait 60 ivc_stored || fail "the in-volume storage holds no copies after writes ($(ivc_used))"
 	ivc_extents "$id"
 	expect_eq "sectors of the extents" 32768 "$(ivc_extents_sectors)"
 	"$BLKSNAP" status --json | grep -q "\"kind\":\"in-volume\".*\"extents\":\[{\"start_sector\":$(head -n 1 "$FT_DIR/extents" | cut -d' ' -f1)," ||
@@ -263,6 +276,8 @@ test_in_volume_cli_backup_of_a_whole_disk_with_the_fs_on_a_partition() {
 	disk=$REPLY
 	part=${disk}p1
 	ft_wait 5 test -b "$part" || fail "$part did not appear after losetup -P"
+	# Not recreated under mkfs and mount by udev's re-read after losetup.
+	ft_hold "$part"
 	ivc_fs ext4 "$part" "$mnt"
 	timeout 600 "$BLKSNAP" backup -d "$disk" -o "$out" >"$FT_DIR/b.out" 2>"$FT_DIR/b.err" || rc=$?
 	expect_eq "status of the backup (stderr: $(cat "$FT_DIR/b.err"))" 0 "$rc"
@@ -278,6 +293,7 @@ test_in_volume_cli_backup_of_a_whole_disk_with_the_fs_on_a_partition() {
 	# there and check clean.
 	ft_loop_file "$out" -P
 	ft_wait 5 test -b "${REPLY}p1" || fail "${REPLY}p1 did not appear"
+	ft_hold "${REPLY}p1"
 	sn_mount ext4 "${REPLY}p1" "$FT_DIR/out-mnt" rw
 	ft_verify "$FT_DIR/out-mnt" "$FT_DIR/sums" "the tree in the backup's partition"
 	[ -f "$FT_DIR/out-mnt/$store" ] || fail "the backup does not hold the storage file $store"

@@ -7,6 +7,8 @@
 # written; nothing stays behind; and a snapshot works afterwards.
 # shellcheck shell=bash
 
+FZ_PARAMS=()
+
 # fz_begin: the storage the fuzzers share: a directory on an ext4 of its
 # own (-> $FZ_DIR) and a block device (-> $FZ_STORE).
 fz_begin() {
@@ -19,6 +21,11 @@ fz_begin() {
 	# Small growth steps: storage for many snapshots at once fits the file
 	# system.
 	sm_param diff_storage_minimum 32768
+	# What every fuzzer's prologue starts from (fz_params).
+	FZ_PARAMS=()
+	for f in /sys/module/blksnap/parameters/*; do
+		FZ_PARAMS+=("${f##*/}=$(cat "$f")")
+	done
 	ft_loop 512M
 	mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$REPLY"
 	FZ_DIR=$FT_DIR/store
@@ -26,6 +33,15 @@ fz_begin() {
 	ft_mount ext4 "$REPLY" "$FZ_DIR"
 	ft_loop 64M
 	FZ_STORE=$REPLY
+}
+
+# fz_params: the module parameters as fz_begin left them, whatever the last
+# fuzzer set.
+fz_params() {
+	local p
+	for p in "${FZ_PARAMS[@]}"; do
+		echo "${p#*=}" >"/sys/module/blksnap/parameters/${p%%=*}"
+	done
 }
 
 # fz_end: after the fuzzing, a clean kernel log and, with the parameters
@@ -49,12 +65,15 @@ test_fuzz_random_ioctls_leave_the_module_sound() {
 	ft_loop 32M
 	b=$REPLY
 	for seed in 1 2 3 4; do
+		fz_params
 		rc=0
 		timeout 900 python3 "$BLKSNAP_ROOT/tests/vm/ioctl_fuzz.py" "$seed" 2000 "$dir" "$store" "$a" "$b" \
 			>"$out" 2>&1 || rc=$?
 		[ "$rc" -eq 0 ] || { tail -20 "$out"; fail "seed $seed: the fuzzer failed (status $rc)"; }
 		grep -q "^ops=2000$" "$out" || { cat "$out"; fail "seed $seed: the fuzzer did not finish"; }
-		# The run reached the module's real paths, not only its refusals.
+		# The run reached the module's real paths, not only its refusals:
+		# the prologue did each once (and failed the run if one did not
+		# work), whatever the random part then reached.
 		for what in "create OK" "take OK" "ctl3 OK" "image_read OK" "ctl1 OK" "ctl2 OK"; do
 			grep -q "^$what " "$out" || { cat "$out"; fail "seed $seed: no '$what' in the run"; }
 		done
@@ -66,6 +85,8 @@ test_fuzz_random_ioctls_leave_the_module_sound() {
 # Three fuzzers at once, each with two members of its own and the same
 # storage, each using the others' snapshots too: every ioctl races the
 # others' takes, destroys, additions, detaches, writes and image reads.
+# The random parts start together once every fuzzer's prologue is done, so
+# that no prologue races them.
 test_fuzz_concurrent_ioctls_race_without_harm() {
 	fz_begin
 	local dir=$FZ_DIR store=$FZ_STORE seed rc i pids=() devs=() d what
@@ -75,18 +96,30 @@ test_fuzz_concurrent_ioctls_race_without_harm() {
 	done
 	for seed in 1 2 3; do
 		i=$(((seed - 1) * 2))
-		timeout 900 python3 "$BLKSNAP_ROOT/tests/vm/ioctl_fuzz.py" --shared "$((seed + 20))" 1500 \
-			"$dir" "$store" "${devs[i]}" "${devs[i + 1]}" >"$FT_DIR/fuzz$seed.out" 2>&1 &
+		timeout 900 python3 "$BLKSNAP_ROOT/tests/vm/ioctl_fuzz.py" --shared --go "$FT_DIR/go" \
+			"$((seed + 20))" 1500 "$dir" "$store" "${devs[i]}" "${devs[i + 1]}" \
+			>"$FT_DIR/fuzz$seed.out" 2>&1 &
 		pids+=("$!")
 		SN_PIDS+=("$!")
 	done
+	for seed in 1 2 3; do
+		until grep -qx ready "$FT_DIR/fuzz$seed.out"; do
+			if sn_exited "${pids[seed - 1]}"; then
+				tail -20 "$FT_DIR/fuzz$seed.out"
+				fail "fuzzer $seed ended before its prologue was done"
+			fi
+			sleep 0.1
+		done
+	done
+	touch "$FT_DIR/go"
 	for seed in 1 2 3; do
 		rc=0
 		wait "${pids[seed - 1]}" || rc=$?
 		[ "$rc" -eq 0 ] || { tail -20 "$FT_DIR/fuzz$seed.out"; fail "fuzzer $seed failed (status $rc)"; }
 		grep -q "^ops=1500$" "$FT_DIR/fuzz$seed.out" || { cat "$FT_DIR/fuzz$seed.out"; fail "fuzzer $seed did not finish"; }
 	done
-	# Between them, the runs reached the real paths.
+	# The runs reached the real paths (each prologue did; the random
+	# parts may have too).
 	for what in "create OK" "take OK" "ctl3 OK" "image_read OK" "destroy OK"; do
 		cat "$FT_DIR"/fuzz[123].out | grep -q "^$what " || fail "no '$what' in the runs"
 	done

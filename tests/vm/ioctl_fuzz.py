@@ -1,16 +1,27 @@
 #!/usr/bin/env python3
 """Random blksnap ioctls from a fixed seed, for the in-VM tests.
 
-  ioctl_fuzz.py [--shared] SEED OPS STORAGE-DIR STORAGE-DEV MEMBER...
+  ioctl_fuzz.py [--shared] [--go FILE] SEED OPS STORAGE-DIR STORAGE-DEV MEMBER...
 
-OPS times, one of: a control ioctl (/dev/blksnap-control) or a filter ioctl
-on one of the devices, with arguments that are now right, now garbage (bad
-user pointers, structs that cross into an unmapped page, sizes at their
-edges, unknown UUIDs and commands); a 4 KiB write to a MEMBER; a read of a
-snapshot image; a module parameter set to a value in or out of its range
-(the caller puts them back). The MEMBERs are zeroed first; nothing may be
-attached to them yet. Snapshots made along the way are real ones: members are
-added, taken, destroyed in random orders.
+First a prologue: each kind of operation once, with right arguments, in an
+order in which every one must succeed (a snapshot in STORAGE-DIR of the
+first MEMBER: attach, CBTINFO, CBTDIRTY, CBTMAP, SNAPSHOTADD, COLLECT,
+take, SNAPSHOTINFO, a write, a read of the image, WAIT_EVENT, destroy,
+detach). What the random part reaches depends on timing (a copy or a
+growth of the storage racing the next operation, another fuzzer's), so it
+is the prologue that makes sure every run went through the module's real
+paths; a module that breaks one fails the run there. It expects the module
+parameters at values a small snapshot works with (the caller puts them
+back between runs).
+
+Then OPS times, one of: a control ioctl (/dev/blksnap-control) or a
+filter ioctl on one of the devices, with arguments that are now right, now
+garbage (bad user pointers, structs that cross into an unmapped page, sizes
+at their edges, unknown UUIDs and commands); a 4 KiB write to a MEMBER; a
+read of a snapshot image; a module parameter set to a value in or out of
+its range (the caller puts them back). The MEMBERs are zeroed first;
+nothing may be attached to them yet. Snapshots made along the way are real
+ones: members are added, taken, destroyed in random orders.
 
 What must hold, checked here:
 - every ioctl fails, if it does, with an errno of the contract (ALLOWED);
@@ -27,6 +38,11 @@ Then an image read must only return or fail with EIO (its snapshot may be
 someone else's), and at the end only the members' data is checked: the
 caller destroys and detaches what is left once every fuzzer is done.
 
+With --go FILE, the fuzzer prints "ready" after its prologue and waits for
+FILE to exist before the random part: the caller creates it once every
+fuzzer is ready, so that no prologue races another fuzzer's random
+operations.
+
 Layouts and numbers are written out from the contract (uapi.md 1 and 2).
 """
 import collections
@@ -37,6 +53,7 @@ import os
 import random
 import struct
 import sys
+import time
 
 ATTACH, DETACH, CTL = 0xC030128E, 0xC020128F, 0xC0301290
 CBTINFO, CBTMAP, CBTDIRTY, SNAPSHOTADD, SNAPSHOTINFO = range(5)
@@ -79,6 +96,11 @@ libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
 
 class Broken(Exception):
     pass
+
+
+def result(rc):
+    """The name of an ioctl's answer: OK or the errno's."""
+    return errno.errorcode.get(rc, str(rc)) if rc else "OK"
 
 
 def ioctl(fd, cmd, arg):
@@ -456,6 +478,105 @@ class Fuzz:
                   (self.unknown_control, 1), (self.filter_ioctl, 14), (self.write, 6),
                   (self.read_image, 4), (self.param, 1))()
 
+    # --- The prologue -----------------------------------------------------
+
+    def must(self, what, rc, want=0):
+        """Counts a prologue operation, which must answer want."""
+        self.record(what, rc)
+        if rc != want:
+            raise Broken(f"prologue: {what}: {result(rc)}, not {result(want)}")
+
+    def must_ctl(self, dev, cmd, opt, optlen):
+        """A BLKFILTER_CTL sub-command of the prologue, which must succeed."""
+        arg = struct.pack("<32sIIQ", b"blksnap", cmd, optlen, opt)
+        self.must(f"ctl{cmd}", ioctl(self.fds[dev], CTL, self.mem.put(arg)))
+
+    def prologue(self):
+        """Each kind of operation once, right: see the module's docstring."""
+        m = self.mem
+        dev = self.members[0]
+        name = b"blksnap".ljust(32, b"\0")
+        m.reset()
+        self.must("version", ioctl(self.ctl, VERSION, m.put(b"", 8)))
+        at = m.put(self.paths[0].encode() + b"\0")
+        arg = m.put(struct.pack("<QQ16s", 64 << 11, at, bytes(16)))
+        self.must("create", ioctl(self.ctl, CREATE, arg))
+        uuid = m.get(arg + 16, 16)
+        self.live.append(uuid)
+        m.reset()
+        arg = struct.pack("<32sQI4x", name, 0, 0)
+        self.must("attach", ioctl(self.fds[dev], ATTACH, m.put(arg)))
+
+        # Change tracking: sector 0 marked, then seen in the map.
+        m.reset()
+        info = m.put(b"", 40)
+        self.must_ctl(dev, CBTINFO, info, 40)
+        capacity, _, count = struct.unpack("<QII", m.get(info, 16))
+        if capacity != self.sizes[dev] or count == 0:
+            raise Broken(f"prologue: CBTINFO of {dev}: capacity {capacity}, {count} blocks")
+        m.reset()
+        ranges = m.put(struct.pack("<QQ", 0, 1))
+        self.must_ctl(dev, CBTDIRTY, m.put(struct.pack("<I4xQ", 1, ranges)), 16)
+        m.reset()
+        length = min(count, 1024)
+        buf = m.put(b"", length)
+        self.must_ctl(dev, CBTMAP, m.put(struct.pack("<IIQ", 0, length, buf)), 16)
+        if m.get(buf, 1) == b"\0":
+            raise Broken(f"prologue: CBTMAP of {dev} does not show block 0 CBTDIRTY marked")
+
+        # The snapshot: added, found, taken, its image named.
+        m.reset()
+        self.must_ctl(dev, SNAPSHOTADD, m.put(uuid), 16)
+        self.member_of[dev] = uuid
+        m.reset()
+        arg = m.put(struct.pack("<IIQ", 0, 0, 0))
+        self.must("collect", ioctl(self.ctl, COLLECT, arg))
+        if struct.unpack("<I", m.get(arg, 4))[0] < 1:
+            raise Broken("prologue: COLLECT counts no snapshot")
+        m.reset()
+        self.must("take", ioctl(self.ctl, TAKE, m.put(uuid)))
+        self.image[dev] = dict(self.data[dev])
+        m.reset()
+        info = m.put(b"", 36)
+        self.must_ctl(dev, SNAPSHOTINFO, info, 36)
+        error_code, image = struct.unpack("<i32s", m.get(info, 36))
+        image = image.split(b"\0")[0].decode()
+        if error_code or not image:
+            raise Broken(f"prologue: SNAPSHOTINFO of {dev}: error_code {error_code}, "
+                         f"image '{image}'")
+
+        # A write after the take: the image still reads the block of the
+        # take.
+        block = 1
+        data = bytes(range(256)) * (BLOCK // 256)
+        os.pwrite(self.fds[dev], data, block * BLOCK)
+        os.fdatasync(self.fds[dev])
+        self.data[dev][block] = data
+        self.counts[("write", "OK")] += 1
+        buf = mmap.mmap(-1, BLOCK)
+        fd = os.open(f"/dev/{image}", os.O_RDONLY | os.O_DIRECT)
+        try:
+            got = os.preadv(fd, [buf], block * BLOCK)
+        except OSError as e:
+            raise Broken(f"prologue: read of /dev/{image}: {e}") from e
+        finally:
+            os.close(fd)
+        if got != BLOCK or buf[:] != self.image[dev].get(block, bytes(BLOCK)):
+            raise Broken(f"prologue: /dev/{image} block {block}: not the data of the take")
+        self.counts[("image_read", "OK")] += 1
+
+        # No event for a snapshot nothing went wrong with; then the end.
+        m.reset()
+        arg = struct.pack("<16sII", uuid, 0, 0)
+        self.must("wait_event", ioctl(self.ctl, WAIT_EVENT, m.put(arg, room=4096 - len(arg))),
+                  errno.ENOENT)
+        m.reset()
+        self.must("destroy", ioctl(self.ctl, DESTROY, m.put(uuid)))
+        self.forget(uuid)
+        m.reset()
+        self.must("detach", ioctl(self.fds[dev], DETACH, m.put(name)))
+        m.reset()
+
     # --- The end ----------------------------------------------------------
 
     def finish(self):
@@ -507,9 +628,17 @@ def main():
     shared = args[:1] == ["--shared"]
     if shared:
         args = args[1:]
+    go = None
+    if args[:1] == ["--go"]:
+        go, args = args[1], args[2:]
     seed, ops, storage_dir, storage_dev, *members = args
     fuzz = Fuzz(int(seed), storage_dir, storage_dev, members, shared)
     try:
+        fuzz.prologue()
+        if go:
+            print("ready", flush=True)
+            while not os.path.exists(go):
+                time.sleep(0.01)
         for _ in range(int(ops)):
             fuzz.step()
         fuzz.finish()
