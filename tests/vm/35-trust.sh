@@ -21,8 +21,9 @@ tr_gen_at() {
 	echo "neither generation 1 nor 2"
 }
 
-# tr_write_in_flight DEV: whether a write is in flight on the request-based
-# DEV: it passed DEV's filter and the driver has it.
+# tr_write_in_flight DEV: whether a write is in flight on DEV: it passed
+# DEV's filter and the driver has it (for a bio-based DEV, as its I/O
+# accounting counts it).
 tr_write_in_flight() {
 	local writes
 	read -r _ writes <"/sys/block/${1#/dev/}/inflight"
@@ -96,8 +97,14 @@ test_trust_write_in_flight_at_take_on_a_logical_volume() {
 	id=$REPLY
 	"$TAGBLK" write "$dev" --gen 2 --offset 1M --len 4096 >/dev/null &
 	SN_PIDS+=($!)
-	# The write is now held by dm-delay, below the logical volume.
-	sleep 0.5
+	# The take waits until the write is in flight (held by dm-delay,
+	# below the logical volume).
+	until tr_write_in_flight "$dev"; do
+		if sn_exited "${SN_PIDS[-1]}"; then
+			skip "the write ended before it was seen in flight: no take ran under it"
+		fi
+		sleep 0.1
+	done
 	t0=$(date +%s%N)
 	sn_take "$id"
 	t1=$(date +%s%N)
@@ -331,8 +338,14 @@ test_trust_write_in_flight_at_take_on_an_md_raid1() {
 	id=$REPLY
 	"$TAGBLK" write "$dev" --gen 2 --offset 1M --len 4096 >/dev/null &
 	SN_PIDS+=($!)
-	# The write is now held by dm-delay, below the array.
-	sleep 0.5
+	# The take waits until the write is in flight (held by dm-delay,
+	# below the array).
+	until tr_write_in_flight "$dev"; do
+		if sn_exited "${SN_PIDS[-1]}"; then
+			skip "the write ended before it was seen in flight: no take ran under it"
+		fi
+		sleep 0.1
+	done
 	t0=$(date +%s%N)
 	sn_take "$id"
 	t1=$(date +%s%N)
