@@ -124,9 +124,9 @@ pub(crate) trait Filter: Send + Sync {
 
     /// The filter left the table (detached, or its device went away): no
     /// bio or ioctl of the device reaches it any more, though its last
-    /// users may still hold it. What it shows of itself under the
-    /// device's name (debugfs) goes now, so that the next filter of the
-    /// device can show its own. Called under the registry lock; sleeps.
+    /// users may still hold it. It gives up the device's name (its debugfs
+    /// directory) now, so that the next filter of the device can use it.
+    /// Called under the registry lock: must not wait for user space.
     fn detached(&self) {}
 
     /// Whether the filter must stay: detach then fails with EBUSY.
@@ -260,7 +260,7 @@ pub(crate) fn filter_bio(bio: OwnedBio) -> Option<OwnedBio> {
         None => bio,
     };
     let bio = offer_to_whole(&guard, bio)?;
-    offer_to_parts(&guard, bio, 0)
+    offer_to_parts(&guard, bio, None)
 }
 
 /// Offers a bio of a partition to the filter of the whole disk, if any.
@@ -272,10 +272,22 @@ fn offer_to_whole(guard: &ReadGuard, bio: OwnedBio) -> Option<OwnedBio> {
     attached.filter.submit_bio(bio, offset, guard)
 }
 
+/// Where a partition comes in the order its filters see a bio of the whole
+/// disk: by its start, then (for partitions that start alike, which a
+/// partition table may hold) by identity.
+fn part_order(bdev: &BlockDevice) -> (u64, BdevId) {
+    (bdev.start_sect(), bdev.id())
+}
+
 /// Offers a bio of a whole disk to the filters of the partitions it lands
-/// in that start at sector `from` or later, in the order of their starts;
-/// returns it if it goes on. A bio of a partition is returned as it is.
-fn offer_to_parts(guard: &ReadGuard, mut bio: OwnedBio, mut from: u64) -> Option<OwnedBio> {
+/// in that come after `after` (none: from the first), in the order of
+/// [`part_order`]; returns it if it goes on. A bio of a partition is
+/// returned as it is.
+fn offer_to_parts(
+    guard: &ReadGuard,
+    mut bio: OwnedBio,
+    mut after: Option<(u64, BdevId)>,
+) -> Option<OwnedBio> {
     if bio.whole_id().is_some() {
         return Some(bio);
     }
@@ -285,12 +297,12 @@ fn offer_to_parts(guard: &ReadGuard, mut bio: OwnedBio, mut from: u64) -> Option
     loop {
         let Some(attached) = table
             .iter()
-            .filter(|a| a.bdev.start_sect() >= from && a.lands_in(&bio))
-            .min_by_key(|a| a.bdev.start_sect())
+            .filter(|a| after.map_or(true, |k| part_order(&a.bdev) > k) && a.lands_in(&bio))
+            .min_by_key(|a| part_order(&a.bdev))
         else {
             return Some(bio);
         };
-        from = attached.bdev.start_sect().saturating_add(1);
+        after = Some(part_order(&attached.bdev));
         let offset = bio.offset_in(&attached.bdev);
         bio = attached.filter.submit_bio(bio, offset, guard)?;
     }
@@ -304,10 +316,10 @@ pub(crate) fn pass_on(bio: OwnedBio, by: &BlockDevice) {
     let bio = {
         let guard = rcu::read_lock();
         if bio.bdev_id() == by.id() {
-            offer_to_whole(&guard, bio).and_then(|bio| offer_to_parts(&guard, bio, 0))
+            offer_to_whole(&guard, bio).and_then(|bio| offer_to_parts(&guard, bio, None))
         } else if by.is_partition() && bio.whole_id().is_none() {
             // A bio of the whole disk, kept by the filter of a partition.
-            offer_to_parts(&guard, bio, by.start_sect().saturating_add(1))
+            offer_to_parts(&guard, bio, Some(part_order(by)))
         } else {
             Some(bio)
         }

@@ -1216,16 +1216,27 @@ impl CopyOnWrite for DiffArea {
     /// the snapshot is corrupted, so the image never shows data written
     /// later (a device set up again, a partition created in its place).
     /// A discard of the original while the snapshot stands is completed
-    /// here, without a copy and without reaching the device: the sectors
-    /// it gives up may read anything afterwards, so they may as well keep
-    /// the data of the take, which the image still shows from there. Sent
-    /// on, it would change uncopied chunks under the image; copied first,
-    /// a trim of a file system's free space (`fstrim`) would fill the
-    /// storage with data nobody needs. Not sent later either: by the
-    /// destroy, a write may have reused the sectors. Once the snapshot is
-    /// closed or corrupted, discards go on to the device.
-    fn on_discard(&self, bio: OwnedBio) -> Option<OwnedBio> {
+    /// here, without a copy and without reaching the device, unless every
+    /// chunk it touches is copied already (then it goes on, and changes
+    /// the device): the sectors it gives up may read anything afterwards,
+    /// so they may as well keep the data of the take, which the image
+    /// still shows from there. Sent on over an uncopied chunk, it would
+    /// change the chunk under the image; copied first, a trim of a file
+    /// system's free space (`fstrim`) would fill the storage with data
+    /// nobody needs. Not sent later either: by the destroy, a write may
+    /// have reused the sectors. A discard of in-volume storage's sectors
+    /// never reaches them. Once the snapshot is closed or corrupted,
+    /// discards go on to the device.
+    fn on_discard(&self, bio: OwnedBio, offset: i64) -> Option<OwnedBio> {
         if self.is_stopped() {
+            return Some(bio);
+        }
+        let copied = blkfilter::sectors_on(&bio, offset).is_some_and(|(sector, count)| {
+            !self.overlaps_storage(sector, count)
+                && chunk::sectors_to_chunks(sector, count, self.shift, self.chunk_count)
+                    .is_some_and(|mut chunks| chunks.all(|c| self.write_passes(c)))
+        });
+        if copied {
             return Some(bio);
         }
         bio.end(Ok(()));

@@ -390,12 +390,22 @@ fn drain_writes<'a>(
         }
         Ok(())
     };
-    let result = wait_all();
+    let result: Result = wait_all();
     // Writes that waited meanwhile must be able to go on.
     for drain in drains.iter_mut() {
         drop(drain.take());
     }
-    result
+    result?;
+    // The writes a bio-based member (dm, md) still holds below its queue,
+    // waited for with every queue running again: the driver may have to
+    // pass them to a device whose queue another member's drain froze.
+    for m in members {
+        m.bdev.wait_bio_writes(DRAIN_TIMEOUT_MS).inspect_err(|_| {
+            let (major, minor) = m.bdev.dev();
+            pr_err!("take: writes a driver holds on {major}:{minor} did not complete\n");
+        })?;
+    }
+    Ok(())
 }
 
 /// The order in which the members' drains are waited for: each device

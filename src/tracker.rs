@@ -51,10 +51,11 @@ pub(crate) trait CopyOnWrite: Send + Sync {
     /// Offers a write of the device (its sectors plus `offset` are those of
     /// the device); returns it if it may pass now. Must not sleep.
     fn on_write(self: ArcBorrow<'_, Self>, bio: OwnedBio, offset: i64) -> Option<OwnedBio>;
-    /// Offers a discard of the device; returns it if it is to go on to the
+    /// Offers a discard of the device (`offset` as for
+    /// [`CopyOnWrite::on_write`]); returns it if it is to go on to the
     /// device (and then changes the blocks it covers), or completes it
     /// itself. Must not sleep.
-    fn on_discard(&self, bio: OwnedBio) -> Option<OwnedBio>;
+    fn on_discard(&self, bio: OwnedBio, offset: i64) -> Option<OwnedBio>;
     /// The device went away, or the medium under it changed. Must not
     /// sleep.
     fn device_gone(&self);
@@ -197,7 +198,7 @@ impl Filter for Tracker {
             // and changes no block: nothing to mark.
             BioOp::Discard => {
                 let bio = match self.core.cow.get(rcu) {
-                    Some(area) => area.on_discard(bio)?,
+                    Some(area) => area.on_discard(bio, offset)?,
                     None => bio,
                 };
                 self.mark(&bio, offset, rcu);
@@ -242,7 +243,7 @@ impl Filter for Tracker {
     }
 
     fn detached(&self) {
-        self.counters.remove();
+        self.counters.give_up_name();
     }
 
     fn is_busy(&self) -> bool {

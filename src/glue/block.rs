@@ -28,8 +28,9 @@ pub(crate) struct BlockDevice(Opaque<bindings::block_device>);
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct DiskId(usize);
 
-/// Identity of a block device, for comparison only.
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Identity of a block device, for comparison only (and an order with no
+/// meaning but that it is total and does not change).
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) struct BdevId(usize);
 
 impl BdevId {

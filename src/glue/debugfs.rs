@@ -15,8 +15,9 @@ use core::pin::Pin;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use kernel::ffi::{c_char, c_void};
+use kernel::fmt;
 use kernel::prelude::*;
-use kernel::str::CStr;
+use kernel::str::{CStr, CString};
 use kernel::sync::Arc;
 use kernel::uaccess::UserSlice;
 
@@ -68,12 +69,13 @@ struct DumpFile {
 pub(crate) struct Counters<const N: usize> {
     values: PerCpuCounters<N>,
     dump: Option<Pin<KBox<DumpFile>>>,
-    /// The directory, until [`Counters::remove`] (or the drop) removes it.
+    /// The directory; removed by the drop.
     dir: AtomicPtr<bindings::dentry>,
 }
 
-// SAFETY: the counters and the dump source are `Send`; `dir` is only
-// removed, once, by whoever swaps it out.
+// SAFETY: the counters and the dump source are `Send`; `dir` is renamed
+// through a shared reference (debugfs serialises that) and removed once,
+// by `drop`.
 unsafe impl<const N: usize> Send for Counters<N> {}
 // SAFETY: shared access only touches the counters, which are `Sync`.
 unsafe impl<const N: usize> Sync for Counters<N> {}
@@ -137,23 +139,37 @@ impl<const N: usize> Counters<N> {
         self.values.add(index, n as i64);
     }
 
-    /// Removes the directory now, before the counters go: its name is free
-    /// for another directory at once. The counters still count, unseen.
-    /// Sleeps (it waits for running reads).
-    pub(crate) fn remove(&self) {
-        let dir = self.dir.swap(core::ptr::null_mut(), Ordering::AcqRel);
-        // SAFETY: `dir` came from debugfs_create_dir (or is null or an
-        // error pointer, which debugfs_remove ignores) and is removed once,
-        // by whoever swapped it out; removing it and its files waits for
-        // running reads, so no reader touches `values` or the dump source
-        // after.
-        unsafe { bindings::debugfs_remove(dir) };
+    /// Gives the directory's name up now, so that another directory of
+    /// that name can be made at once: the directory is renamed to
+    /// `.gone-<address>`, a name no other has, and goes with the counters.
+    /// Waits for no reader (a read may copy to user memory for as long as
+    /// the user makes it), so it may be called under a lock; fails
+    /// silently, as debugfs does.
+    pub(crate) fn give_up_name(&self) {
+        let dir = self.dir.load(Ordering::Acquire);
+        // SAFETY: plain pointer inspection of what debugfs_create_dir gave.
+        if dir.is_null() || unsafe { bindings::blksnap_is_err(dir.cast()) } {
+            return;
+        }
+        let Ok(name) = CString::try_from_fmt(fmt!(".gone-{:x}", dir as usize)) else {
+            return;
+        };
+        let root = ROOT.load(Ordering::Acquire);
+        // SAFETY: `dir` is this value's live directory, made in `root`
+        // (which outlives every `Counters`); `name` is NUL-terminated. The
+        // rename moves the dentry in place: `dir` stays valid for `drop`.
+        unsafe { bindings::debugfs_rename(root, dir, root, name.as_char_ptr()) };
     }
 }
 
 impl<const N: usize> Drop for Counters<N> {
     fn drop(&mut self) {
-        self.remove();
+        let dir = *self.dir.get_mut();
+        // SAFETY: `dir` came from debugfs_create_dir (or is an error
+        // pointer, which debugfs_remove ignores) and is removed once, here;
+        // removing it and its files waits for running reads, so no reader
+        // touches `values` or the dump source after.
+        unsafe { bindings::debugfs_remove(dir) };
     }
 }
 

@@ -356,9 +356,10 @@ void blksnap_sync_submitters(void)
  * wait ends when every request held before has completed. A bio-based
  * driver (device-mapper, md) releases the queue when its submit_bio
  * returns, so there the freeze only waits for bios being submitted; the
- * writes such a driver still holds are waited for by its I/O accounting
- * (see writes_in_flight). Starting the freezes of several queues first
- * lets their RCU grace periods overlap.
+ * writes such a driver still holds are waited for afterwards, once every
+ * freeze has ended, by its I/O accounting (blksnap_wait_bio_writes).
+ * Starting the freezes of several queues first lets their RCU grace
+ * periods overlap.
  */
 void blksnap_drain_start(struct block_device *bdev)
 {
@@ -377,10 +378,11 @@ static long part_writes_in_flight(struct block_device *part)
 }
 
 /*
- * The writes a bio-based driver has started and not yet completed on
- * bdev, as its I/O accounting counts them (bio_start_io_acct and the
- * like: device-mapper and md account every bio they take): those of bdev,
- * and for a whole disk those of its partitions too.
+ * The writes a bio-based driver has started and not yet completed on the
+ * disk of bdev, as its I/O accounting counts them (bio_start_io_acct and
+ * the like), on the disk and all its partitions: a bio is counted on the
+ * device it was issued to, and a partition's filter also sees the bios of
+ * its whole disk.
  */
 static long writes_in_flight(struct block_device *bdev)
 {
@@ -388,8 +390,6 @@ static long writes_in_flight(struct block_device *bdev)
 	unsigned long idx;
 	long n = 0;
 
-	if (bdev_is_partition(bdev))
-		return part_writes_in_flight(bdev);
 	rcu_read_lock();
 	xa_for_each(&bdev->bd_disk->part_tbl, idx, part)
 		n += part_writes_in_flight(part);
@@ -397,21 +397,33 @@ static long writes_in_flight(struct block_device *bdev)
 	return n;
 }
 
-/*
- * Waits, at most timeout_ms, for a drain started on bdev. The count of a
- * bio-based driver only falls meanwhile: new writes are held by the filter
- * above it, or by the freeze. A driver whose accounting was switched off
- * (queue/iostats set to 0) cannot be waited for: its writes in flight are
- * not covered.
- */
+/* Waits, at most timeout_ms, for a drain started on bdev. */
 int blksnap_drain_wait(struct block_device *bdev, unsigned int timeout_ms)
+{
+	long left = blk_mq_freeze_queue_wait_timeout(bdev_get_queue(bdev),
+						     msecs_to_jiffies(timeout_ms));
+
+	return left > 0 ? 0 : -ETIMEDOUT;
+}
+
+/*
+ * Waits, at most timeout_ms, until a bio-based driver (device-mapper, md)
+ * has completed the writes it took on the disk of bdev; returns at once for
+ * a request-based one, whose drain covered them. Called once every drain
+ * has ended, so that the driver can pass the writes it holds to devices
+ * below whose queues were frozen. The count only falls meanwhile: new
+ * writes are held by the filter above the driver. Not covered: a driver
+ * whose accounting was switched off (queue/iostats set to 0), and a
+ * target that starts the accounting of a bio only when it remaps it from
+ * a worker of its own (dm-crypt, dm-thin, dm-cache, dm-delay set
+ * accounts_remapped_io): a write such a target still queues is not
+ * counted yet.
+ */
+int blksnap_wait_bio_writes(struct block_device *bdev, unsigned int timeout_ms)
 {
 	struct request_queue *q = bdev_get_queue(bdev);
 	unsigned long deadline = jiffies + msecs_to_jiffies(timeout_ms);
-	long left = blk_mq_freeze_queue_wait_timeout(q, msecs_to_jiffies(timeout_ms));
 
-	if (left <= 0)
-		return -ETIMEDOUT;
 	if (queue_is_mq(q) || !blk_queue_io_stat(q))
 		return 0;
 	while (writes_in_flight(bdev) > 0) {

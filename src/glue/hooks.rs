@@ -170,6 +170,16 @@ impl BlockDevice {
         // INVARIANT: started just above.
         Drain { bdev: self }
     }
+
+    /// Waits, at most `timeout_ms`, until a bio-based driver (dm, md) has
+    /// completed the writes its I/O accounting counts on the device's disk;
+    /// at once for a request-based driver. `ETIMEDOUT` if they did not
+    /// complete. Called with no drain under way. Sleeps.
+    pub(crate) fn wait_bio_writes(&self, timeout_ms: u32) -> Result {
+        // SAFETY: the device is live while borrowed, and so is its queue;
+        // process context.
+        to_result(unsafe { bindings::blksnap_wait_bio_writes(self.as_ptr(), timeout_ms) })
+    }
 }
 
 /// A drain of a device's queue under way (a queue freeze); ended, and the
