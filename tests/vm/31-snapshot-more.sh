@@ -991,46 +991,54 @@ test_snapshot_more_whole_disk_member_freezes_its_partitions() {
 }
 
 # A filter detached while one of its ioctls still runs (a CBTMAP whose
-# user buffer is a file mapping that faults in from a slow device) gives
-# up its debugfs directory at once: the filter attached next to the device
-# gets a directory of its own, and debugfs reports no name clash.
+# user buffer maps a MiB of a block device whose reads dm-delay holds 8 s
+# there; only there, since udev reads the rest of it after each table
+# change)
+# gives up its debugfs directory at once: the filter attached next to the
+# device gets a directory of its own, and debugfs reports no name clash.
 test_snapshot_more_reattach_gets_its_debugfs_dir_under_an_old_ioctl() {
 	sm_begin
-	local slow sz mnt=$FT_DIR/slowfs dev dir pid out
-	ft_loop 64M
+	local slow sz dev dir pid out
+	ft_loop 16M
 	slow=$REPLY
 	sz=$(blockdev --getsz "$slow")
 	sm_dm blksnap-sm-slow "0 $sz delay $slow 0 0"
-	mkfs.ext4 -q -F /dev/mapper/blksnap-sm-slow >/dev/null
-	mkdir -p "$mnt"
-	ft_mount ext4 /dev/mapper/blksnap-sm-slow "$mnt"
-	dd if=/dev/urandom of="$mnt/buf" bs=1M count=1 conv=fsync status=none
-	ft_drop_caches
-	# Reads of the file system's device take 8 s from now on.
-	sm_dm_table blksnap-sm-slow "0 $sz delay $slow 0 8000"
 	ft_loop 16M
 	dev=$REPLY
 	ft_attach "$dev"
 	dir=$(ft_devdir "$dev")
 	[ -d "$dir" ] || fail "$dir missing after attach"
-	python3 - "$dev" "$mnt/buf" >"$FT_DIR/ctl.out" 2>&1 <<'PY' &
-import ctypes, mmap, os, struct, sys
+	python3 - "$dev" /dev/mapper/blksnap-sm-slow "$FT_DIR/go" >"$FT_DIR/ctl.out" 2>&1 <<'PY' &
+import ctypes, mmap, os, struct, sys, time
 libc = ctypes.CDLL(None, use_errno=True)
 libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
 BLKFILTER_CTL, CBTMAP = 0xC0301290, 1
 fd = os.open(sys.argv[1], os.O_RDONLY)
 f = os.open(sys.argv[2], os.O_RDWR)
-mm = mmap.mmap(f, 1 << 20, mmap.MAP_SHARED)
+mm = mmap.mmap(f, 1 << 20, mmap.MAP_SHARED, offset=8 << 20)
 addr = ctypes.addressof(ctypes.c_char.from_buffer(mm))
 opt = ctypes.create_string_buffer(struct.pack("<IIQ", 0, 64, addr), 16)
 arg = ctypes.create_string_buffer(struct.pack("<32sIIQ", b"blksnap", CBTMAP, 16, ctypes.addressof(opt)), 48)
+print("mapped", flush=True)
+while not os.path.exists(sys.argv[3]):
+    time.sleep(0.05)
 print("started", flush=True)
 rc = libc.ioctl(fd, BLKFILTER_CTL, ctypes.addressof(arg))
-print("rc", rc, ctypes.get_errno())
+print("rc", rc, ctypes.get_errno(), flush=True)
 PY
 	pid=$!
 	SN_PIDS+=("$pid")
-	ft_wait 10 grep -qx started "$FT_DIR/ctl.out" || fail "the CBTMAP caller did not start"
+	ft_wait 100 grep -qx mapped "$FT_DIR/ctl.out" || fail "the CBTMAP caller did not map its buffer: $(cat "$FT_DIR/ctl.out")"
+	# Nothing of the mapped device in the page cache; its reads take 8 s
+	# from now on.
+	blockdev --flushbufs /dev/mapper/blksnap-sm-slow
+	ft_drop_caches
+	dmsetup suspend blksnap-sm-slow
+	printf '%s\n' "0 16384 linear $slow 0" "16384 2048 delay $slow 16384 8000 $slow 16384 0" \
+		"18432 $((sz - 18432)) linear $slow 18432" | dmsetup reload blksnap-sm-slow
+	dmsetup resume --noudevsync blksnap-sm-slow
+	touch "$FT_DIR/go"
+	ft_wait 100 grep -qx started "$FT_DIR/ctl.out" || fail "the CBTMAP caller did not start"
 	sleep 0.5
 	kill -0 "$pid" 2>/dev/null || fail "the CBTMAP returned before the detach ($(cat "$FT_DIR/ctl.out")): nothing held the old filter"
 	ft_detach "$dev"

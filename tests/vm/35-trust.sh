@@ -426,6 +426,7 @@ PY
 		fail "the capacity changed after the take had returned: nothing raced"
 	sn_wait_event "$id" corrupted 10 || fail "no corrupted event after a capacity change during the take: $(cat "$FT_DIR/events" 2>/dev/null)"
 	expect_eq "snapshot_info -f error_code" -19 "$("$BLKSNAP" snapshot_info -d "$dev" -f error_code)"
+	sm_dm_table blksnap-trust-slow "0 $sz delay $base 0 0"
 	sn_destroy "$id"
 	sm_log_clean
 }
