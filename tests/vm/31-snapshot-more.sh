@@ -980,7 +980,7 @@ test_snapshot_more_whole_disk_member_freezes_its_partitions() {
 	sn_image "$disk"
 	img=$REPLY
 	ft_loop_file "$img" -r -o $((2048 * 512)) --sizelimit $((131072 * 512))
-	! dumpe2fs -h "$REPLY" 2>/dev/null | grep -q needs_recovery ||
+	! dumpe2fs -h "$REPLY" 2>/dev/null | grep needs_recovery >/dev/null ||
 		fail "the partition's file system in the image of the whole disk needs a journal replay: the take did not freeze it"
 	sn_mount ext4 "$REPLY" "$FT_DIR/image" ro,noload
 	expect_eq "checksum of the file fsynced before the take, in the image" "$sum" "$(sha256sum <"$FT_DIR/image/f")"
@@ -1052,7 +1052,7 @@ PY
 	out=$(grep '^rc' "$FT_DIR/ctl.out")
 	echo "the old CBTMAP answered: $out"
 	[ -d "$dir" ] || fail "$dir went away with the old filter, under the new one"
-	dmesg | tail -n +$((SM_LOG0 + 1)) | grep -q "already present" &&
+	dmesg | tail -n +$((SM_LOG0 + 1)) | grep "already present" >/dev/null &&
 		fail "debugfs reported a directory name clash: $(dmesg | grep 'already present' | tail -n 1)"
 	sm_log_clean
 }

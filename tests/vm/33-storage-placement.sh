@@ -27,7 +27,7 @@ sp_within() {
 # sp_log_names DEV WHAT: the kernel log since sm_begin names DEV (its
 # MAJOR:MINOR) in a refusal.
 sp_log_names() {
-	dmesg | tail -n +$((SM_LOG0 + 1)) | grep -qE "device $(sn_devnum "$1")[ ,].*refused" ||
+	dmesg | tail -n +$((SM_LOG0 + 1)) | grep -E "device $(sn_devnum "$1")[ ,].*refused" >/dev/null ||
 		fail "$2: no refusal naming $(sn_devnum "$1") in the kernel log"
 }
 

@@ -30,6 +30,42 @@ tr_write_in_flight() {
 	[ "$writes" -gt 0 ]
 }
 
+# tr_take_under_a_write DEV: DEV (holding generation 1, attached, its
+# writes held for seconds below its queue) is snapshotted while a write of
+# generation 2 at 1 MiB is in flight: the image's block must read the same
+# before and after the write completed, and hold that write (the take
+# waited for it); the rest of the image is generation 1.
+tr_take_under_a_write() {
+	local dev=$1 id img before after t0 t1
+	sn_tmpfs 32M
+	sn_create "$REPLY" 16M "$dev"
+	id=$REPLY
+	"$TAGBLK" write "$dev" --gen 2 --offset 1M --len 4096 >/dev/null &
+	SN_PIDS+=($!)
+	# The take waits until the write is in flight (held by dm-delay below
+	# DEV); how long it takes to get there does not matter.
+	until tr_write_in_flight "$dev"; do
+		if sn_exited "${SN_PIDS[-1]}"; then
+			skip "the write ended before it was seen in flight: no take ran under it"
+		fi
+		sleep 0.1
+	done
+	t0=$(date +%s%N)
+	sn_take "$id"
+	t1=$(date +%s%N)
+	sn_image "$dev"
+	img=$REPLY
+	before=$(tr_gen_at "$img" 1M)
+	wait "${SN_PIDS[-1]}" || fail "the write in flight failed"
+	after=$(tr_gen_at "$img" 1M)
+	echo "take took $(((t1 - t0) / 1000000)) ms; the block read $before, then $after"
+	expect_eq "the image's block written during the take, read again after the write completed" \
+		"$before" "$after"
+	expect_eq "the image's block written during the take" "gen 2" "$after"
+	sn_verify "$img" 1 "the rest of the image" --len 1M
+	sn_destroy "$id"
+}
+
 # A write that passed the filter before the take and completes after it
 # (here held 6 s by dm-delay under a direct-I/O loop device) must not
 # change the image once the take has returned: the take waits for the
@@ -37,7 +73,7 @@ tr_write_in_flight() {
 # the old block, then the new one.
 test_trust_write_in_flight_at_take_does_not_change_the_image() {
 	sm_begin
-	local base sz dev id img before after t0 t1
+	local base sz dev
 	ft_loop 16M
 	base=$REPLY
 	sn_fill "$base" 1
@@ -47,33 +83,7 @@ test_trust_write_in_flight_at_take_does_not_change_the_image() {
 	dev=$REPLY
 	expect_eq "direct I/O of $dev" 1 "$(cat "/sys/block/${dev#/dev/}/loop/dio")"
 	ft_attach "$dev"
-	sn_tmpfs 32M
-	sn_create "$REPLY" 16M "$dev"
-	id=$REPLY
-	"$TAGBLK" write "$dev" --gen 2 --offset 1M --len 4096 >/dev/null &
-	SN_PIDS+=($!)
-	# The take waits until the write is in flight (held by dm-delay, below
-	# the loop device); how long it takes to get there does not matter.
-	until tr_write_in_flight "$dev"; do
-		if sn_exited "${SN_PIDS[-1]}"; then
-			skip "the write ended before it was seen in flight: no take ran under it"
-		fi
-		sleep 0.1
-	done
-	t0=$(date +%s%N)
-	sn_take "$id"
-	t1=$(date +%s%N)
-	sn_image "$dev"
-	img=$REPLY
-	before=$(tr_gen_at "$img" 1M)
-	wait "${SN_PIDS[-1]}" || fail "the write in flight failed"
-	after=$(tr_gen_at "$img" 1M)
-	echo "take took $(((t1 - t0) / 1000000)) ms; the block read $before, then $after"
-	expect_eq "the image's block written during the take, read again after the write completed" \
-		"$before" "$after"
-	expect_eq "the image's block written during the take" "gen 2" "$after"
-	sn_verify "$img" 1 "the rest of the image" --len 1M
-	sn_destroy "$id"
+	tr_take_under_a_write "$dev"
 	sm_log_clean
 }
 
@@ -83,7 +93,7 @@ test_trust_write_in_flight_at_take_does_not_change_the_image() {
 # writes its I/O accounting counts in flight.
 test_trust_write_in_flight_at_take_on_a_logical_volume() {
 	sm_begin
-	local base sz dev id img before after t0 t1
+	local base sz dev
 	ft_loop 16M
 	base=$REPLY
 	sn_fill "$base" 1
@@ -92,33 +102,7 @@ test_trust_write_in_flight_at_take_on_a_logical_volume() {
 	sm_dm_linear blksnap-trust-lv /dev/mapper/blksnap-trust-lvdelay
 	dev=$REPLY
 	ft_attach "$dev"
-	sn_tmpfs 32M
-	sn_create "$REPLY" 16M "$dev"
-	id=$REPLY
-	"$TAGBLK" write "$dev" --gen 2 --offset 1M --len 4096 >/dev/null &
-	SN_PIDS+=($!)
-	# The take waits until the write is in flight (held by dm-delay,
-	# below the logical volume).
-	until tr_write_in_flight "$dev"; do
-		if sn_exited "${SN_PIDS[-1]}"; then
-			skip "the write ended before it was seen in flight: no take ran under it"
-		fi
-		sleep 0.1
-	done
-	t0=$(date +%s%N)
-	sn_take "$id"
-	t1=$(date +%s%N)
-	sn_image "$dev"
-	img=$REPLY
-	before=$(tr_gen_at "$img" 1M)
-	wait "${SN_PIDS[-1]}" || fail "the write in flight failed"
-	after=$(tr_gen_at "$img" 1M)
-	echo "take took $(((t1 - t0) / 1000000)) ms; the block read $before, then $after"
-	expect_eq "the image's block written during the take, read again after the write completed" \
-		"$before" "$after"
-	expect_eq "the image's block written during the take" "gen 2" "$after"
-	sn_verify "$img" 1 "the rest of the image" --len 1M
-	sn_destroy "$id"
+	tr_take_under_a_write "$dev"
 	sm_log_clean
 }
 
@@ -312,7 +296,7 @@ test_trust_write_in_flight_at_take_on_an_md_raid1() {
 	modprobe raid1 2>/dev/null || true
 	grep -q '\[raid1\]' /proc/mdstat 2>/dev/null || skip "this kernel has no RAID1 (CONFIG_MD_RAID1)"
 	sm_begin
-	local a b sz md dev id img before after t0 t1 d
+	local a b sz md dev d
 	ft_loop 20M
 	a=$REPLY
 	ft_loop 20M
@@ -333,33 +317,7 @@ test_trust_write_in_flight_at_take_on_an_md_raid1() {
 		sm_dm_table "blksnap-trust-md$d" "0 $sz delay ${!d} 0 0 ${!d} 0 6000"
 	done
 	ft_attach "$dev"
-	sn_tmpfs 32M
-	sn_create "$REPLY" 16M "$dev"
-	id=$REPLY
-	"$TAGBLK" write "$dev" --gen 2 --offset 1M --len 4096 >/dev/null &
-	SN_PIDS+=($!)
-	# The take waits until the write is in flight (held by dm-delay,
-	# below the array).
-	until tr_write_in_flight "$dev"; do
-		if sn_exited "${SN_PIDS[-1]}"; then
-			skip "the write ended before it was seen in flight: no take ran under it"
-		fi
-		sleep 0.1
-	done
-	t0=$(date +%s%N)
-	sn_take "$id"
-	t1=$(date +%s%N)
-	sn_image "$dev"
-	img=$REPLY
-	before=$(tr_gen_at "$img" 1M)
-	wait "${SN_PIDS[-1]}" || fail "the write in flight failed"
-	after=$(tr_gen_at "$img" 1M)
-	echo "take took $(((t1 - t0) / 1000000)) ms; the block read $before, then $after"
-	expect_eq "the image's block written during the take, read again after the write completed" \
-		"$before" "$after"
-	expect_eq "the image's block written during the take" "gen 2" "$after"
-	sn_verify "$img" 1 "the rest of the image" --len 1M
-	sn_destroy "$id"
+	tr_take_under_a_write "$dev"
 	sm_log_clean
 }
 

@@ -121,7 +121,7 @@ test_fuzz_concurrent_ioctls_race_without_harm() {
 	# The runs reached the real paths (each prologue did; the random
 	# parts may have too).
 	for what in "create OK" "take OK" "ctl3 OK" "image_read OK" "destroy OK"; do
-		cat "$FT_DIR"/fuzz[123].out | grep -q "^$what " || fail "no '$what' in the runs"
+		grep -qh "^$what " "$FT_DIR"/fuzz[123].out || fail "no '$what' in the runs"
 	done
 	# What is left is destroyed and detached as any user would.
 	for i in $("$BLKSNAP" snapshot_collect); do
