@@ -51,7 +51,7 @@ pub mod placement;
 #[path = "../logic/src/storage.rs"]
 pub mod storage;
 
-module! {
+glue::module::declare_module! {
     type: Blksnap,
     name: "blksnap",
     author: "blksnap-rs developers",
