@@ -991,9 +991,9 @@ test_snapshot_more_whole_disk_member_freezes_its_partitions() {
 }
 
 # A filter detached while one of its ioctls still runs (a CBTMAP whose
-# user buffer maps a MiB of a block device whose reads dm-delay holds 8 s
-# there; only there, since udev reads the rest of it after each table
-# change)
+# user buffer maps a MiB of a block device whose reads dm-delay holds 30 s
+# there, long beyond what the test's next steps take on a slow machine;
+# only there, since udev reads the rest of it after each table change)
 # gives up its debugfs directory at once: the filter attached next to the
 # device gets a directory of its own, and debugfs reports no name clash.
 test_snapshot_more_reattach_gets_its_debugfs_dir_under_an_old_ioctl() {
@@ -1029,12 +1029,12 @@ PY
 	pid=$!
 	SN_PIDS+=("$pid")
 	ft_wait 100 grep -qx mapped "$FT_DIR/ctl.out" || fail "the CBTMAP caller did not map its buffer: $(cat "$FT_DIR/ctl.out")"
-	# Nothing of the mapped device in the page cache; its reads take 8 s
+	# Nothing of the mapped device in the page cache; its reads take 30 s
 	# from now on.
 	blockdev --flushbufs /dev/mapper/blksnap-sm-slow
 	ft_drop_caches
 	dmsetup suspend blksnap-sm-slow
-	printf '%s\n' "0 16384 linear $slow 0" "16384 2048 delay $slow 16384 8000 $slow 16384 0" \
+	printf '%s\n' "0 16384 linear $slow 0" "16384 2048 delay $slow 16384 30000 $slow 16384 0" \
 		"18432 $((sz - 18432)) linear $slow 18432" | dmsetup reload blksnap-sm-slow
 	dmsetup resume --noudevsync blksnap-sm-slow
 	touch "$FT_DIR/go"

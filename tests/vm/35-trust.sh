@@ -325,8 +325,10 @@ test_trust_write_in_flight_at_take_on_an_md_raid1() {
 # the take freezes it: the area the take made for the old capacity must not
 # serve an image with no event. The member's file system has dirty data
 # and the member is a direct-I/O loop device over a file on dm-delay, so
-# the take's freeze (which writes the data back) lasts seconds, and the
-# change lands inside it; the snapshot is then corrupted with ENODEV.
+# the take's freeze (which writes the data back) lasts seconds; the change
+# is made once that write-back is in flight on the member, inside the
+# freeze, however slow the machine; the snapshot is then corrupted with
+# ENODEV.
 test_trust_capacity_change_during_the_take_corrupts() {
 	sm_begin
 	# Storage steps of 8 MiB: no no_space event.
@@ -367,7 +369,10 @@ def take():
     result.append(time.monotonic() - t0)
 t = threading.Thread(target=take)
 t.start()
-time.sleep(0.3)
+# Inside the take's freeze: its write-back is in flight on the member.
+inflight = "/sys/block/%s/inflight" % os.path.basename(sys.argv[2])
+while int(open(inflight).read().split()[1]) == 0 and t.is_alive():
+    time.sleep(0.01)
 os.truncate(sys.argv[3], 48 << 20)
 rc = libc.ioctl(loop, LOOP_SET_CAPACITY, None)
 changed = time.monotonic() - t0
