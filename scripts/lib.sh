@@ -14,6 +14,22 @@ export PATH="$HOME/.cargo/bin:$PATH"
 msg() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# The kernel the module is built for and tested on: 6.12, the test kernel
+# built here (scripts/kernel.sh), or a Debian stock kernel described by
+# scripts/kernels/NAME.conf (scripts/debian-kernel.sh). `make test
+# KERNELS="..."` sets it for each kernel in turn.
+BLKSNAP_KERNEL=${BLKSNAP_KERNEL:-6.12}
+kernel_names() {
+	local f names=6.12
+	for f in "$BLKSNAP_ROOT"/scripts/kernels/*.conf; do
+		names+=" $(basename "$f" .conf)"
+	done
+	echo "$names"
+}
+# shellcheck source=debian.sh
+source "$BLKSNAP_ROOT/scripts/debian.sh"
+[ "$BLKSNAP_KERNEL" = 6.12 ] || debian_load "$BLKSNAP_KERNEL"
+
 # Prints the directory of the test kernel build for the selected flavor.
 # The name carries the kernel version, a hash of the config fragments and
 # the versions of rustc and bindgen, so any change to them selects a new
@@ -34,8 +50,24 @@ PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PA
 # Builds the module against $KDIR (default: the cached test kernel); extra
 # arguments go to the kernel's make. The kernel's make is told to use
 # Debian's rustc and clippy, which match the rustc the kernel was built with.
+# A Debian stock kernel's module is built in its build root, with the
+# toolchain that built that kernel.
 module_make() {
+	if [ "$BLKSNAP_KERNEL" != 6.12 ] && [ -z "${KDIR:-}" ]; then
+		debian_root_run make -C "$DK_KDIR" M="$BLKSNAP_ROOT" RUSTC=rustc \
+			CLIPPY_DRIVER=clippy-driver "$@"
+		return
+	fi
 	local kdir=${KDIR:-$(kernel_dir)}
 	make -C "$kdir" M="$BLKSNAP_ROOT" RUSTC="$KERNEL_RUSTC" \
 		CLIPPY_DRIVER=/usr/bin/clippy-driver "$@"
+}
+
+# Prints what the module is built against, as module.sh records it.
+module_target() {
+	if [ "$BLKSNAP_KERNEL" != 6.12 ] && [ -z "${KDIR:-}" ]; then
+		echo "$DK_ROOT$DK_KDIR"
+	else
+		echo "${KDIR:-$(kernel_dir)}"
+	fi
 }

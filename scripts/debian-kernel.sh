@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Makes (once) what building for and booting Debian's stock kernel NAME
+# (scripts/kernels/NAME.conf) takes, from Debian's package registry only,
+# cached outside the repository:
+#   1. its packages, fetched through a private apt state: the headers (with
+#      their common part and kbuild), the kernel image and its modules, and
+#      the kernel's source package;
+#   2. the image and modules unpacked, for the VM (scripts/vm.sh);
+#   3. a build root of the release that built the kernel (mmdebstrap), with
+#      its rustc, bindgen, gcc and libclang, and the headers installed in it;
+#   4. the Rust artifacts the headers package lacks (rust/*.rmeta, the proc
+#      macros, scripts/target.json), made from the kernel's source with the
+#      headers' .config and release string, and added to the headers tree.
+# Each step checks first: when everything is there it prints nothing.
+#
+#   scripts/debian-kernel.sh NAME
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+
+[ $# -eq 1 ] || die "usage: $0 NAME (one of: $(kernel_names))"
+debian_load "$1"
+[ -f "$DK_DIR/.complete" ] && [ -f "$DK_ROOT$DK_KDIR/rust/.complete" ] && exit 0
+[ "$(id -u)" -eq 0 ] || die "making the build root of $DK_NAME needs root (chroot, mounts)"
+# One run at a time: two would build the same root.
+mkdir -p "$BLKSNAP_CACHE/debian"
+exec 9>"$BLKSNAP_CACHE/debian/.lock"
+flock 9
+
+rel=$DEBIAN_KERNEL_RELEASE ver=$DEBIAN_KERNEL_VERSION
+abi=${rel%-*}          # 7.3.4+deb13
+upstream=${rel%%+*}    # 7.3.4
+headers=linux-headers-$rel
+src_pkg=linux-source-${upstream%.*}
+kernel_debs=("$headers" "linux-headers-$abi-common" "linux-kbuild-$abi" "linux-base-$rel" "$src_pkg")
+image_debs=("linux-binary-$rel" "linux-modules-$rel" "linux-base-$rel")
+
+# 1. The packages, at the pinned version.
+mkdir -p "$DK_APT/lists/partial" "$DK_APT/cache/archives/partial" "$DK_DIR/debs"
+if ! debian_apt apt-cache show "$headers=$ver" >/dev/null 2>&1; then
+	mirror=$(debian_mirror)
+	[ -n "$mirror" ] || die "no Debian mirror found in /etc/apt/sources.list*: set DEBIAN_MIRROR"
+	keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+	[ -f "$keyring" ] || die "$keyring missing: apt-get install debian-archive-keyring"
+	for suite in "$DEBIAN_SUITE" "$DEBIAN_KERNEL_SUITE"; do
+		echo "deb [signed-by=$keyring] $mirror $suite main"
+	done | sort -u >"$DK_APT/sources.list"
+	msg "reading the package lists of $DEBIAN_SUITE and $DEBIAN_KERNEL_SUITE from $mirror"
+	debian_apt apt-get update >"$DK_APT/update.log" 2>&1 ||
+		{ tail -5 "$DK_APT/update.log"; die "apt-get update on $DK_APT/sources.list failed (no network to the registry?)"; }
+	debian_apt apt-cache show "$headers=$ver" >/dev/null 2>&1 ||
+		die "$headers $ver is not in $DEBIAN_KERNEL_SUITE any more: update scripts/kernels/$DK_NAME.conf"
+fi
+# deb_file PKG: the downloaded .deb of PKG at the pinned version.
+deb_file() { compgen -G "$DK_DIR/debs/${1}_${ver//:/%3a}_*.deb" | head -n 1; }
+want=()
+for p in "${kernel_debs[@]}" "${image_debs[@]}"; do
+	[ -n "$(deb_file "$p")" ] || want+=("$p=$ver")
+done
+if [ ${#want[@]} -gt 0 ]; then
+	msg "downloading ${want[*]}"
+	(cd "$DK_DIR/debs" && debian_apt apt-get download "${want[@]}" >"$DK_DIR/download.log" 2>&1) ||
+		{ tail -5 "$DK_DIR/download.log"; die "downloading the packages of $rel failed"; }
+fi
+
+# 2. The kernel image and its modules, as the VM boots them.
+if [ ! -f "$DK_DIR/image/.unpacked" ]; then
+	rm -rf "$DK_DIR/image"
+	for p in "${image_debs[@]}"; do
+		dpkg-deb -x "$(deb_file "$p")" "$DK_DIR/image"
+	done
+	depmod -b "$DK_DIR/image/usr" "$rel"
+	touch "$DK_DIR/image/.unpacked"
+fi
+
+# 3. The build root, shared by the kernels of one release.
+if [ ! -f "$DK_ROOT/.complete" ]; then
+	command -v mmdebstrap >/dev/null ||
+		die "mmdebstrap is missing (apt-get install mmdebstrap)"
+	mirror=$(debian_mirror)
+	msg "making a $DEBIAN_SUITE build root in $DK_ROOT (a few minutes, once)"
+	rm -rf "$DK_ROOT"
+	log=$DK_ROOT.log
+	start=$SECONDS
+	if ! mmdebstrap --variant=apt --include="$(IFS=,; echo "${DEBIAN_ROOT_PACKAGES[*]}")" \
+		"$DEBIAN_SUITE" "$DK_ROOT" "deb $mirror $DEBIAN_SUITE main" >"$log" 2>&1; then
+		tail -20 "$log"
+		rm -rf "$DK_ROOT"
+		die "mmdebstrap could not make the $DEBIAN_SUITE build root (log: $log)"
+	fi
+	touch "$DK_ROOT/.complete"
+	msg "build root made in $((SECONDS - start)) s"
+fi
+
+# The kernel's packages, installed in the build root with dpkg.
+missing=()
+for p in "${kernel_debs[@]}"; do
+	[ "$(dpkg-query --admindir="$DK_ROOT/var/lib/dpkg" -W -f='${Version} ${db:Status-Status}' "$p" 2>/dev/null)" = "$ver installed" ] ||
+		missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	msg "installing ${missing[*]} in the build root"
+	mkdir -p "$DK_ROOT/var/cache/blksnap-debs"
+	args=()
+	for p in "${missing[@]}"; do
+		f=$(deb_file "$p")
+		cp "$f" "$DK_ROOT/var/cache/blksnap-debs/"
+		args+=("/var/cache/blksnap-debs/${f##*/}")
+	done
+	debian_root_run dpkg -i "${args[@]}" >"$DK_DIR/dpkg.log" 2>&1 ||
+		{ tail -20 "$DK_DIR/dpkg.log"; die "installing the kernel packages in the build root failed"; }
+	rm -rf "$DK_ROOT/var/cache/blksnap-debs"
+fi
+
+# The toolchain must be the one named in the kernel's .config: crates made
+# by another rustc have other hashes, and the module would not load.
+config=$DK_ROOT$DK_KDIR/.config
+conf_text() { sed -n "s/^$1=\"\(.*\)\"$/\1/p" "$config"; }
+check_tool() { # NAME WANTED ACTUAL
+	[ "$2" = "$3" ] || die "the build root's $1 is \"$3\" but $rel was built with \"$2\":
+	the $DEBIAN_SUITE packages changed; set DEBIAN_SUITE (or the packages) in scripts/kernels/$DK_NAME.conf"
+}
+check_tool rustc "$(conf_text CONFIG_RUSTC_VERSION_TEXT)" "$(debian_root_run rustc --version)"
+check_tool bindgen "$(conf_text CONFIG_BINDGEN_VERSION_TEXT)" "$(debian_root_run bindgen --version)"
+check_tool gcc "$(conf_text CONFIG_CC_VERSION_TEXT)" "$(debian_root_run x86_64-linux-gnu-gcc-14 --version | head -n 1)"
+
+# 4. The Rust artifacts, made from the source with the headers' .config.
+if [ ! -f "$DK_ROOT$DK_KDIR/rust/.complete" ]; then
+	msg "making the Rust artifacts of $rel (make modules_prepare, a few minutes, once)"
+	log=$DK_DIR/modules_prepare.log
+	start=$SECONDS
+	# Run in the build root; $1 release, $2 source tarball, $3 headers.
+	# The compiler is named as Debian's build names it, so that the
+	# configuration (which records it) does not change.
+	if ! debian_root_run nice /bin/bash -c '
+		set -euo pipefail
+		rel=$1 tarball=$2 kdir=$3
+		src=/var/cache/blksnap/linux-source-$rel out=/var/cache/blksnap/build-$rel
+		if [ ! -f "$src/.unpacked" ]; then
+			rm -rf "$src" && mkdir -p "$src"
+			tar -xf "$tarball" -C "$src" --strip-components=1
+			touch "$src/.unpacked"
+		fi
+		rm -rf "$out" && mkdir -p "$out"
+		cp "$kdir/.config" "$out/.config"
+		# The release string of the stock kernel, not the bare 7.3.4.
+		upstream=$(make -s -C "$src" kernelversion)
+		kmake() {
+			make -C "$src" O="$out" ARCH=x86 CROSS_COMPILE=x86_64-linux-gnu- \
+				CC=x86_64-linux-gnu-gcc-14 HOSTCC=gcc-14 LOCALVERSION="${rel#"$upstream"}" "$@"
+		}
+		kmake olddefconfig
+		if ! cmp -s <(grep -E "^(# )?CONFIG_" "$kdir/.config") <(grep -E "^(# )?CONFIG_" "$out/.config"); then
+			diff <(grep -E "^(# )?CONFIG_" "$kdir/.config") <(grep -E "^(# )?CONFIG_" "$out/.config") | head -20 >&2
+			echo "error: olddefconfig changed the configuration of $rel" >&2
+			exit 1
+		fi
+		got=$(kmake -s kernelrelease)
+		[ "$got" = "$rel" ] || { echo "error: the source gives release $got, not $rel" >&2; exit 1; }
+		kmake -j"$(nproc)" modules_prepare
+		cmp "$kdir/include/generated/rustc_cfg" "$out/include/generated/rustc_cfg"
+		rm -rf "$kdir/rust" && mkdir "$kdir/rust"
+		cp "$out"/rust/*.rmeta "$out"/rust/*.so "$kdir/rust/"
+		cp "$out/scripts/target.json" "$kdir/scripts/target.json"
+		touch "$kdir/rust/.complete"
+		# Only the artifacts are kept: the source and the build are 3 GB.
+		rm -rf "$src" "$out"
+	' modules_prepare "$rel" "/usr/src/$src_pkg.tar.xz" "$DK_KDIR" >"$log" 2>&1; then
+		tail -30 "$log"
+		die "making the Rust artifacts of $rel failed (log: $log)"
+	fi
+	msg "Rust artifacts made in $((SECONDS - start)) s"
+fi
+
+touch "$DK_DIR/.complete"
+msg "$DK_NAME ready: KDIR $DK_KDIR in the build root $DK_ROOT"
