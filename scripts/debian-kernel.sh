@@ -161,6 +161,10 @@ if [ ! -f "$DK_ROOT$DK_KDIR/rust/.complete" ]; then
 		rm -rf "$kdir/rust" && mkdir "$kdir/rust"
 		cp "$out"/rust/*.rmeta "$out"/rust/*.so "$kdir/rust/"
 		cp "$out/scripts/target.json" "$kdir/scripts/target.json"
+		# What a module'"'"'s own bindgen run takes from the kernel source.
+		common=$(sed -n "s|^include \(.*\)/Makefile$|\1|p" "$kdir/Makefile")
+		mkdir -p "$common/rust"
+		cp "$src/rust/bindgen_parameters" "$common/rust/"
 		touch "$kdir/rust/.complete"
 		# Only the artifacts are kept: the source and the build are 3 GB.
 		rm -rf "$src" "$out"
