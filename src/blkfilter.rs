@@ -366,8 +366,12 @@ fn find_locked<'a>(lock: &'a RegistryLock, bdev: BdevId) -> Option<&'a Arc<Attac
 /// `bdev`, to a writer: a filter found without the lock may have been
 /// detached since.
 pub(crate) fn is_attached(lock: &RegistryLock, bdev: &BlockDevice, filter: *const ()) -> bool {
-    find_locked(lock, bdev.id())
-        .is_some_and(|a| core::ptr::eq((&*a.filter as *const dyn Filter).cast::<()>(), filter))
+    find_locked(lock, bdev.id()).is_some_and(|a| {
+        core::ptr::eq(
+            core::ptr::from_ref::<dyn Filter>(&*a.filter).cast::<()>(),
+            filter,
+        )
+    })
 }
 
 /// Publishes a table made of the current entries that `keep` accepts, plus
@@ -493,7 +497,7 @@ fn ctl(bdev: &BlockDevice, arg: uapi::BlkfilterCtl, abi: Abi) -> Result<isize> {
 /// Marks the filters of a disk that is going away (or of one partition,
 /// `part`) dead, and schedules their removal. Never sleeps.
 pub(crate) fn disk_gone(disk: DiskId, part: Option<BdevId>) {
-    mark_gone(|a| a.bdev.disk() == disk && part.map_or(true, |p| a.bdev.id() == p));
+    mark_gone(|a| a.bdev.disk() == disk && (part.is_none() || part == Some(a.bdev.id())));
 }
 
 /// Tells the filters of a disk whose medium changed (or of one of its
@@ -501,7 +505,7 @@ pub(crate) fn disk_gone(disk: DiskId, part: Option<BdevId>) {
 pub(crate) fn disk_changed(disk: DiskId, part: Option<BdevId>) {
     let guard = rcu::read_lock();
     for a in TABLE.get(&guard).into_iter().flatten() {
-        let hit = a.bdev.disk() == disk && part.map_or(true, |p| a.bdev.id() == p);
+        let hit = a.bdev.disk() == disk && (part.is_none() || part == Some(a.bdev.id()));
         if hit && !a.dead.load(Ordering::Acquire) {
             a.filter.changed();
         }

@@ -781,9 +781,10 @@ impl DiffArea {
         loop {
             let (sector, count) = bio.sectors();
             if count == 0
-                || !sector
+                || sector
                     .checked_add(count)
-                    .is_some_and(|e| e <= self.capacity)
+                    .filter(|&e| e <= self.capacity)
+                    .is_none()
             {
                 // The worker fails it.
                 return Arc::from(self).queue_read(bio);
@@ -919,9 +920,10 @@ impl DiffArea {
             return false;
         }
         let (sector, count) = bio.sectors();
-        if !sector
+        if sector
             .checked_add(count)
-            .is_some_and(|end| end <= self.capacity)
+            .filter(|&end| end <= self.capacity)
+            .is_none()
         {
             return false;
         }

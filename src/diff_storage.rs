@@ -54,7 +54,7 @@ impl DiffStorage {
     /// sectors; its `no_space` event goes to `events`.
     pub(crate) fn new(path: &UserPath, limit: u64, events: Arc<Events>) -> Result<Arc<Self>> {
         let holder = KBox::new(0u8, GFP_KERNEL)?;
-        let file = StorageFile::open(path, (&*holder as *const u8).cast())?;
+        let file = StorageFile::open(path, core::ptr::from_ref::<u8>(&holder).cast())?;
         let footprint = snapio::footprint(file.place())?;
         let given = file.sectors();
         let step = u64::from(params::diff_storage_minimum());

@@ -149,7 +149,7 @@ impl Drop for RegistryLock {
 /// Returns true if the calling task may administer block devices.
 pub(crate) fn capable_sys_admin() -> bool {
     // SAFETY: always allowed in process context.
-    unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as _) }
+    unsafe { bindings::capable(bindings::CAP_SYS_ADMIN as kernel::ffi::c_int) }
 }
 
 /// Waits until every bio that entered a filter before the call has left
