@@ -76,6 +76,11 @@ bool blksnap_bdev_is_zoned(struct block_device *bdev);
 bool blksnap_in_ia32_syscall(void);
 unsigned long blksnap_spin_lock_irqsave(spinlock_t *lock);
 void blksnap_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags);
+bool blksnap_spin_trylock_irqsave(spinlock_t *lock, unsigned long *flags);
+void blksnap_spin_assert_held(spinlock_t *lock);
+struct dentry *blksnap_debugfs_create_file(const char *name, umode_t mode,
+					   struct dentry *parent, void *data,
+					   const struct file_operations *fops);
 
 /* src/glue/snapio.c: the I/O of snapshots and their image disks. */
 int blksnap_wq_create(void);

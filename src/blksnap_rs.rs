@@ -54,7 +54,7 @@ pub mod sectors;
 #[path = "../logic/src/storage.rs"]
 pub mod storage;
 
-module! {
+glue::module::declare_module! {
     type: Blksnap,
     name: "blksnap",
     author: "blksnap-rs developers",

@@ -14,10 +14,10 @@ use kernel::new_mutex;
 use kernel::new_work;
 use kernel::prelude::*;
 use kernel::sync::{Arc, CondVar, Mutex};
-use kernel::time::{msecs_to_jiffies, Ktime};
+use kernel::time::msecs_to_jiffies;
 use kernel::workqueue::{Work, WorkItem};
 
-use crate::glue::snapio;
+use crate::glue::{snapio, time};
 use crate::uapi;
 
 /// Events kept for a snapshot nobody waits on; older ones are dropped.
@@ -173,7 +173,7 @@ impl Events {
 
     fn push(&self, data: EventData) {
         let event = Event {
-            time: Ktime::ktime_get().to_ns(),
+            time: time::monotonic_ns(),
             data,
         };
         self.queue.lock().push(event);

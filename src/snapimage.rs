@@ -12,7 +12,6 @@
 //! works while it is open or mounted: later I/O fails.
 
 use kernel::prelude::*;
-use kernel::str::CStr;
 use kernel::sync::Arc;
 
 use crate::diff_area::DiffArea;
@@ -40,8 +39,8 @@ impl SnapImage {
         self.disk.publish(self.capacity);
     }
 
-    /// The disk name, such as `blksnap-7-0`, also its node in `/dev`.
-    pub(crate) fn name(&self) -> &CStr {
+    /// The disk name, such as `blksnap-7-0`, without its NUL.
+    pub(crate) fn name(&self) -> &[u8] {
         self.disk.name()
     }
 }

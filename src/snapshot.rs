@@ -199,7 +199,7 @@ pub(crate) fn create(arg: UserPtr, abi: Abi) -> Result<isize> {
     )?;
     let id = uapi::BlksnapUuid { b: snapshot.id };
     uaccess::write(
-        arg + core::mem::offset_of!(uapi::BlksnapSnapshotCreate, id),
+        uaccess::offset(arg, core::mem::offset_of!(uapi::BlksnapSnapshotCreate, id)),
         &id,
     )?;
     let mut locked = Locked::lock();
@@ -440,7 +440,7 @@ pub(crate) fn collect(arg: UserPtr, count: u32, ids: UserPtr) -> Result<isize> {
         let mut locked = Locked::lock();
         let (list, _) = locked.parts();
         let total = u32::try_from(list.len()).map_err(|_| EINVAL)?;
-        let n = if ids != 0 {
+        let n = if !uaccess::is_null(ids) {
             (count as usize).min(list.len())
         } else {
             0
@@ -451,7 +451,7 @@ pub(crate) fn collect(arg: UserPtr, count: u32, ids: UserPtr) -> Result<isize> {
         }
         (total, found)
     };
-    if ids != 0 {
+    if !uaccess::is_null(ids) {
         let size = core::mem::size_of::<uapi::BlksnapUuid>();
         let mut writer = UserSlice::new(ids, found.len() * size).writer();
         for id in found.iter() {
@@ -459,7 +459,7 @@ pub(crate) fn collect(arg: UserPtr, count: u32, ids: UserPtr) -> Result<isize> {
         }
     }
     uaccess::write(arg, &total)?;
-    if ids != 0 && total > count {
+    if !uaccess::is_null(ids) && total > count {
         return Err(errno::enodata());
     }
     Ok(0)
@@ -467,8 +467,10 @@ pub(crate) fn collect(arg: UserPtr, count: u32, ids: UserPtr) -> Result<isize> {
 
 pub(crate) fn wait_event(arg: UserPtr) -> Result<isize> {
     let id: uapi::BlksnapUuid = uaccess::read(arg)?;
-    let timeout_ms: u32 =
-        uaccess::read(arg + core::mem::offset_of!(uapi::BlksnapSnapshotEvent, timeout_ms))?;
+    let timeout_ms: u32 = uaccess::read(uaccess::offset(
+        arg,
+        core::mem::offset_of!(uapi::BlksnapSnapshotEvent, timeout_ms),
+    ))?;
     let events = {
         let mut locked = Locked::lock();
         let (list, _) = locked.parts();
@@ -476,7 +478,7 @@ pub(crate) fn wait_event(arg: UserPtr) -> Result<isize> {
         at(list, index)?.events.clone()
     };
     let event = events.wait(timeout_ms)?;
-    let data = arg + EVENT_DATA_OFFSET;
+    let data = uaccess::offset(arg, EVENT_DATA_OFFSET);
     let code = match &event.data {
         EventData::Corrupted(d) => {
             uaccess::write(data, d)?;
@@ -487,8 +489,8 @@ pub(crate) fn wait_event(arg: UserPtr) -> Result<isize> {
             uapi::BlksnapEventCode::NoSpace
         }
     };
-    uaccess::write(arg + EVENT_CODE_OFFSET, &(code as u32))?;
-    uaccess::write(arg + EVENT_CODE_OFFSET + 4, &event.time)?;
+    uaccess::write(uaccess::offset(arg, EVENT_CODE_OFFSET), &(code as u32))?;
+    uaccess::write(uaccess::offset(arg, EVENT_CODE_OFFSET + 4), &event.time)?;
     Ok(0)
 }
 
@@ -591,7 +593,7 @@ fn info(tracker: &Arc<TrackerCore>, opt: UserPtr) -> Result<isize> {
             };
             out.error_code = s.events.error_code();
             if let Some(image) = &m.image {
-                let name = image.name().as_bytes();
+                let name = image.name();
                 let n = name.len().min(out.image.len() - 1);
                 out.image[..n].copy_from_slice(&name[..n]);
             }

@@ -25,7 +25,6 @@
 use core::sync::atomic::{fence, AtomicBool, AtomicU64, Ordering};
 
 use kernel::c_str;
-use kernel::fmt;
 use kernel::prelude::*;
 use kernel::str::CString;
 use kernel::sync::{Arc, ArcBorrow};
@@ -157,7 +156,7 @@ fn attach(bdev: &BlockDevice, _opt: UserPtr, _optlen: u32) -> Result<Arc<dyn Fil
         return Err(errno::eopnotsupp());
     }
     let (major, minor) = bdev.dev();
-    let dir = CString::try_from_fmt(fmt!("{major}:{minor}"))?;
+    let dir = CString::try_from_fmt(format_args!("{major}:{minor}"))?;
     let mut counters = Counters::new(&dir, [c_str!("reads"), c_str!("writes"), c_str!("others")])?;
     let cbt = Cbt::new(bdev.nr_sectors())?;
     counters.add_dump(c_str!("write_map"), cbt.clone())?;
@@ -269,7 +268,7 @@ impl Filter for Tracker {
                 check_optlen::<uapi::BlksnapSnapshotadd>(optlen)?;
                 // The filter was found without the registry lock: the add
                 // checks under it that the tracker is still attached.
-                let this = (self as *const Self).cast::<()>();
+                let this = core::ptr::from_ref(self).cast::<()>();
                 let ctl = SNAPSHOT_CTL.get().ok_or(ENOTTY)?;
                 (ctl.add)(&self.core, bdev, opt, &|lock| {
                     blkfilter::is_attached(lock, bdev, this)

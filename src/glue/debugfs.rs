@@ -23,6 +23,7 @@ use kernel::uaccess::UserSlice;
 
 use super::bindings;
 use super::percpu::PerCpuCounters;
+use super::uaccess;
 
 /// The module's debugfs root; removed on drop.
 pub(crate) struct Root(());
@@ -121,7 +122,7 @@ impl<const N: usize> Counters<N> {
         // directory and with it this file (removal waits for running
         // reads).
         unsafe {
-            bindings::debugfs_create_file(
+            bindings::blksnap_debugfs_create_file(
                 name.as_char_ptr(),
                 0o400,
                 *self.dir.get_mut(),
@@ -189,7 +190,7 @@ extern "C" fn dump_read(
     let Ok(mut offset) = usize::try_from(pos) else {
         return EINVAL.to_errno() as isize;
     };
-    let mut writer = UserSlice::new(buf as usize, count).writer();
+    let mut writer = UserSlice::new(uaccess::user_addr(buf as usize), count).writer();
     let mut chunk = [0u8; 256];
     let mut done = 0usize;
     while done < count {

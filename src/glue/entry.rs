@@ -6,13 +6,12 @@
 //! over to the safe filter layer, [`crate::blkfilter`].
 
 use kernel::ffi::{c_long, c_uint, c_ulong};
-use kernel::uaccess::UserPtr;
 
 use super::bindings;
 use super::block::{BdevId, Bio, BlockDevice, DiskId};
 use super::hooks;
 use super::snapio::OwnedBio;
-use super::uaccess::Abi;
+use super::uaccess::{self, Abi};
 use kernel::sync::ArcBorrow;
 
 use crate::blkfilter;
@@ -72,7 +71,7 @@ extern "C" fn blksnap_blkfilter_ioctl(
     } else {
         Abi::Native
     };
-    match blkfilter::ioctl(bdev, cmd, arg as UserPtr, abi) {
+    match blkfilter::ioctl(bdev, cmd, uaccess::ioctl_arg(arg), abi) {
         Ok(v) => v as c_long,
         Err(e) => e.to_errno() as c_long,
     }

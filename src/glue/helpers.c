@@ -5,6 +5,7 @@
  */
 #include <linux/blkdev.h>
 #include <linux/compat.h>
+#include <linux/debugfs.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/rcupdate.h>
@@ -43,6 +44,29 @@ unsigned long notrace blksnap_spin_lock_irqsave(spinlock_t *lock)
 void notrace blksnap_spin_unlock_irqrestore(spinlock_t *lock, unsigned long flags)
 {
 	spin_unlock_irqrestore(lock, flags);
+}
+
+bool notrace blksnap_spin_trylock_irqsave(spinlock_t *lock, unsigned long *flags)
+{
+	unsigned long saved;
+
+	if (!spin_trylock_irqsave(lock, saved))
+		return false;
+	*flags = saved;
+	return true;
+}
+
+void notrace blksnap_spin_assert_held(spinlock_t *lock)
+{
+	lockdep_assert_held(lock);
+}
+
+/* A macro choosing among several functions by the type of fops on newer kernels. */
+struct dentry *blksnap_debugfs_create_file(const char *name, umode_t mode,
+					   struct dentry *parent, void *data,
+					   const struct file_operations *fops)
+{
+	return debugfs_create_file(name, mode, parent, data, fops);
 }
 
 void notrace blksnap_rcu_read_lock(void)

@@ -437,7 +437,12 @@ int blksnap_wait_bio_writes(struct block_device *bdev, unsigned int timeout_ms)
 /* Ends a drain started on bdev: the bios waiting meanwhile go on. */
 void blksnap_drain_end(struct block_device *bdev)
 {
+	/* 6.14: blk_mq_unfreeze_queue restores what blk_mq_freeze_queue saved. */
+#ifdef BLKSNAP_UNFREEZE_NOMEMRESTORE
+	blk_mq_unfreeze_queue_nomemrestore(bdev_get_queue(bdev));
+#else
 	blk_mq_unfreeze_queue(bdev_get_queue(bdev));
+#endif
 }
 
 int blksnap_hooks_register(void)

@@ -63,4 +63,22 @@ unsafe impl Backend for IrqSaveBackend {
         // by `lock`, which returned `flags`.
         unsafe { bindings::blksnap_spin_unlock_irqrestore(ptr.cast(), *flags) }
     }
+
+    // 6.13: backends implement `try_lock`.
+    #[cfg(blksnap_lock_try_lock)]
+    unsafe fn try_lock(ptr: *mut Self::State) -> Option<Self::GuardState> {
+        let mut flags = 0;
+        // SAFETY: by the trait's contract `ptr` points to an initialised
+        // lock; the same C type under another binding's name.
+        let locked = unsafe { bindings::blksnap_spin_trylock_irqsave(ptr.cast(), &mut flags) };
+        locked.then_some(flags)
+    }
+
+    // 6.15: backends implement `assert_is_held`.
+    #[cfg(blksnap_lock_assert_is_held)]
+    unsafe fn assert_is_held(ptr: *mut Self::State) {
+        // SAFETY: by the trait's contract `ptr` points to an initialised
+        // lock; the same C type under another binding's name.
+        unsafe { bindings::blksnap_spin_assert_held(ptr.cast()) }
+    }
 }

@@ -20,7 +20,7 @@ use kernel::types::Opaque;
 use kernel::uaccess::UserPtr;
 
 use super::bindings;
-use super::uaccess::Abi;
+use super::uaccess::{self, Abi};
 
 /// What a misc device does with the ioctls issued on it.
 pub(crate) trait IoctlHandler {
@@ -75,7 +75,7 @@ impl<T: IoctlHandler> Registration<T> {
         )?;
         let fops: *const bindings::file_operations = &device.fops;
         let misc = bindings::miscdevice {
-            minor: bindings::MISC_DYNAMIC_MINOR as _,
+            minor: bindings::MISC_DYNAMIC_MINOR as kernel::ffi::c_int,
             name: name.as_char_ptr(),
             fops,
             mode,
@@ -112,7 +112,7 @@ extern "C" fn ioctl_callback<T: IoctlHandler>(
     cmd: c_uint,
     arg: c_ulong,
 ) -> c_long {
-    to_long(T::ioctl(cmd, arg as UserPtr, Abi::Native))
+    to_long(T::ioctl(cmd, uaccess::ioctl_arg(arg), Abi::Native))
 }
 
 /// The `compat_ioctl` entry, for 32-bit tasks: their argument is a 32-bit

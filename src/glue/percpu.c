@@ -12,20 +12,35 @@
 
 #include "blksnap_glue.h"
 
+/*
+ * The Rust side holds the per-CPU pointer as a plain one. The conversions
+ * go through an integer: on x86 a per-CPU pointer may be of another
+ * address space (__seg_gs), which pointer casts warn about.
+ */
+static u64 __percpu *pcpu(const void *counters)
+{
+	return (u64 __percpu __force *)(unsigned long)counters;
+}
+
+static u64 *plain(u64 __percpu *counters)
+{
+	return (u64 __force *)(unsigned long __force)counters;
+}
+
 u64 *blksnap_pcpu_alloc(unsigned int count)
 {
-	return (u64 __force *)__alloc_percpu(count * sizeof(u64), __alignof__(u64));
+	return plain(__alloc_percpu(count * sizeof(u64), __alignof__(u64)));
 }
 
 void blksnap_pcpu_free(u64 *counters)
 {
-	free_percpu((u64 __percpu __force *)counters);
+	free_percpu(pcpu(counters));
 }
 
 /* Callable in any context, interrupts included. */
 void notrace blksnap_pcpu_add(u64 *counters, unsigned int index, s64 delta)
 {
-	u64 __percpu *c = (u64 __percpu __force *)counters;
+	u64 __percpu *c = pcpu(counters);
 
 	this_cpu_add(c[index], delta);
 }
@@ -33,7 +48,7 @@ void notrace blksnap_pcpu_add(u64 *counters, unsigned int index, s64 delta)
 /* Wraps like the per-CPU copies: read it as signed where they may be. */
 u64 blksnap_pcpu_sum(u64 *counters, unsigned int index)
 {
-	u64 __percpu *c = (u64 __percpu __force *)counters;
+	u64 __percpu *c = pcpu(counters);
 	u64 sum = 0;
 	int cpu;
 
@@ -44,9 +59,7 @@ u64 blksnap_pcpu_sum(u64 *counters, unsigned int index)
 
 static int pcpu_get(void *data, u64 *val)
 {
-	u64 __percpu *c = (u64 __percpu __force *)data;
-
-	*val = blksnap_pcpu_sum((u64 __force *)c, 0);
+	*val = blksnap_pcpu_sum(data, 0);
 	return 0;
 }
 
@@ -60,8 +73,7 @@ DEFINE_DEBUGFS_ATTRIBUTE(pcpu_fops, pcpu_get, NULL, "%llu\n");
 void blksnap_pcpu_debugfs(const char *name, struct dentry *parent,
 			  u64 *counters, unsigned int index)
 {
-	u64 __percpu *c = (u64 __percpu __force *)counters;
+	u64 __percpu *c = pcpu(counters);
 
-	debugfs_create_file_unsafe(name, 0444, parent, (void __force *)&c[index],
-				   &pcpu_fops);
+	debugfs_create_file_unsafe(name, 0444, parent, plain(&c[index]), &pcpu_fops);
 }

@@ -691,6 +691,10 @@ int blksnap_storage_grow(struct file *file, u64 old_sectors, u64 new_sectors)
 int blksnap_storage_read_bio(struct file *file, u64 sector, struct bio *bio,
 			     size_t offset, size_t len)
 {
+	const struct bio_vec *first = __bvec_iter_bvec(bio->bi_io_vec, bio->bi_iter);
+	/* The bytes of the first vector that the iterator is past. */
+	unsigned int done = mp_bvec_iter_offset(bio->bi_io_vec, bio->bi_iter) -
+			    first->bv_offset;
 	struct bvec_iter it;
 	struct bio_vec bv;
 	struct iov_iter iter;
@@ -701,9 +705,8 @@ int blksnap_storage_read_bio(struct file *file, u64 sector, struct bio *bio,
 		return -EINVAL;
 	bio_for_each_bvec(bv, bio, it)
 		nr++;
-	iov_iter_bvec(&iter, ITER_DEST, __bvec_iter_bvec(bio->bi_io_vec, bio->bi_iter),
-		      nr, bio->bi_iter.bi_size + bio->bi_iter.bi_bvec_done);
-	iov_iter_advance(&iter, bio->bi_iter.bi_bvec_done + offset);
+	iov_iter_bvec(&iter, ITER_DEST, first, nr, bio->bi_iter.bi_size + done);
+	iov_iter_advance(&iter, done + offset);
 	iov_iter_truncate(&iter, len);
 	while (iov_iter_count(&iter)) {
 		ssize_t n = vfs_iter_read(file, &iter, &pos, 0);
@@ -945,6 +948,9 @@ static const struct block_device_operations image_fops = {
 	.submit_bio = image_submit_bio,
 };
 
+/* The largest bio of an image, 1280 KiB: the block layer's default cap. */
+#define IMAGE_MAX_HW_SECTORS 2560u
+
 /*
  * Creates and adds the image disk of original: same block sizes, no
  * partitions, read-only unless writable. Its capacity is 0 until
@@ -960,7 +966,7 @@ struct gendisk *blksnap_image_add(struct block_device *original, void *owner,
 		.logical_block_size = bdev_logical_block_size(original),
 		.physical_block_size = bdev_physical_block_size(original),
 		.io_min = bdev_io_min(original),
-		.max_hw_sectors = BLK_DEF_MAX_SECTORS_CAP,
+		.max_hw_sectors = IMAGE_MAX_HW_SECTORS,
 	};
 	struct gendisk *disk;
 	int ret;

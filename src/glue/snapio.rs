@@ -11,7 +11,6 @@ use core::sync::atomic::{AtomicPtr, Ordering};
 
 use kernel::error::to_result;
 use kernel::prelude::*;
-use kernel::str::CStr;
 use kernel::sync::{Arc, ArcBorrow};
 use kernel::uaccess::UserPtr;
 use kernel::workqueue::Queue;
@@ -19,6 +18,7 @@ use kernel::workqueue::Queue;
 use super::bindings;
 use super::block::{Bio, BlockDevice};
 use super::cowio::ChunkIo;
+use super::uaccess;
 use crate::diff_area::DiffArea;
 use crate::placement::{Footprint, Place, Topology, WalkError};
 
@@ -82,7 +82,7 @@ impl OwnedBio {
         area: ArcBorrow<'_, DiffArea>,
     ) -> Result<(), Self> {
         area.remapped_read_begin();
-        let owner = (&*area as *const DiffArea).cast_mut().cast();
+        let owner = core::ptr::from_ref::<DiffArea>(&area).cast_mut().cast();
         // SAFETY: the bio is owned and live, the original is live while
         // borrowed (its clone holds its own reference). The area counts the
         // clone from here until its outcome is reported, and the snapshot
@@ -111,7 +111,7 @@ impl OwnedBio {
     ) -> Result<(), Self> {
         area.remapped_read_begin();
         let storage = area.storage();
-        let owner = (&*area as *const DiffArea).cast_mut().cast();
+        let owner = core::ptr::from_ref::<DiffArea>(&area).cast_mut().cast();
         // SAFETY: as in `remap_read`; the area also keeps its storage open
         // for as long as it lives.
         if unsafe {
@@ -378,7 +378,8 @@ impl UserPath {
     pub(crate) fn read(ptr: UserPtr) -> Result<Self> {
         const PATH_MAX: isize = 4096;
         // SAFETY: strndup_user checks the user pointer itself.
-        let p = unsafe { bindings::blksnap_strndup_user(ptr as *const _, PATH_MAX) };
+        let p =
+            unsafe { bindings::blksnap_strndup_user(uaccess::as_user_ptr(ptr).cast(), PATH_MAX) };
         // SAFETY: plain pointer inspection.
         if unsafe { bindings::blksnap_is_err(p.cast()) } {
             // SAFETY: as above.
@@ -390,9 +391,9 @@ impl UserPath {
         Ok(Self(unsafe { NonNull::new_unchecked(p) }))
     }
 
-    fn as_cstr(&self) -> &CStr {
-        // SAFETY: strndup_user returns a NUL-terminated copy we own.
-        unsafe { CStr::from_char_ptr(self.0.as_ptr()) }
+    /// The NUL-terminated copy, which lives as long as `self`.
+    fn as_char_ptr(&self) -> *const kernel::ffi::c_char {
+        self.0.as_ptr()
     }
 }
 
@@ -424,9 +425,7 @@ impl StorageFile {
     /// device and must stay valid until the file is dropped.
     pub(crate) fn open(path: &UserPath, holder: *const ()) -> Result<Self> {
         // SAFETY: the path is NUL-terminated; `holder` is only compared.
-        let file = unsafe {
-            bindings::blksnap_storage_open(path.as_cstr().as_char_ptr(), holder as *mut _)
-        };
+        let file = unsafe { bindings::blksnap_storage_open(path.as_char_ptr(), holder as *mut _) };
         // SAFETY: plain pointer inspection.
         if unsafe { bindings::blksnap_is_err(file.cast()) } {
             // SAFETY: as above.
@@ -728,7 +727,7 @@ impl ImageDisk {
     /// Adds the image disk of `original`, with a capacity of 0 until
     /// [`ImageDisk::publish`]; its bios go to `area`.
     pub(crate) fn add(original: &BlockDevice, area: Arc<DiffArea>) -> Result<Self> {
-        let owner = (&*area as *const DiffArea).cast_mut().cast();
+        let owner = core::ptr::from_ref::<DiffArea>(&area).cast_mut().cast();
         // SAFETY: the original is live while borrowed; `owner` is the area
         // this disk holds until it is removed (`blksnap_image_submit_bio`
         // in entry.rs turns it back into the area).
@@ -754,10 +753,12 @@ impl ImageDisk {
         unsafe { bindings::blksnap_image_publish(self.disk.as_ptr(), sectors) };
     }
 
-    /// The disk name, such as `blksnap-7-0`, also its node in `/dev`.
-    pub(crate) fn name(&self) -> &CStr {
-        // SAFETY: disk_name is a NUL-terminated array of the live gendisk.
-        unsafe { CStr::from_char_ptr(bindings::blksnap_disk_name(self.disk.as_ptr())) }
+    /// The disk name, such as `blksnap-7-0`, without its NUL.
+    pub(crate) fn name(&self) -> &[u8] {
+        // SAFETY: disk_name is a NUL-terminated array of the live gendisk,
+        // which lives as long as `self`.
+        unsafe { core::ffi::CStr::from_ptr(bindings::blksnap_disk_name(self.disk.as_ptr()).cast()) }
+            .to_bytes()
     }
 }
 

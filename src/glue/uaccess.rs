@@ -6,6 +6,10 @@
 //! [`crate::uapi`] are implemented here, once, with the reasoning for each.
 
 use kernel::prelude::*;
+// 6.14: the marker traits moved from `kernel::types` to `kernel::transmute`.
+#[cfg(blksnap_kernel_transmute)]
+use kernel::transmute::{AsBytes, FromBytes};
+#[cfg(not(blksnap_kernel_transmute))]
 use kernel::types::{AsBytes, FromBytes};
 use kernel::uaccess::{UserPtr, UserSlice};
 
@@ -77,10 +81,73 @@ impl Abi {
     /// 32-bit task's pointers are 32 bits wide whatever the field holds.
     pub(crate) fn user_ptr(self, field: u64) -> UserPtr {
         match self {
-            Abi::Native => field as UserPtr,
-            Abi::Compat | Abi::I386 => field as u32 as UserPtr,
+            Abi::Native => user_addr(field as usize),
+            Abi::Compat | Abi::I386 => user_addr(field as u32 as usize),
         }
     }
+}
+
+/// A user pointer to and from the address it holds.
+// 6.16: `UserPtr` is a type of its own instead of a `usize`.
+#[cfg(blksnap_user_ptr_type)]
+mod addr {
+    use kernel::uaccess::UserPtr;
+
+    pub(super) fn from(addr: usize) -> UserPtr {
+        UserPtr::from_addr(addr)
+    }
+
+    // The kernel crate's `c_ulong` is a `usize` there.
+    pub(super) fn from_ulong(arg: kernel::ffi::c_ulong) -> UserPtr {
+        UserPtr::from_addr(arg)
+    }
+
+    pub(super) fn of(ptr: UserPtr) -> usize {
+        ptr.as_const_ptr() as usize
+    }
+}
+
+/// A user pointer to and from the address it holds.
+#[cfg(not(blksnap_user_ptr_type))]
+mod addr {
+    use kernel::uaccess::UserPtr;
+
+    pub(super) fn from(addr: usize) -> UserPtr {
+        addr
+    }
+
+    pub(super) fn from_ulong(arg: kernel::ffi::c_ulong) -> UserPtr {
+        arg as UserPtr
+    }
+
+    pub(super) fn of(ptr: UserPtr) -> usize {
+        ptr
+    }
+}
+
+/// The user pointer to the address `addr`.
+pub(crate) fn user_addr(addr: usize) -> UserPtr {
+    addr::from(addr)
+}
+
+/// The user pointer an ioctl's argument holds.
+pub(crate) fn ioctl_arg(arg: kernel::ffi::c_ulong) -> UserPtr {
+    addr::from_ulong(arg)
+}
+
+/// The user pointer `bytes` past `ptr`, as for a field of a structure.
+pub(crate) fn offset(ptr: UserPtr, bytes: usize) -> UserPtr {
+    addr::from(addr::of(ptr).wrapping_add(bytes))
+}
+
+/// Whether `ptr` is the null pointer, which some commands take for "none".
+pub(crate) fn is_null(ptr: UserPtr) -> bool {
+    addr::of(ptr) == 0
+}
+
+/// `ptr` as the raw pointer that C functions taking `__user` pointers take.
+pub(crate) fn as_user_ptr(ptr: UserPtr) -> *const kernel::ffi::c_void {
+    addr::of(ptr) as *const kernel::ffi::c_void
 }
 
 /// Reads a `T` from the user address `ptr`.

@@ -252,7 +252,12 @@ bool blksnap_file_lives_on(struct file *file, dev_t dev, u64 *offset)
 static bool volume_fs_supported(struct file *file)
 {
 	struct super_block *sb = file_inode(file)->i_sb;
+	/* 6.17: struct fileattr is named struct file_kattr. */
+#ifdef BLKSNAP_FILE_KATTR
+	struct file_kattr fa = {};
+#else
 	struct fileattr fa = {};
+#endif
 
 	if (!sb->s_bdev || !file_inode(file)->i_op->fiemap ||
 	    IS_DAX(file_inode(file)))

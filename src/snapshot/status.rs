@@ -96,7 +96,7 @@ fn describe(out: &mut Text, s: &Snapshot) -> fmt::Result {
     for m in s.members.iter() {
         write!(out, "member {} image=", Dev(m.bdev.devs().0))?;
         match &m.image {
-            Some(image) => out.write_str(image.name().to_str().unwrap_or("?"))?,
+            Some(image) => out.write_str(core::str::from_utf8(image.name()).unwrap_or("?"))?,
             None => out.write_char('-')?,
         }
         if let Some(area) = &m.area {
