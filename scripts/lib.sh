@@ -63,6 +63,32 @@ module_make() {
 		CLIPPY_DRIVER=/usr/bin/clippy-driver "$@"
 }
 
+# Fails, naming them, if blksnap.ko needs symbols that the kernel it was
+# built for does not export (its Module.symvers): such a module would only
+# fail later, at insmod, with "Unknown symbol".
+module_check_symbols() {
+	local symvers=$1 ko=$BLKSNAP_ROOT/blksnap.ko missing rust
+	[ -f "$symvers" ] || die "no $symvers: cannot check the symbols blksnap.ko needs"
+	missing=$(comm -23 <(nm -u "$ko" | awk '{ print $2 }' | sort -u) \
+		<(awk '{ print $2 }' "$symvers" | sort -u))
+	[ -z "$missing" ] && return 0
+	rust=$(grep -c '^_R' <<<"$missing" || true)
+	printf '    %s\n' $missing >&2
+	if [ "$rust" -gt 0 ]; then
+		die "blksnap.ko needs $rust Rust symbols the kernel does not export (above): the
+	kernel crate it was built against is not the kernel's own (another rustc, or another
+	configuration, gives other crate hashes); remake the Rust artifacts with the
+	kernel's rustc and .config"
+	fi
+	die "blksnap.ko needs kernel functions this kernel does not export (above): a glue
+	port to this kernel is missing (src/glue/)"
+}
+
+# The Module.symvers of the kernel the module is built for.
+module_symvers() {
+	echo "$(module_target)/Module.symvers"
+}
+
 # Prints what the module is built against, as module.sh records it.
 module_target() {
 	if [ "$BLKSNAP_KERNEL" != 6.12 ] && [ -z "${KDIR:-}" ]; then

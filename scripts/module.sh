@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# Builds blksnap.ko against $KDIR (default: the cached test kernel).
-# With --check, the build must also be free of compiler warnings and pass
-# the kernel's clippy (CLIPPY=1); the log goes to stderr on failure.
+# Builds blksnap.ko against $KDIR (default: the kernel BLKSNAP_KERNEL names,
+# the cached test kernel unless set), then checks that the kernel exports
+# every symbol the module needs. With --check, the build must also be free
+# of compiler warnings and pass the kernel's clippy (CLIPPY=1); the log goes
+# to stderr on failure.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
 # Objects built against another kernel (the other flavor, or another KDIR)
 # look up to date to kbuild: clean them first.
 stamp=$BLKSNAP_ROOT/.module-kdir
-kdir=${KDIR:-$(kernel_dir)}
+kdir=$(module_target)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$kdir" ]; then
 	module_make clean >/dev/null 2>&1 || true
 	echo "$kdir" >"$stamp"
@@ -26,6 +28,8 @@ if [ "${1:-}" = --check ]; then
 	if grep -iE 'warning|error' "$log" >&2; then
 		die "module build printed warnings"
 	fi
+	module_check_symbols "$(module_symvers)"
 	exit 0
 fi
 module_make
+module_check_symbols "$(module_symvers)"
