@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Boots the test kernel with virtme-ng over the host's root filesystem.
+# Boots the kernel BLKSNAP_KERNEL names (default: the 6.12 test kernel) with
+# virtme-ng over the host's root filesystem. A Debian stock kernel boots
+# unmodified, with its own modules beside it (scripts/debian-kernel.sh).
 #
 #   scripts/vm.sh run LOG CMD...  run CMD in the guest, console to LOG; the
 #                                 status is CMD's, or 124 on a timeout
@@ -11,8 +13,15 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-kdir=$(kernel_dir)
-[ -f "$kdir/.complete" ] || die "no test kernel in $kdir: run make setup"
+if [ "$BLKSNAP_KERNEL" = 6.12 ]; then
+	kdir=$(kernel_dir)
+	[ -f "$kdir/.complete" ] || die "no test kernel in $kdir: run make setup"
+	kernel=$kdir
+else
+	kdir=$DK_DIR
+	[ -f "$kdir/.complete" ] || die "no $BLKSNAP_KERNEL kernel in $kdir: run scripts/debian-kernel.sh $BLKSNAP_KERNEL"
+	kernel=$DK_VMLINUZ
+fi
 # The debug kernel (DEBUG=1) runs the whole suite about twice as slowly.
 if [ -n "${DEBUG:-}" ]; then
 	VM_TIMEOUT=${VM_TIMEOUT:-3600}
@@ -27,7 +36,7 @@ tcg_qemu="-cpu qemu64 -accel tcg,thread=single"
 tcg_opts=(--disable-kvm --qemu-opts="$tcg_qemu")
 # build/ is the one place of the tree the guest may write (test results).
 mkdir -p "$BLKSNAP_ROOT/build"
-base_opts=(--run "$kdir" --verbose --cpus 2 --memory 2G --user root
+base_opts=(--run "$kernel" --verbose --cpus 2 --memory 2G --user root
 	--cwd "$BLKSNAP_ROOT" --rwdir "$BLKSNAP_ROOT/build")
 
 # Prints the accelerator options to use, probing KVM once per kernel build.

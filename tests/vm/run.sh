@@ -17,6 +17,10 @@ export BLKSNAP_ROOT=${BLKSNAP_ROOT:-$(cd "$TESTS_DIR/../.." && pwd)}
 source "$TESTS_DIR/lib.sh"
 pattern=${1:-.}
 
+# Drivers the tests use whose device nodes appear only once they are
+# loaded: built in on the test kernel, modules on a distribution's.
+modprobe -qa loop zram dm_mod 2>/dev/null || true
+
 files=("$TESTS_DIR"/[0-9]*.sh)
 shard=${VM_SHARD:-0/1}
 shard_k=${shard%/*} shard_n=${shard#*/}
