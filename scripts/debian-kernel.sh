@@ -19,7 +19,8 @@ source "$(dirname "$0")/lib.sh"
 
 [ $# -eq 1 ] || die "usage: $0 NAME (one of: $(kernel_names))"
 debian_load "$1"
-[ -f "$DK_DIR/.complete" ] && [ -f "$DK_ROOT$DK_KDIR/rust/.complete" ] && exit 0
+[ -f "$DK_DIR/.complete" ] && [ -f "$DK_ROOT$DK_KDIR/rust/.complete" ] &&
+	[ -f "$DK_DIR/checkpatch/scripts/checkpatch.pl" ] && exit 0
 [ "$(id -u)" -eq 0 ] || die "making the build root of $DK_NAME needs root (chroot, mounts)"
 # One run at a time: two would build the same root.
 mkdir -p "$BLKSNAP_CACHE/debian"
@@ -173,6 +174,15 @@ if [ ! -f "$DK_ROOT$DK_KDIR/rust/.complete" ]; then
 		die "making the Rust artifacts of $rel failed (log: $log)"
 	fi
 	msg "Rust artifacts made in $((SECONDS - start)) s"
+fi
+
+# The kernel's checkpatch, for the host checks when no other kernel
+# source is at hand.
+if [ ! -f "$DK_DIR/checkpatch/scripts/checkpatch.pl" ]; then
+	rm -rf "$DK_DIR/checkpatch" && mkdir -p "$DK_DIR/checkpatch"
+	dpkg-deb --fsys-tarfile "$(deb_file "$src_pkg")" | tar -xO "./usr/src/$src_pkg.tar.xz" |
+		tar -xJ -C "$DK_DIR/checkpatch" --strip-components=1 --wildcards \
+			'*/scripts/checkpatch.pl' '*/scripts/spelling.txt' '*/scripts/const_structs.checkpatch'
 fi
 
 touch "$DK_DIR/.complete"

@@ -89,6 +89,22 @@ module_symvers() {
 	echo "$(module_target)/Module.symvers"
 }
 
+# Prints the path of the kernel's checkpatch.pl: the test kernel's source
+# if it is built, else the copy scripts/debian-kernel.sh keeps from a
+# Debian kernel's source.
+checkpatch() {
+	local k f
+	k=$(kernel_dir)
+	if [ -f "$k/.complete" ]; then
+		echo "$(readlink -f "$k/source")/scripts/checkpatch.pl"
+		return
+	fi
+	for f in "$BLKSNAP_CACHE"/debian/*/checkpatch/scripts/checkpatch.pl; do
+		[ -f "$f" ] && { echo "$f"; return; }
+	done
+	echo checkpatch.pl
+}
+
 # Prints what the module is built against, as module.sh records it.
 module_target() {
 	if [ "$BLKSNAP_KERNEL" != 6.12 ] && [ -z "${KDIR:-}" ]; then

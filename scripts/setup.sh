@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing blksnap-rs needs, from the package
-# registries only, then builds the test kernel (scripts/kernel.sh). Every
-# step checks first, so a second run does nothing.
+# registries only, then makes each kernel of KERNELS (default: 6.12): the
+# test kernel (scripts/kernel.sh) or a Debian stock kernel's build root and
+# Rust artifacts (scripts/debian-kernel.sh). Every step checks first, so a
+# second run does nothing.
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
@@ -11,6 +13,14 @@ debs=(
 	linux-source-6.12 rust-web-clippy qemu-system-x86 udev busybox-static
 	fio e2fsprogs xfsprogs util-linux dmsetup mdadm gcc make python3-pip man-db
 )
+# The kernels to make: those of KERNELS, and the one BLKSNAP_KERNEL names.
+kernels=${KERNELS:-6.12}
+case " $kernels " in
+*" ${BLKSNAP_KERNEL:-6.12} "*) ;;
+*) kernels+=" $BLKSNAP_KERNEL" ;;
+esac
+# A Debian stock kernel's build root is made with mmdebstrap.
+[ "$kernels" = 6.12 ] || debs+=(mmdebstrap)
 missing=()
 for p in "${debs[@]}"; do
 	dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null | grep -qx installed || missing+=("$p")
@@ -36,4 +46,9 @@ for c in clippy rustfmt; do
 	cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1 || die "cargo $c is missing from the Rust toolchain"
 done
 
-"$BLKSNAP_ROOT/scripts/kernel.sh"
+for kernel in $kernels; do
+	case $kernel in
+	6.12) "$BLKSNAP_ROOT/scripts/kernel.sh" ;;
+	*) "$BLKSNAP_ROOT/scripts/debian-kernel.sh" "$kernel" ;;
+	esac
+done

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The whole test run, as `make test` and CI do it:
-#   1. host checks: cargo test, clippy, rustfmt, the module build with the
-#      kernel's clippy and no warnings, checkpatch on the C helpers;
-#   2. the in-VM tests (tests/vm, KTAP), shared out among VM_SHARDS guests
-#      run at once (default: one per core), then a scan of their console
-#      logs;
-#   3. one summary line: "N passed, N failed[, N skipped]".
+#   1. host checks, once: cargo test, clippy, rustfmt, checkpatch on the C
+#      helpers, the user-space builds;
+#   2. for each kernel of KERNELS (default: 6.12; names as in lib.sh): the
+#      module build with the kernel's clippy and no warnings, and the
+#      in-VM tests (tests/vm, KTAP) on that kernel, shared out among
+#      VM_SHARDS guests run at once (default: one per core), then a scan of
+#      their console logs; a line "KERNEL: N passed, N failed, N skipped";
+#   3. the total line last: "total: N passed, N failed, N skipped".
 #
 #   scripts/test.sh [--host-only] [PATTERN]   PATTERN selects in-VM tests
 set -uo pipefail
@@ -15,10 +17,16 @@ cd "$BLKSNAP_ROOT"
 host_only=
 [ "${1:-}" = --host-only ] && { host_only=1; shift; }
 pattern=${1:-.}
+KERNELS=${KERNELS:-6.12}
 passed=0 failed=0 skipped=0
 results=$BLKSNAP_ROOT/build/test
 rm -rf "$results" && mkdir -p "$results"
 
+lines=()
+# The summary line of the current kernel: what was counted since kp/kf/ks.
+kernel_line() {
+	lines+=("$kernel: $((passed - kp)) passed, $((failed - kf)) failed, $((skipped - ks)) skipped")
+}
 pass() { passed=$((passed + 1)); printf 'ok     %s\n' "$1"; }
 failc() { failed=$((failed + 1)); printf 'FAILED %s\n' "$1"; }
 
@@ -49,38 +57,45 @@ printf '%-6s cargo test: %d passed, %d failed\n' "$([ "$cf" -eq 0 ] && echo ok |
 check "cargo clippy -D warnings" cargo clippy --workspace --all-targets --color never -- -D warnings
 check "rustfmt (user space)" cargo fmt --all --check
 check "rustfmt (module)" rustfmt --check --edition 2021 src/blksnap_rs.rs
-check "module build: no warnings, kernel clippy" scripts/module.sh --check
-# Built again without clippy, as `make install` builds it: otherwise the
-# install test (tests/vm/43-install.sh) rebuilds it in the VM, slowly.
-check "module build (as make install makes it)" scripts/module.sh
-ksrc=$(readlink -f "$(kernel_dir)/source")
-check "checkpatch (C helpers)" "$ksrc/scripts/checkpatch.pl" --no-tree --strict -q -f src/glue/*.c include/blksnap_glue.h
+check "checkpatch (C helpers)" "$(checkpatch)" --no-tree --strict -q -f src/glue/*.c include/blksnap_glue.h
 # The in-VM tests run target/debug/blksnap, tagblk and racer.
 check "user-space build (blksnap, tagblk, racer)" cargo build --workspace --color never
 # The install test (tests/vm/43-install.sh) runs make install, which needs
 # the release CLI: built here, it is up to date in the VM.
 check "user-space release build (blksnap, blksnap-gen)" cargo build --release --locked -p blksnap --bins --color never
 
-if [ -z "$host_only" ]; then
+for kernel in $KERNELS; do
+	export BLKSNAP_KERNEL=$kernel
+	[ "$kernel" = 6.12 ] || debian_load "$kernel"
+	kp=$passed kf=$failed ks=$skipped
+	msg "kernel $kernel"
+	check "$kernel: module build: no warnings, kernel clippy" scripts/module.sh --check
+	# Built again without clippy, as `make install` builds it: otherwise the
+	# install test (tests/vm/43-install.sh) rebuilds it in the VM, slowly.
+	check "$kernel: module build (as make install makes it)" scripts/module.sh
+	if [ -n "$host_only" ]; then
+		kernel_line
+		continue
+	fi
 	# The test files are shared out among VM_SHARDS guests run at once: a
 	# TCG guest uses one host thread, so each core runs one.
 	shards=${VM_SHARDS:-$(nproc)}
 	[ "$shards" -ge 1 ] 2>/dev/null || shards=1
-	msg "in-VM tests ($shards guests at once)"
+	msg "in-VM tests on $kernel ($shards guests at once)"
 	pids=()
 	for ((k = 0; k < shards; k++)); do
-		scripts/vm.sh run "$results/console-$k.log" \
-			"BLKSNAP_ROOT=$BLKSNAP_ROOT VM_SHARD=$k/$shards bash tests/vm/run.sh '$pattern' >$results/ktap-$k.txt 2>&1; dmesg >$results/dmesg-$k.txt" &
+		scripts/vm.sh run "$results/$kernel-console-$k.log" \
+			"BLKSNAP_ROOT=$BLKSNAP_ROOT VM_SHARD=$k/$shards bash tests/vm/run.sh '$pattern' >$results/$kernel-ktap-$k.txt 2>&1; dmesg >$results/$kernel-dmesg-$k.txt" &
 		pids+=($!)
 	done
 	for ((k = 0; k < shards; k++)); do
 		rc=0
 		wait "${pids[k]}" || rc=$?
-		vmlog=$results/console-$k.log
-		ktap=$results/ktap-$k.txt
+		vmlog=$results/$kernel-console-$k.log
+		ktap=$results/$kernel-ktap-$k.txt
 		plan=$(sed -nE 's/^1\.\.([0-9]+)$/\1/p' "$ktap" 2>/dev/null | head -1)
 		if [ -z "$plan" ]; then
-			failc "VM run $k produced no KTAP plan (vng status $rc)"
+			failc "$kernel: VM run $k produced no KTAP plan (vng status $rc)"
 			plan=0
 		fi
 		sed -nE '/^(ok|not ok|#) /p' "$ktap" 2>/dev/null | sed 's/^/    /'
@@ -91,22 +106,22 @@ if [ -z "$host_only" ]; then
 		passed=$((passed + vp - vs)); skipped=$((skipped + vs)); failed=$((failed + vf))
 		if [ "$missing" -gt 0 ]; then
 			failed=$((failed + missing))
-			printf 'FAILED %d in-VM tests of VM run %d never reported (vng status %d)\n' "$missing" "$k" "$rc"
+			printf 'FAILED %s: %d in-VM tests of VM run %d never reported (vng status %d)\n' "$kernel" "$missing" "$k" "$rc"
 		fi
 		# The guest may die before its own log check runs: scan the console too.
 		if grep -qE 'Kernel panic|Oops|BUG:|general protection fault|WARNING: CPU' "$vmlog"; then
-			failc "console log of VM run $k shows a kernel failure"
+			failc "$kernel: console log of VM run $k shows a kernel failure"
 		else
-			pass "console log of VM run $k free of kernel failures"
+			pass "$kernel: console log of VM run $k free of kernel failures"
 		fi
 		if [ "$rc" -ne 0 ] || [ "$missing" -gt 0 ] || [ "$vf" -gt 0 ]; then
 			echo "---- tail of the VM console ($vmlog) ----"
 			tail -60 "$vmlog"
 		fi
 	done
-fi
+	kernel_line
+done
 
-summary="$passed passed, $failed failed"
-[ "$skipped" -gt 0 ] && summary+=", $skipped skipped"
-echo "$summary"
+printf '%s\n' "${lines[@]}"
+echo "total: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
