@@ -8,8 +8,9 @@
 //! often a softirq. A lock the write path takes must therefore be held with
 //! interrupts disabled everywhere; otherwise an interrupt that arrives
 //! while a worker holds the lock, and submits a bio to the same device,
-//! spins forever on its own CPU. 6.12's kernel crate has no such lock, so
-//! this file gives its generic [`Lock`] a backend over `spin_lock_irqsave`.
+//! spins forever on its own CPU. 6.12's kernel crate has no such lock (its
+//! `SpinLockIrq` came later), so this file gives its generic [`Lock`] a
+//! backend over `spin_lock_irqsave`, the same on every kernel.
 
 use kernel::ffi::{c_char, c_ulong};
 use kernel::sync::lock::{Backend, Lock};
