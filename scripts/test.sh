@@ -85,7 +85,7 @@ for kernel in $KERNELS; do
 	pids=()
 	for ((k = 0; k < shards; k++)); do
 		scripts/vm.sh run "$results/$kernel-console-$k.log" \
-			"BLKSNAP_ROOT=$BLKSNAP_ROOT VM_SHARD=$k/$shards bash tests/vm/run.sh '$pattern' >$results/$kernel-ktap-$k.txt 2>&1; dmesg >$results/$kernel-dmesg-$k.txt" &
+			"BLKSNAP_ROOT=$BLKSNAP_ROOT BLKSNAP_KERNEL=$kernel VM_SHARD=$k/$shards bash tests/vm/run.sh '$pattern' >$results/$kernel-ktap-$k.txt 2>&1; dmesg >$results/$kernel-dmesg-$k.txt" &
 		pids+=($!)
 	done
 	for ((k = 0; k < shards; k++)); do

@@ -124,7 +124,9 @@ pr_fault_setup() {
 	echo "module text for the filter: 0x${text% *}-0x${text#* } (.text at $(cat /sys/module/blksnap/sections/.text))"
 	for f in "${PR_FAULTS[@]}"; do
 		d=/sys/kernel/debug/$f
+		[ -d "$d" ] || stock_kernel_skip "fault injection ($d)" || return
 		[ -d "$d" ] || fail "no $d: the test kernel needs CONFIG_FAULT_INJECTION, CONFIG_FAILSLAB, CONFIG_FAIL_PAGE_ALLOC and CONFIG_FAULT_INJECTION_DEBUG_FS (scripts/kconfig/test.config)"
+		[ -e "$d/require-start" ] || stock_kernel_skip "fault injection's stack-trace filter" || return
 		[ -e "$d/require-start" ] ||
 			fail "no $d/require-start: the test kernel needs CONFIG_FAULT_INJECTION_STACKTRACE_FILTER (scripts/kconfig/test.config)"
 		echo 0 >"$d/probability"

@@ -18,6 +18,14 @@ skip() {
 	return "$KSFT_SKIP"
 }
 
+# stock_kernel_skip WHAT: on a distribution's stock kernel (BLKSNAP_KERNEL
+# other than 6.12), which is tested as it is shipped, skips the current test
+# for lacking WHAT; on the test kernel, whose configuration is the
+# project's, returns so that the caller fails.
+stock_kernel_skip() {
+	[ "${BLKSNAP_KERNEL:-6.12}" = 6.12 ] || skip "$BLKSNAP_KERNEL lacks $1: the 6.12 test kernel runs this test"
+}
+
 # expect_eq WHAT EXPECTED ACTUAL
 expect_eq() {
 	[ "$2" = "$3" ] || fail "$1: expected '$2', got '$3'"
