@@ -66,6 +66,7 @@ debian_apt() {
 # live in a mount namespace of their own and end with it.
 debian_root_run() {
 	[ -f "$DK_ROOT/.complete" ] || die "no build root in $DK_ROOT: run scripts/debian-kernel.sh $DK_NAME"
+	[ "$(id -u)" -eq 0 ] || die "$DK_NAME's module is built in its build root (a chroot): run as root"
 	unshare --mount --propagation private -- /bin/bash -c '
 		set -e
 		root=$1 repo=$2
