@@ -81,6 +81,7 @@ void blksnap_spin_assert_held(spinlock_t *lock);
 struct dentry *blksnap_debugfs_create_file(const char *name, umode_t mode,
 					   struct dentry *parent, void *data,
 					   const struct file_operations *fops);
+void blksnap_debugfs_give_up_name(struct dentry *parent, struct dentry *dir);
 
 /* src/glue/snapio.c: the I/O of snapshots and their image disks. */
 int blksnap_wq_create(void);

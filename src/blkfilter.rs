@@ -279,6 +279,15 @@ fn part_order(bdev: &BlockDevice) -> (u64, BdevId) {
     (bdev.start_sect(), bdev.id())
 }
 
+/// Whether `attached` comes after `after` in [`part_order`] (any does after
+/// none).
+fn after_key(attached: &Attached, after: Option<(u64, BdevId)>) -> bool {
+    match after {
+        Some(key) => part_order(&attached.bdev) > key,
+        None => true,
+    }
+}
+
 /// Offers a bio of a whole disk to the filters of the partitions it lands
 /// in that come after `after` (none: from the first), in the order of
 /// [`part_order`]; returns it if it goes on. A bio of a partition is
@@ -297,7 +306,7 @@ fn offer_to_parts(
     loop {
         let Some(attached) = table
             .iter()
-            .filter(|a| after.map_or(true, |k| part_order(&a.bdev) > k) && a.lands_in(&bio))
+            .filter(|a| after_key(a, after) && a.lands_in(&bio))
             .min_by_key(|a| part_order(&a.bdev))
         else {
             return Some(bio);

@@ -15,9 +15,8 @@ use core::pin::Pin;
 use core::sync::atomic::{AtomicPtr, Ordering};
 
 use kernel::ffi::{c_char, c_void};
-use kernel::fmt;
 use kernel::prelude::*;
-use kernel::str::{CStr, CString};
+use kernel::str::CStr;
 use kernel::sync::Arc;
 use kernel::uaccess::UserSlice;
 
@@ -142,24 +141,21 @@ impl<const N: usize> Counters<N> {
 
     /// Gives the directory's name up now, so that another directory of
     /// that name can be made at once: the directory is renamed to
-    /// `.gone-<address>`, a name no other has, and goes with the counters.
-    /// Waits for no reader (a read may copy to user memory for as long as
-    /// the user makes it), so it may be called under a lock; fails
-    /// silently, as debugfs does.
+    /// `.gone-N`, a name no other has, and goes with the counters. Waits
+    /// for no reader (a read may copy to user memory for as long as the
+    /// user makes it), so it may be called under a lock; fails silently,
+    /// as debugfs does.
     pub(crate) fn give_up_name(&self) {
         let dir = self.dir.load(Ordering::Acquire);
         // SAFETY: plain pointer inspection of what debugfs_create_dir gave.
         if dir.is_null() || unsafe { bindings::blksnap_is_err(dir.cast()) } {
             return;
         }
-        let Ok(name) = CString::try_from_fmt(fmt!(".gone-{:x}", dir as usize)) else {
-            return;
-        };
         let root = ROOT.load(Ordering::Acquire);
         // SAFETY: `dir` is this value's live directory, made in `root`
-        // (which outlives every `Counters`); `name` is NUL-terminated. The
-        // rename moves the dentry in place: `dir` stays valid for `drop`.
-        unsafe { bindings::debugfs_rename(root, dir, root, name.as_char_ptr()) };
+        // (which outlives every `Counters`). The rename moves the dentry in
+        // place: `dir` stays valid for `drop`.
+        unsafe { bindings::blksnap_debugfs_give_up_name(root, dir) };
     }
 }
 

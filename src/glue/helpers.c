@@ -69,6 +69,24 @@ struct dentry *blksnap_debugfs_create_file(const char *name, umode_t mode,
 	return debugfs_create_file(name, mode, parent, data, fops);
 }
 
+/*
+ * Renames dir, a directory of parent, in place (dir stays valid) to
+ * ".gone-N", a name no other directory has had since the module loaded.
+ * 6.14: debugfs_rename gave way to debugfs_change_name.
+ */
+void blksnap_debugfs_give_up_name(struct dentry *parent, struct dentry *dir)
+{
+	static atomic_t gone = ATOMIC_INIT(0);
+	char name[24];
+
+	snprintf(name, sizeof(name), ".gone-%u", (unsigned int)atomic_inc_return(&gone));
+#ifdef BLKSNAP_DEBUGFS_CHANGE_NAME
+	debugfs_change_name(dir, "%s", name);
+#else
+	debugfs_rename(parent, dir, parent, name);
+#endif
+}
+
 void notrace blksnap_rcu_read_lock(void)
 {
 	rcu_read_lock();
