@@ -75,6 +75,7 @@ use kernel::sync::Arc;
 use kernel::uaccess::UserPtr;
 
 use crate::glue::block::{BdevId, BdevRef, Bio, BioOp, BlockDevice, DiskId};
+use crate::glue::entry::{Above, Filters};
 use crate::glue::errno;
 use crate::glue::hooks::{self, BioOrigin, Hooks, ModuleRef, RegistryLock};
 use crate::glue::rcu::{self, RcuBox, ReadGuard};
@@ -204,7 +205,7 @@ fn lookup<'a>(guard: &'a ReadGuard, bdev: BdevId) -> Option<&'a Arc<Attached>> {
 /// are never wanted, and its writes to a difference storage are shown to
 /// the filters as such ([`Filter::storage_write`]). One pass over the
 /// table, lock-free; never sleeps.
-pub(crate) fn bio_wanted(
+fn bio_wanted(
     bio: &Bio,
     bdev: BdevId,
     whole: Option<BdevId>,
@@ -253,7 +254,7 @@ pub(crate) fn sectors_on(bio: &Bio, offset: i64) -> Option<(u64, u64)> {
 /// Offers `bio` to the filter of its device, then to that of its whole
 /// disk or, for a bio of a whole disk, to those of the partitions it lands
 /// in; returns it if it goes on.
-pub(crate) fn filter_bio(bio: OwnedBio) -> Option<OwnedBio> {
+fn filter_bio(bio: OwnedBio) -> Option<OwnedBio> {
     let guard = rcu::read_lock();
     let bio = match lookup(&guard, bio.bdev_id()) {
         Some(attached) => attached.filter.submit_bio(bio, 0, &guard)?,
@@ -339,7 +340,7 @@ pub(crate) fn pass_on(bio: OwnedBio, by: &BlockDevice) {
 }
 
 /// Handles a BLKFILTER_* ioctl issued on `bdev` by a task of `abi`.
-pub(crate) fn ioctl(bdev: &BlockDevice, cmd: u32, arg: UserPtr, abi: Abi) -> Result<isize> {
+fn ioctl(bdev: &BlockDevice, cmd: u32, arg: UserPtr, abi: Abi) -> Result<isize> {
     if !hooks::capable_sys_admin() {
         return Err(EACCES);
     }
@@ -505,13 +506,13 @@ fn ctl(bdev: &BlockDevice, arg: uapi::BlkfilterCtl, abi: Abi) -> Result<isize> {
 
 /// Marks the filters of a disk that is going away (or of one partition,
 /// `part`) dead, and schedules their removal. Never sleeps.
-pub(crate) fn disk_gone(disk: DiskId, part: Option<BdevId>) {
+fn disk_gone(disk: DiskId, part: Option<BdevId>) {
     mark_gone(|a| a.bdev.disk() == disk && (part.is_none() || part == Some(a.bdev.id())));
 }
 
 /// Tells the filters of a disk whose medium changed (or of one of its
 /// devices, `part`) that their data changed. Never sleeps.
-pub(crate) fn disk_changed(disk: DiskId, part: Option<BdevId>) {
+fn disk_changed(disk: DiskId, part: Option<BdevId>) {
     let guard = rcu::read_lock();
     for a in TABLE.get(&guard).into_iter().flatten() {
         let hit = a.bdev.disk() == disk && (part.is_none() || part == Some(a.bdev.id()));
@@ -538,7 +539,7 @@ fn mark_gone(gone: impl Fn(&Attached) -> bool) {
 }
 
 /// Removes the filters marked dead (the deferred half of [`disk_gone`]).
-pub(crate) fn reap() {
+fn reap() {
     let lock = RegistryLock::lock();
     if reap_locked(&lock).is_err() {
         // Out of memory: the dead entries stay, inert, until the next try.
@@ -569,5 +570,37 @@ impl Drop for Layer {
         drop(self.hooks.take());
         let lock = RegistryLock::lock();
         drop(TABLE.replace(None, &lock));
+    }
+}
+
+/// The hooks' entry points call the functions above.
+impl Filters for Above {
+    fn bio_wanted(
+        bio: &Bio,
+        bdev: BdevId,
+        whole: Option<BdevId>,
+        origin: impl FnOnce() -> BioOrigin,
+    ) -> bool {
+        bio_wanted(bio, bdev, whole, origin)
+    }
+
+    fn filter_bio(bio: OwnedBio) -> Option<OwnedBio> {
+        filter_bio(bio)
+    }
+
+    fn ioctl(bdev: &BlockDevice, cmd: u32, arg: UserPtr, abi: Abi) -> Result<isize> {
+        ioctl(bdev, cmd, arg, abi)
+    }
+
+    fn disk_gone(disk: DiskId, part: Option<BdevId>) {
+        disk_gone(disk, part);
+    }
+
+    fn disk_changed(disk: DiskId, part: Option<BdevId>) {
+        disk_changed(disk, part);
+    }
+
+    fn reap() {
+        reap();
     }
 }

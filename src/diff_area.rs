@@ -61,6 +61,7 @@ use crate::diff_storage::DiffStorage;
 use crate::event_queue::Events;
 use crate::glue::block::{BdevOpen, Bio, BioOp, BlockDevice};
 use crate::glue::cowio::{ChunkBuf, ChunkIo, ChunkMap, PagePool};
+use crate::glue::entry::{Above, ImageEntry, ImageServer};
 use crate::glue::irqlock::{new_irq_spinlock, IrqSpinLock};
 use crate::glue::percpu::PerCpuCounters;
 use crate::glue::snapio::{self, BioList, HeldWrites, NoIo, OwnedBio, StorageFile};
@@ -709,30 +710,6 @@ impl DiffArea {
         }
     }
 
-    /// Takes a bio of the snapshot image.
-    ///
-    /// A read of a chunk never copied goes straight to the original as a
-    /// clone (see [`DiffArea::remapped_read_valid`]), a read of a stored
-    /// chunk to a storage device as a clone; other reads go to the image
-    /// worker, writes of a writable image to the copy-on-write worker.
-    pub(crate) fn on_image_bio(self: ArcBorrow<'_, Self>, bio: OwnedBio) {
-        match bio.op() {
-            BioOp::Write if self.writable => {
-                self.image_writes.lock().push(bio);
-                Arc::from(self).kick_cow();
-                return;
-            }
-            BioOp::Read if !self.hidden.is_empty() => return self.read_around_storage(bio),
-            BioOp::Read => {}
-            // Nothing to keep of the sectors a writable image gives up.
-            BioOp::Discard if self.writable => return bio.end(Ok(())),
-            // A read-only image.
-            BioOp::Write | BioOp::Discard => return bio.end(Err(EIO)),
-            BioOp::Other => return bio.end(Ok(())),
-        }
-        self.read(bio);
-    }
-
     /// Reads of the sectors an in-volume storage holds on this member
     /// complete with zeros, the rest of `bio` is read as usual: the copies
     /// written there since the take are not data of the image, and a file
@@ -900,7 +877,7 @@ impl DiffArea {
     }
 
     fn remap_storage(self: ArcBorrow<'_, Self>, bio: OwnedBio, place: u64) {
-        if let Err(bio) = bio.remap_storage(place, self) {
+        if let Err(bio) = bio.remap_storage(place, self.storage(), self) {
             Arc::from(self).queue_read(bio);
         }
     }
@@ -941,39 +918,6 @@ impl DiffArea {
                 })
             },
         )
-    }
-
-    /// A clone of an image read completed, sent to the original or (not
-    /// `original`) to the storage: may its data be trusted? Once the
-    /// snapshot is corrupted or closing, no image read succeeds.
-    pub(crate) fn remapped_read_valid(&self, bio: &Bio, original: bool) -> bool {
-        if original {
-            self.reads_original(bio)
-        } else {
-            !self.is_stopped()
-        }
-    }
-
-    /// A clone of an image read is being sent (by
-    /// [`OwnedBio::remap_read`] or [`OwnedBio::remap_storage`]).
-    pub(crate) fn remapped_read_begin(&self) {
-        self.remapped.add(0, 1);
-    }
-
-    /// A clone's image read was completed, or was not sent after all.
-    pub(crate) fn remapped_read_done(&self) {
-        self.remapped.add(0, -1);
-    }
-
-    /// A clone's data could not be trusted: serve the read again, cut
-    /// anew, in a work item. The chunks that were written to meanwhile are
-    /// copied now, and a chunk is written to only once, so a read is served
-    /// again at most once per chunk it covers.
-    pub(crate) fn retry_read(self: &Arc<Self>, bio: OwnedBio) {
-        self.as_arc_borrow().read(bio);
-        // After the new clone (if any) was counted: the count never falls
-        // to zero while the bio is out.
-        self.remapped.add(0, -1);
     }
 
     /// The chunks in memory (being read, waiting or being stored) now, and
@@ -1293,4 +1237,68 @@ impl WorkItem<STORE_WORK> for DiffArea {
     fn run(this: Arc<DiffArea>) {
         this.run_stores();
     }
+}
+
+/// The image disk sends its bios here.
+impl ImageServer for DiffArea {
+    /// Takes a bio of the snapshot image.
+    ///
+    /// A read of a chunk never copied goes straight to the original as a
+    /// clone (see [`ImageServer::remapped_read_valid`]), a read of a stored
+    /// chunk to a storage device as a clone; other reads go to the image
+    /// worker, writes of a writable image to the copy-on-write worker.
+    fn on_image_bio(self: ArcBorrow<'_, Self>, bio: OwnedBio) {
+        match bio.op() {
+            BioOp::Write if self.writable => {
+                self.image_writes.lock().push(bio);
+                Arc::from(self).kick_cow();
+                return;
+            }
+            BioOp::Read if !self.hidden.is_empty() => return self.read_around_storage(bio),
+            BioOp::Read => {}
+            // Nothing to keep of the sectors a writable image gives up.
+            BioOp::Discard if self.writable => return bio.end(Ok(())),
+            // A read-only image.
+            BioOp::Write | BioOp::Discard => return bio.end(Err(EIO)),
+            BioOp::Other => return bio.end(Ok(())),
+        }
+        self.read(bio);
+    }
+
+    /// A clone of an image read completed, sent to the original or (not
+    /// `original`) to the storage: may its data be trusted? Once the
+    /// snapshot is corrupted or closing, no image read succeeds.
+    fn remapped_read_valid(&self, bio: &Bio, original: bool) -> bool {
+        if original {
+            self.reads_original(bio)
+        } else {
+            !self.is_stopped()
+        }
+    }
+
+    /// A clone of an image read is being sent (by
+    /// [`OwnedBio::remap_read`] or [`OwnedBio::remap_storage`]).
+    fn remapped_read_begin(&self) {
+        self.remapped.add(0, 1);
+    }
+
+    /// A clone's image read was completed, or was not sent after all.
+    fn remapped_read_done(&self) {
+        self.remapped.add(0, -1);
+    }
+
+    /// A clone's data could not be trusted: serve the read again, cut
+    /// anew, in a work item. The chunks that were written to meanwhile are
+    /// copied now, and a chunk is written to only once, so a read is served
+    /// again at most once per chunk it covers.
+    fn retry_read(this: &Arc<Self>, bio: OwnedBio) {
+        this.as_arc_borrow().read(bio);
+        // After the new clone (if any) was counted: the count never falls
+        // to zero while the bio is out.
+        this.remapped.add(0, -1);
+    }
+}
+
+impl ImageEntry for Above {
+    type Server = DiffArea;
 }

@@ -6,7 +6,10 @@
 //! what 6.12's kernel crate lacks; the C files beside it implement the
 //! ftrace hooks and turn inline functions into callable ones; the other
 //! modules wrap all of it in safe types, and [`entry`] holds every function
-//! C calls into. Code outside `glue` never sees a raw binding.
+//! C calls into, which calls up through traits of its own. Code outside
+//! `glue` never sees a raw binding, and the glue imports nothing from the
+//! layers above: only the pure code of `logic/` and the layouts of
+//! `uapi/`, which depend on nothing.
 
 pub(crate) mod bindings;
 pub(crate) mod block;

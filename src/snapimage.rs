@@ -29,7 +29,7 @@ impl SnapImage {
     /// Adds the (still empty) image of `original`, served by `area`.
     pub(crate) fn add(original: &BlockDevice, area: &Arc<DiffArea>) -> Result<Self> {
         Ok(Self {
-            disk: ImageDisk::add(original, area.clone())?,
+            disk: ImageDisk::add(original, area.clone(), area.is_writable())?,
             capacity: area.capacity(),
         })
     }

@@ -39,7 +39,7 @@ impl Drop for Hooks {
     }
 }
 
-/// Asks for [`crate::blkfilter::reap`] to run soon in a worker. Callable
+/// Asks for [`super::entry::Filters::reap`] to run soon in a worker. Callable
 /// from any context.
 pub(crate) fn schedule_reap() {
     // SAFETY: schedule_work may be called from any context.

@@ -17,9 +17,8 @@ use kernel::workqueue::Queue;
 
 use super::bindings;
 use super::block::{Bio, BlockDevice};
-use super::cowio::ChunkIo;
+use super::entry::{ImageServer, Server};
 use super::uaccess;
-use crate::diff_area::DiffArea;
 use crate::placement::{Footprint, Place, Topology, WalkError};
 
 /// A bio the module owns: taken over from the filter or from an image.
@@ -70,50 +69,52 @@ impl OwnedBio {
         unsafe { bindings::blksnap_bio_nowait(self.0.as_ptr()) }
     }
 
-    /// Sends an image read of `area` to `original` as a clone that fills
-    /// this bio's pages. The area counts the clone in flight until it is
-    /// told the outcome: the bio is completed by the clone
-    /// ([`DiffArea::remapped_read_done`]), or handed back to
-    /// [`DiffArea::retry_read`] when [`DiffArea::remapped_read_valid`] says
-    /// no. Gives the bio back if memory is short.
+    /// Sends an image read served by `server` to `original` as a clone that
+    /// fills this bio's pages. The server counts the clone in flight until
+    /// it is told the outcome: the bio is completed by the clone
+    /// ([`ImageServer::remapped_read_done`]), or handed back to
+    /// [`ImageServer::retry_read`] when [`ImageServer::remapped_read_valid`]
+    /// says no. Gives the bio back if memory is short. The server must keep
+    /// itself alive until its count of clones falls to zero.
     pub(crate) fn remap_read(
         self,
         original: &BlockDevice,
-        area: ArcBorrow<'_, DiffArea>,
+        server: ArcBorrow<'_, Server>,
     ) -> Result<(), Self> {
-        area.remapped_read_begin();
-        let owner = core::ptr::from_ref::<DiffArea>(&area).cast_mut().cast();
+        server.remapped_read_begin();
+        let owner = core::ptr::from_ref::<Server>(&server).cast_mut().cast();
         // SAFETY: the bio is owned and live, the original is live while
-        // borrowed (its clone holds its own reference). The area counts the
-        // clone from here until its outcome is reported, and the snapshot
-        // keeps its reference to the area until that count fell to zero
-        // (`DiffArea::wait_idle`, at destroy): `owner` stays valid.
+        // borrowed (its clone holds its own reference). `owner` is the
+        // address of the server inside its `Arc`, which counts the clone
+        // from here until its outcome is reported, and is kept until that
+        // count fell to zero (the server's duty above): the entry points
+        // of the clone's completion may use it.
         if unsafe { bindings::blksnap_image_remap_read(self.0.as_ptr(), original.as_ptr(), owner) }
         {
             core::mem::forget(self);
             Ok(())
         } else {
-            area.remapped_read_done();
+            server.remapped_read_done();
             Err(self)
         }
     }
 
-    /// Sends an image read of `area` that lies in one stored chunk to
-    /// `sector` of the area's storage, a block device or an in-volume
-    /// storage, as a clone that fills this bio's pages; the area counts it
-    /// as [`OwnedBio::remap_read`] does. Gives the bio back if the storage
-    /// is a file, if the sectors are not contiguous on the device, or if
+    /// Sends an image read served by `server` that lies in one stored chunk
+    /// to `sector` of `storage`, a block device or an in-volume storage, as
+    /// a clone that fills this bio's pages; the server counts it as
+    /// [`OwnedBio::remap_read`] says. Gives the bio back if the storage is
+    /// a file, if the sectors are not contiguous on the device, or if
     /// memory is short.
     pub(crate) fn remap_storage(
         self,
         sector: u64,
-        area: ArcBorrow<'_, DiffArea>,
+        storage: &StorageFile,
+        server: ArcBorrow<'_, Server>,
     ) -> Result<(), Self> {
-        area.remapped_read_begin();
-        let storage = area.storage();
-        let owner = core::ptr::from_ref::<DiffArea>(&area).cast_mut().cast();
-        // SAFETY: as in `remap_read`; the area also keeps its storage open
-        // for as long as it lives.
+        server.remapped_read_begin();
+        let owner = core::ptr::from_ref::<Server>(&server).cast_mut().cast();
+        // SAFETY: as in `remap_read`; the storage is open while borrowed,
+        // and its clone holds its own reference to the device.
         if unsafe {
             bindings::blksnap_image_remap_storage(
                 self.0.as_ptr(),
@@ -126,7 +127,7 @@ impl OwnedBio {
             core::mem::forget(self);
             Ok(())
         } else {
-            area.remapped_read_done();
+            server.remapped_read_done();
             Err(self)
         }
     }
@@ -709,13 +710,13 @@ impl BlockDevice {
     }
 }
 
-/// The gendisk of a snapshot image, whose bios go to the diff area it holds.
+/// The gendisk of a snapshot image, whose bios go to the server it holds.
 /// Dropping it removes the disk, even if it is open or mounted, then lets
-/// go of the area.
+/// go of the server.
 pub(crate) struct ImageDisk {
     disk: NonNull<bindings::gendisk>,
-    /// Dropped after the disk is removed: no bio reaches the area after.
-    _area: Arc<DiffArea>,
+    /// Dropped after the disk is removed: no bio reaches the server after.
+    _server: Arc<Server>,
 }
 
 // SAFETY: a gendisk may be removed from any thread.
@@ -724,15 +725,14 @@ unsafe impl Send for ImageDisk {}
 unsafe impl Sync for ImageDisk {}
 
 impl ImageDisk {
-    /// Adds the image disk of `original`, with a capacity of 0 until
-    /// [`ImageDisk::publish`]; its bios go to `area`.
-    pub(crate) fn add(original: &BlockDevice, area: Arc<DiffArea>) -> Result<Self> {
-        let owner = core::ptr::from_ref::<DiffArea>(&area).cast_mut().cast();
-        // SAFETY: the original is live while borrowed; `owner` is the area
-        // this disk holds until it is removed (`blksnap_image_submit_bio`
-        // in entry.rs turns it back into the area).
-        let disk =
-            unsafe { bindings::blksnap_image_add(original.as_ptr(), owner, area.is_writable()) };
+    /// Adds the image disk of `original`, writable or not, with a capacity
+    /// of 0 until [`ImageDisk::publish`]; its bios go to `server`.
+    pub(crate) fn add(original: &BlockDevice, server: Arc<Server>, writable: bool) -> Result<Self> {
+        let owner = core::ptr::from_ref::<Server>(&server).cast_mut().cast();
+        // SAFETY: the original is live while borrowed; `owner` is the
+        // address of the server inside the `Arc` this disk holds until it is
+        // removed (`blksnap_image_submit_bio` in entry.rs turns it back).
+        let disk = unsafe { bindings::blksnap_image_add(original.as_ptr(), owner, writable) };
         // SAFETY: plain pointer inspection.
         if unsafe { bindings::blksnap_is_err(disk.cast()) } {
             // SAFETY: as above.
@@ -743,7 +743,7 @@ impl ImageDisk {
         Ok(Self {
             // SAFETY: not null, checked above.
             disk: unsafe { NonNull::new_unchecked(disk) },
-            _area: area,
+            _server: server,
         })
     }
 
