@@ -74,13 +74,13 @@ use kernel::prelude::*;
 use kernel::sync::Arc;
 use kernel::uaccess::UserPtr;
 
+use crate::glue::bio::OwnedBio;
 use crate::glue::block::{BdevId, BdevRef, Bio, BioOp, BlockDevice, DiskId};
 use crate::glue::entry::{Above, Filters};
 use crate::glue::errno;
 use crate::glue::hooks::{self, BioOrigin, Hooks, ModuleRef, RegistryLock};
 use crate::glue::rcu::{self, RcuBox, ReadGuard};
 use crate::glue::slot::Slot;
-use crate::glue::snapio::OwnedBio;
 use crate::glue::uaccess::{self, Abi};
 use crate::sectors;
 use crate::uapi;

@@ -69,14 +69,14 @@ struct Blksnap {
     _filters: blkfilter::Layer,
     _snapshots: glue::debugfs::Counters<0>,
     _debugfs: glue::debugfs::Root,
-    _queue: glue::snapio::WorkQueue,
+    _queue: glue::workqueue::WorkQueue,
 }
 
 impl kernel::Module for Blksnap {
     fn init(module: &'static ThisModule) -> Result<Self> {
         let debugfs = glue::debugfs::Root::create(c_str!("blksnap"), module);
         let snapshots = snapshot::status::create()?;
-        let queue = glue::snapio::WorkQueue::create()?;
+        let queue = glue::workqueue::WorkQueue::create()?;
         tracker::set_snapshot_ctl(&snapshot::CTL);
         let filters = blkfilter::Layer::start(&tracker::FILTER_TYPE)?;
         let control = glue::miscdev::Registration::register(ctl::NAME, 0o600, module)?;

@@ -59,12 +59,14 @@ use crate::cbt_map::Cbt;
 use crate::chunk::{self, Action, ChunkParams, ChunkState, Event};
 use crate::diff_storage::DiffStorage;
 use crate::event_queue::Events;
+use crate::glue::bio::{BioList, HeldWrites, OwnedBio};
 use crate::glue::block::{BdevOpen, Bio, BioOp, BlockDevice};
 use crate::glue::cowio::{ChunkBuf, ChunkIo, ChunkMap, PagePool};
 use crate::glue::entry::{Above, ImageEntry, ImageServer};
 use crate::glue::irqlock::{new_irq_spinlock, IrqSpinLock};
 use crate::glue::percpu::PerCpuCounters;
-use crate::glue::snapio::{self, BioList, HeldWrites, NoIo, OwnedBio, StorageFile};
+use crate::glue::storage::StorageFile;
+use crate::glue::workqueue::{self, NoIo};
 use crate::params;
 use crate::sectors;
 use crate::tracker::CopyOnWrite;
@@ -392,15 +394,15 @@ impl DiffArea {
     }
 
     fn kick_cow(self: &Arc<Self>) {
-        let _ = snapio::queue().enqueue::<Arc<Self>, COW_WORK>(self.clone());
+        let _ = workqueue::queue().enqueue::<Arc<Self>, COW_WORK>(self.clone());
     }
 
     fn kick_reads(self: &Arc<Self>) {
-        let _ = snapio::queue().enqueue::<Arc<Self>, READ_WORK>(self.clone());
+        let _ = workqueue::queue().enqueue::<Arc<Self>, READ_WORK>(self.clone());
     }
 
     fn kick_stores(self: &Arc<Self>) {
-        let _ = snapio::store_queue().enqueue::<Arc<Self>, STORE_WORK>(self.clone());
+        let _ = workqueue::store_queue().enqueue::<Arc<Self>, STORE_WORK>(self.clone());
     }
 
     /// Whether a write to `chunk` may reach the original now. Takes no
@@ -500,7 +502,7 @@ impl DiffArea {
             match self.start_copy(index) {
                 Err(e) if e == ENOMEM && tries < MEMORY_WAIT_TRIES && !self.is_stopped() => {
                     tries += 1;
-                    snapio::msleep(MEMORY_WAIT_MS);
+                    workqueue::msleep(MEMORY_WAIT_MS);
                 }
                 started => return started,
             }
@@ -942,7 +944,7 @@ impl DiffArea {
     pub(crate) fn wait_idle(&self) {
         let mut tries = 0u32;
         while !self.is_idle() {
-            snapio::msleep(1);
+            workqueue::msleep(1);
             tries = tries.wrapping_add(1);
             if tries % 10_000 == 0 {
                 let (major, minor) = self.original.dev();
@@ -984,7 +986,7 @@ impl DiffArea {
             match state {
                 ChunkState::Stored => return Ok(place),
                 ChunkState::Failed => return Err(EIO),
-                _ => snapio::msleep(1),
+                _ => workqueue::msleep(1),
             }
         }
     }
@@ -1211,7 +1213,7 @@ impl ChunkIo for DiffArea {
         // be dropped here, maybe in an interrupt (dropping the area puts
         // devices and files). A work item already queued holds one of its
         // own, so the one given back is not the last.
-        let _ = snapio::queue().enqueue::<Arc<Self>, COW_WORK>(this);
+        let _ = workqueue::queue().enqueue::<Arc<Self>, COW_WORK>(this);
     }
 }
 

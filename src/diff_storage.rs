@@ -23,7 +23,10 @@ use kernel::sync::{Arc, CondVar, Mutex};
 use kernel::workqueue::{Work, WorkItem};
 
 use crate::event_queue::Events;
-use crate::glue::snapio::{self, NoIo, StorageFile, UserPath};
+use crate::glue::storage::StorageFile;
+use crate::glue::topology;
+use crate::glue::uaccess::UserPath;
+use crate::glue::workqueue::{self, NoIo};
 use crate::params;
 use crate::placement::{Footprint, Place};
 use crate::storage::StorageAccount;
@@ -55,7 +58,7 @@ impl DiffStorage {
     pub(crate) fn new(path: &UserPath, limit: u64, events: Arc<Events>) -> Result<Arc<Self>> {
         let holder = KBox::new(0u8, GFP_KERNEL)?;
         let file = StorageFile::open(path, core::ptr::from_ref::<u8>(&holder).cast())?;
-        let footprint = snapio::footprint(file.place())?;
+        let footprint = topology::footprint(file.place())?;
         let given = file.sectors();
         let step = u64::from(params::diff_storage_minimum());
         let account = if file.is_block_device() {
@@ -150,7 +153,7 @@ impl DiffStorage {
             let place = account.allocate(sectors);
             self.check_no_space(&mut account);
             if account.needs_growth().is_some() {
-                let _ = snapio::grow_queue().enqueue(self.clone());
+                let _ = workqueue::grow_queue().enqueue(self.clone());
             }
             match place {
                 Ok(place) => return Ok(place),

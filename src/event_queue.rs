@@ -17,7 +17,7 @@ use kernel::sync::{Arc, CondVar, Mutex};
 use kernel::time::msecs_to_jiffies;
 use kernel::workqueue::{Work, WorkItem};
 
-use crate::glue::{snapio, time};
+use crate::glue::{time, workqueue};
 use crate::uapi;
 
 /// Events kept for a snapshot nobody waits on; older ones are dropped.
@@ -159,7 +159,7 @@ impl Events {
     /// queued by a work item.
     pub(crate) fn corrupt_atomic(self: &Arc<Self>, dev: u32, err: Error) {
         if self.mark_corrupted(dev, err) {
-            let _ = snapio::queue().enqueue(self.clone());
+            let _ = workqueue::queue().enqueue(self.clone());
         }
     }
 

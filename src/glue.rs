@@ -12,11 +12,13 @@
 //! `uapi/`, which depend on nothing.
 
 pub(crate) mod bindings;
+pub(crate) mod bio;
 pub(crate) mod block;
 pub(crate) mod cowio;
 pub(crate) mod debugfs;
 pub(crate) mod entry;
 pub(crate) mod errno;
+pub(crate) mod gendisk;
 pub(crate) mod hooks;
 pub(crate) mod irqlock;
 pub(crate) mod miscdev;
@@ -26,6 +28,8 @@ pub(crate) mod percpu;
 pub(crate) mod random;
 pub(crate) mod rcu;
 pub(crate) mod slot;
-pub(crate) mod snapio;
+pub(crate) mod storage;
 pub(crate) mod time;
+pub(crate) mod topology;
 pub(crate) mod uaccess;
+pub(crate) mod workqueue;

@@ -16,7 +16,7 @@ use kernel::sync::Arc;
 
 use crate::diff_area::DiffArea;
 use crate::glue::block::BlockDevice;
-use crate::glue::snapio::ImageDisk;
+use crate::glue::gendisk::ImageDisk;
 
 /// The image of one member; dropping it removes the disk.
 pub(crate) struct SnapImage {

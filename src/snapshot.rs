@@ -29,8 +29,10 @@ use crate::glue::errno;
 use crate::glue::hooks::{self, Drain, ModuleRef, RegistryLock, UnderRegistry};
 use crate::glue::random;
 use crate::glue::rcu;
-use crate::glue::snapio::{self, UserPath};
+use crate::glue::topology;
+use crate::glue::uaccess::UserPath;
 use crate::glue::uaccess::{self, Abi};
+use crate::glue::workqueue;
 use crate::placement::{self, Footprint};
 use crate::snapimage::SnapImage;
 use crate::tracker::{CopyOnWrite, SnapshotCtl, StillAttached, TrackerCore};
@@ -111,7 +113,7 @@ impl Snapshot {
             // work they and the closing queued has run. A worker that was
             // starting a copy as the area closed shows here.
             rcu::synchronize();
-            snapio::flush_queue();
+            workqueue::flush_queue();
             if areas().all(|a| a.is_idle()) {
                 break;
             }
@@ -510,7 +512,7 @@ fn add(
         return Err(EPERM);
     }
     // Found before the lock: it reads sysfs and looks up paths.
-    let footprint = snapio::footprint(bdev.place())?;
+    let footprint = topology::footprint(bdev.place())?;
     // Opened before the lock (an open may wait for the device), closed
     // after it on every path: the last close of a device may call the
     // module's hooks back.

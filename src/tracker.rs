@@ -33,13 +33,13 @@ use kernel::uaccess::{UserPtr, UserSlice};
 use crate::blkfilter::{self, Filter, FilterType};
 use crate::cbt;
 use crate::cbt_map::Cbt;
+use crate::glue::bio::OwnedBio;
 use crate::glue::block::{Bio, BioOp, BlockDevice};
 use crate::glue::debugfs::{Counters, Dump};
 use crate::glue::errno;
 use crate::glue::hooks::RegistryLock;
 use crate::glue::rcu::{self, RcuBox, ReadGuard};
 use crate::glue::slot::Slot;
-use crate::glue::snapio::OwnedBio;
 use crate::glue::uaccess::{self, Abi};
 use crate::uapi::{self, BlkfilterCtlBlksnap as Cmd};
 

@@ -396,3 +396,45 @@ impl Bio {
         }
     }
 }
+
+impl BlockDevice {
+    /// Reads `buf.len()` bytes at `sector` and waits. The filter does not
+    /// see this I/O.
+    pub(crate) fn read_sync(&self, sector: u64, buf: &mut [u8]) -> Result {
+        // SAFETY: the device is live while borrowed and `buf` is writable
+        // memory of that length, untouched by anyone else until we return.
+        to_result(unsafe {
+            bindings::blksnap_bdev_rw(
+                self.as_ptr(),
+                sector,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                false,
+            )
+        })
+    }
+
+    /// The device's preferred minimum I/O size, in bytes.
+    pub(crate) fn io_min(&self) -> u32 {
+        // SAFETY: the device is live while borrowed.
+        unsafe { bindings::blksnap_bdev_io_min(self.as_ptr()) }
+    }
+
+    /// The device number and that of its whole disk.
+    pub(crate) fn devs(&self) -> (u32, u32) {
+        // SAFETY: the device is live while borrowed.
+        unsafe {
+            (
+                bindings::blksnap_bdev_dev(self.as_ptr()),
+                bindings::blksnap_bdev_whole_dev(self.as_ptr()),
+            )
+        }
+    }
+
+    /// Whether bios of the device carry integrity data or encryption
+    /// contexts, which a snapshot cannot preserve.
+    pub(crate) fn is_unsupported(&self) -> bool {
+        // SAFETY: the device is live while borrowed.
+        unsafe { bindings::blksnap_bdev_unsupported(self.as_ptr()) }
+    }
+}

@@ -14,8 +14,9 @@ use kernel::prelude::*;
 use kernel::sync::Arc;
 
 use super::bindings;
+use super::bio::OwnedBio;
 use super::block::BlockDevice;
-use super::snapio::{OwnedBio, StorageFile};
+use super::storage::StorageFile;
 
 /// A reserve of pages for chunk buffers: a mempool that keeps enough pages
 /// for one chunk, so a copy can always start once the earlier ones are

@@ -15,9 +15,9 @@ use kernel::prelude::*;
 use kernel::sync::{Arc, ArcBorrow};
 
 use super::bindings;
+use super::bio::OwnedBio;
 use super::block::{BdevId, Bio, BlockDevice, DiskId};
 use super::hooks::{self, BioOrigin};
-use super::snapio::OwnedBio;
 use kernel::uaccess::UserPtr;
 
 use super::uaccess::{self, Abi};
@@ -72,7 +72,7 @@ pub(crate) trait ImageServer: Send + Sync + 'static {
 
 /// The one type whose pointers C holds for image disks and their clones.
 pub(crate) trait ImageEntry {
-    /// The server of every image disk ([`super::snapio::ImageDisk`]).
+    /// The server of every image disk ([`super::gendisk::ImageDisk`]).
     type Server: ImageServer;
 }
 
@@ -182,7 +182,7 @@ extern "C" fn blksnap_reap_filters() {
 /// # Safety
 ///
 /// `owner` is the pointer the image disk was added with
-/// ([`super::snapio::ImageDisk::add`]: the address of a [`Server`] inside
+/// ([`super::gendisk::ImageDisk::add`]: the address of a [`Server`] inside
 /// an `Arc`, as `Arc::into_raw` gives it), and the disk is not yet
 /// removed, so that `Arc` is still held; `bio` is live and handed over.
 #[no_mangle]

@@ -5,6 +5,8 @@
 //! The marker traits that let [`kernel::uaccess`] copy the structures of
 //! [`crate::uapi`] are implemented here, once, with the reasoning for each.
 
+use core::ptr::NonNull;
+
 use kernel::prelude::*;
 // 6.14: the marker traits moved from `kernel::types` to `kernel::transmute`.
 #[cfg(blksnap_kernel_transmute)]
@@ -162,4 +164,38 @@ pub(crate) fn write<T: AsBytes>(ptr: UserPtr, value: &T) -> Result {
     UserSlice::new(ptr, core::mem::size_of::<T>())
         .writer()
         .write(value)
+}
+
+/// A NUL-terminated path copied from user space.
+pub(crate) struct UserPath(NonNull<kernel::ffi::c_char>);
+
+impl UserPath {
+    /// Copies at most `PATH_MAX` bytes; EINVAL if longer, EFAULT if the
+    /// pointer is bad.
+    pub(crate) fn read(ptr: UserPtr) -> Result<Self> {
+        const PATH_MAX: isize = 4096;
+        // SAFETY: strndup_user checks the user pointer itself.
+        let p = unsafe { bindings::blksnap_strndup_user(as_user_ptr(ptr).cast(), PATH_MAX) };
+        // SAFETY: plain pointer inspection.
+        if unsafe { bindings::blksnap_is_err(p.cast()) } {
+            // SAFETY: as above.
+            return Err(Error::from_errno(unsafe {
+                bindings::blksnap_ptr_err(p.cast())
+            }));
+        }
+        // SAFETY: not null, checked above.
+        Ok(Self(unsafe { NonNull::new_unchecked(p) }))
+    }
+
+    /// The NUL-terminated copy, which lives as long as `self`.
+    pub(super) fn as_char_ptr(&self) -> *const kernel::ffi::c_char {
+        self.0.as_ptr()
+    }
+}
+
+impl Drop for UserPath {
+    fn drop(&mut self) {
+        // SAFETY: allocated by strndup_user.
+        unsafe { bindings::blksnap_kfree(self.0.as_ptr().cast()) };
+    }
 }
