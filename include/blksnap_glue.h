@@ -83,7 +83,7 @@ struct dentry *blksnap_debugfs_create_file(const char *name, umode_t mode,
 					   const struct file_operations *fops);
 void blksnap_debugfs_give_up_name(struct dentry *parent, struct dentry *dir);
 
-/* src/glue/snapio.c: the I/O of snapshots and their image disks. */
+/* src/glue/workqueue.c: the work queues, and the workers' task. */
 int blksnap_wq_create(void);
 void blksnap_wq_destroy(void);
 struct workqueue_struct *blksnap_wq(void);
@@ -92,10 +92,15 @@ struct workqueue_struct *blksnap_grow_wq(void);
 void blksnap_wq_flush(void);
 unsigned int blksnap_noio_save(void);
 void blksnap_noio_restore(unsigned int flags);
+void blksnap_msleep(unsigned int ms);
+
+/* src/glue/helpers.c (continued): user strings, memory, error pointers. */
 char *blksnap_strndup_user(const char __user *s, long n);
 void blksnap_kfree(const void *p);
 bool blksnap_is_err(const void *p);
 int blksnap_ptr_err(const void *p);
+
+/* src/glue/block.c: block devices, their opens, freezes and plain I/O. */
 unsigned int blksnap_bdev_io_min(struct block_device *bdev);
 dev_t blksnap_bdev_dev(struct block_device *bdev);
 dev_t blksnap_bdev_whole_dev(struct block_device *bdev);
@@ -107,13 +112,20 @@ struct blksnap_parts *blksnap_freeze_parts(struct block_device *bdev);
 void blksnap_thaw_parts(struct blksnap_parts *parts);
 int blksnap_bdev_rw(struct block_device *bdev, u64 sector, void *buf,
 		    size_t len, bool write);
+
+/* src/glue/storage.c: the difference storage as a file. */
 struct file *blksnap_storage_open(const char *path, void *holder);
 void blksnap_storage_close(struct file *file);
 bool blksnap_storage_is_bdev(struct file *file);
 void blksnap_storage_bdev_devs(struct file *file, u32 *dev, u32 *whole);
 u64 blksnap_storage_sectors(struct file *file);
 int blksnap_storage_grow(struct file *file, u64 old_sectors, u64 new_sectors);
+u32 blksnap_storage_wb_sample(struct file *file);
+int blksnap_storage_wb_check(struct file *file, u32 since);
+int blksnap_storage_read_bio(struct file *file, u64 sector, struct bio *bio,
+			     size_t offset, size_t len);
 
+/* src/glue/topology.c: where bytes end up, what lies below a device. */
 /*
  * A place bytes are kept (logic/src/placement.rs): a block device, or a
  * file named by its file system, inode number and generation.
@@ -134,10 +146,10 @@ void blksnap_topology_close(struct vfsmount *mnt);
 int blksnap_dev_below(struct vfsmount *mnt, u32 dev, struct blksnap_place *out,
 		      unsigned int max);
 void blksnap_storage_place(struct file *file, struct blksnap_place *out);
-u32 blksnap_storage_wb_sample(struct file *file);
-int blksnap_storage_wb_check(struct file *file, u32 since);
-int blksnap_storage_read_bio(struct file *file, u64 sector, struct bio *bio,
-			     size_t offset, size_t len);
+
+/* src/glue/bio.c: bios, held lists, clones of image reads. */
+int blksnap_remap_init(void);
+void blksnap_remap_exit(void);
 void blksnap_bio_copy_to(struct bio *bio, size_t offset, const void *buf,
 			 size_t len);
 void blksnap_bio_copy_from(struct bio *bio, size_t offset, void *buf,
@@ -149,18 +161,19 @@ void blksnap_bio_wouldblock(struct bio *bio);
 void blksnap_bio_list_add(struct bio_list *list, struct bio *bio);
 void blksnap_bio_list_add_head(struct bio_list *list, struct bio *bio);
 struct bio *blksnap_bio_list_pop(struct bio_list *list);
-struct gendisk *blksnap_image_add(struct block_device *original, void *owner,
-				  bool writable);
-void blksnap_image_publish(struct gendisk *disk, u64 sectors);
-void blksnap_image_remove(struct gendisk *disk);
 bool blksnap_image_remap_read(struct bio *bio, struct block_device *original,
 			      void *owner);
-void blksnap_msleep(unsigned int ms);
-const char *blksnap_disk_name(struct gendisk *disk);
 struct blksnap_volume;
 bool blksnap_image_remap_storage(struct bio *bio, struct file *storage,
 				 const struct blksnap_volume *volume,
 				 u64 sector, void *owner);
+
+/* src/glue/gendisk.c: the image disks. */
+struct gendisk *blksnap_image_add(struct block_device *original, void *owner,
+				  bool writable);
+void blksnap_image_publish(struct gendisk *disk, u64 sectors);
+void blksnap_image_remove(struct gendisk *disk);
+const char *blksnap_disk_name(struct gendisk *disk);
 
 /* src/glue/cowio.c: the I/O of copy-on-write and the table of chunks. */
 struct blksnap_buf;

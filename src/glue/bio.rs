@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Bios the module owns (`snapio.c`): taken over from the filter or from
+//! Bios the module owns (`bio.c`): taken over from the filter or from
 //! an image, passed on, ended, resubmitted, sent to the storage or as
 //! clones of image reads; lists of held bios.
 

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The image disks (`snapio.c`): a bio-based gendisk per member, whose
+//! The image disks (`gendisk.c`): a bio-based gendisk per member, whose
 //! bios go to the image's server.
 
 use core::ptr::NonNull;

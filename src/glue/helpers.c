@@ -6,10 +6,13 @@
 #include <linux/blkdev.h>
 #include <linux/compat.h>
 #include <linux/debugfs.h>
+#include <linux/err.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/rcupdate.h>
+#include <linux/slab.h>
 #include <linux/spinlock.h>
+#include <linux/string.h>
 
 #include "blksnap_glue.h"
 
@@ -165,4 +168,24 @@ bool notrace blksnap_in_ia32_syscall(void)
 #else
 	return false;
 #endif
+}
+
+char *blksnap_strndup_user(const char __user *s, long n)
+{
+	return strndup_user(s, n);
+}
+
+void blksnap_kfree(const void *p)
+{
+	kfree(p);
+}
+
+bool blksnap_is_err(const void *p)
+{
+	return IS_ERR_OR_NULL(p);
+}
+
+int blksnap_ptr_err(const void *p)
+{
+	return p ? PTR_ERR(p) : -ENOMEM;
 }

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The difference storage as an open file (`snapio.c`, `volume.c`): a
+//! The difference storage as an open file (`storage.c`, `volume.c`): a
 //! regular file, an unnamed temporary file, a block device, or the pinned
 //! extents of an in-volume file; its I/O, growth and write-back errors.
 

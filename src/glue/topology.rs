@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! What lies below a block device or a storage file (`snapio.c`): the
+//! What lies below a block device or a storage file (`topology.c`): the
 //! footprint [`crate::placement`] walks, read from sysfs.
 
 use core::ptr::NonNull;

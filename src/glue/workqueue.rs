@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The module's work queues (`snapio.c`), and what a worker needs of its
+//! The module's work queues (`workqueue.c`), and what a worker needs of its
 //! task: allocations that start no I/O, short sleeps.
 
 use kernel::error::to_result;
