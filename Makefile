@@ -19,14 +19,14 @@
 #
 # KDIR=/path/to/kernel/build builds against another Rust-enabled kernel and
 # skips the test kernel. DEBUG=1 selects the debug kernel flavor (lockdep,
-# kmemleak, KFENCE, debug objects). KERNELS="6.12 debian-7.3" picks the
-# kernels `make setup` makes and `make test` tests, each in turn (6.12: the
+# kmemleak, KFENCE, debug objects). KERNELS="6.12 debian-7.3" (the default:
+# every supported kernel) picks the kernels `make setup` makes and `make
+# test` tests, each in turn (6.12: the
 # test kernel built here; debian-7.3: Debian's stock kernel, as
 # scripts/kernels/debian-7.3.conf pins it); BLKSNAP_KERNEL=NAME builds the
 # module (make, make vm) for one of them.
 
 SHELL := /bin/bash
-KERNELS ?= 6.12
 export KDIR DEBUG KERNELS BLKSNAP_KERNEL
 
 .PHONY: all module setup test check vm bench clean

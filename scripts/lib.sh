@@ -19,6 +19,9 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 # scripts/kernels/NAME.conf (scripts/debian-kernel.sh). `make test
 # KERNELS="..."` sets it for each kernel in turn.
 BLKSNAP_KERNEL=${BLKSNAP_KERNEL:-6.12}
+# The kernels `make setup` makes and `make test` tests when KERNELS is not
+# set: every supported one, the test kernel first.
+DEFAULT_KERNELS="6.12 debian-7.3"
 kernel_names() {
 	local f names=6.12
 	for f in "$BLKSNAP_ROOT"/scripts/kernels/*.conf; do

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what building and testing blksnap-rs needs, from the package
-# registries only, then makes each kernel of KERNELS (default: 6.12): the
+# registries only, then makes each kernel of KERNELS (default: all, as lib.sh names them): the
 # test kernel (scripts/kernel.sh) or a Debian stock kernel's build root and
 # Rust artifacts (scripts/debian-kernel.sh). Every step checks first, so a
 # second run does nothing.
@@ -14,7 +14,7 @@ debs=(
 	fio e2fsprogs xfsprogs util-linux dmsetup mdadm gcc make python3-pip man-db
 )
 # The kernels to make: those of KERNELS, and the one BLKSNAP_KERNEL names.
-kernels=${KERNELS:-6.12}
+kernels=${KERNELS:-$DEFAULT_KERNELS}
 case " $kernels " in
 *" ${BLKSNAP_KERNEL:-6.12} "*) ;;
 *) kernels+=" $BLKSNAP_KERNEL" ;;

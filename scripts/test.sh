@@ -2,11 +2,11 @@
 # The whole test run, as `make test` and CI do it:
 #   1. host checks, once: cargo test, clippy, rustfmt, checkpatch on the C
 #      helpers, the user-space builds;
-#   2. for each kernel of KERNELS (default: 6.12; names as in lib.sh): the
-#      module build with the kernel's clippy and no warnings, and the
-#      in-VM tests (tests/vm, KTAP) on that kernel, shared out among
-#      VM_SHARDS guests run at once (default: one per core), then a scan of
-#      their console logs; a line "KERNEL: N passed, N failed, N skipped";
+#   2. for each kernel of KERNELS (default: every supported one, as lib.sh
+#      names them): the module build with the kernel's clippy and no
+#      warnings, and the in-VM tests (tests/vm, KTAP) on that kernel,
+#      shared out among VM_SHARDS guests run at once (default: one per
+#      core), then a scan of their console logs; a line "KERNEL: N passed, N failed, N skipped";
 #   3. the total line last: "total: N passed, N failed, N skipped".
 #
 #   scripts/test.sh [--host-only] [PATTERN]   PATTERN selects in-VM tests
@@ -17,7 +17,7 @@ cd "$BLKSNAP_ROOT"
 host_only=
 [ "${1:-}" = --host-only ] && { host_only=1; shift; }
 pattern=${1:-.}
-KERNELS=${KERNELS:-6.12}
+KERNELS=${KERNELS:-$DEFAULT_KERNELS}
 passed=0 failed=0 skipped=0
 results=$BLKSNAP_ROOT/build/test
 rm -rf "$results" && mkdir -p "$results"
