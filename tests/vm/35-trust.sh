@@ -30,13 +30,24 @@ tr_write_in_flight() {
 	[ "$writes" -gt 0 ]
 }
 
-# tr_take_under_a_write DEV: DEV (holding generation 1, attached, its
-# writes held for seconds below its queue) is snapshotted while a write of
-# generation 2 at 1 MiB is in flight: the image's block must read the same
-# before and after the write completed, and hold that write (the take
+# tr_delayed_write NAME: dm-delay device NAME holds a write now (its
+# status counts the reads, writes and flushes it delays).
+tr_delayed_write() {
+	local writes
+	writes=$(dmsetup status "$1" | awk '{ print $5 }')
+	[ "${writes:-0}" -gt 0 ]
+}
+
+# tr_take_under_a_write DEV [IN_FLIGHT CMD...]: DEV (holding generation 1,
+# attached, its writes held for seconds below its queue) is snapshotted
+# while a write of generation 2 at 1 MiB is in flight, as IN_FLIGHT CMD...
+# tells (default: tr_write_in_flight DEV): the image's block must read the
+# same before and after the write completed, and hold that write (the take
 # waited for it); the rest of the image is generation 1.
 tr_take_under_a_write() {
 	local dev=$1 id img before after t0 t1
+	local in_flight=(tr_write_in_flight "$dev")
+	[ $# -gt 1 ] && in_flight=("${@:2}")
 	sn_tmpfs 32M
 	sn_create "$REPLY" 16M "$dev"
 	id=$REPLY
@@ -44,7 +55,7 @@ tr_take_under_a_write() {
 	SN_PIDS+=($!)
 	# The take waits until the write is in flight (held by dm-delay below
 	# DEV); how long it takes to get there does not matter.
-	until tr_write_in_flight "$dev"; do
+	until "${in_flight[@]}"; do
 		if sn_exited "${SN_PIDS[-1]}"; then
 			skip "the write ended before it was seen in flight: no take ran under it"
 		fi
@@ -103,6 +114,24 @@ test_trust_write_in_flight_at_take_on_a_logical_volume() {
 	dev=$REPLY
 	ft_attach "$dev"
 	tr_take_under_a_write "$dev"
+	sm_log_clean
+}
+
+# The same for a member that is a device-mapper target which keeps writes
+# in a worker of its own before its driver counts them (dm-delay here, as
+# dm-crypt, dm-thin and dm-cache do): the write is not in the device's
+# I/O accounting while dm-delay holds it, so the take waits for the writes
+# the filter passed to a bio-based member until they complete.
+test_trust_write_in_flight_at_take_in_a_dm_target_worker() {
+	sm_begin
+	local base sz
+	ft_loop 16M
+	base=$REPLY
+	sn_fill "$base" 1
+	sz=$(blockdev --getsz "$base")
+	sm_dm blksnap-trust-worker "0 $sz delay $base 0 0 $base 0 6000"
+	ft_attach /dev/mapper/blksnap-trust-worker
+	tr_take_under_a_write /dev/mapper/blksnap-trust-worker tr_delayed_write blksnap-trust-worker
 	sm_log_clean
 }
 
