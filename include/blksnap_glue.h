@@ -37,6 +37,8 @@ void blksnap_drain_start(struct block_device *bdev);
 int blksnap_drain_wait(struct block_device *bdev, unsigned int timeout_ms);
 void blksnap_drain_end(struct block_device *bdev);
 int blksnap_wait_bio_writes(struct block_device *bdev, unsigned int timeout_ms);
+int blksnap_wait_passed_writes(unsigned int timeout_ms);
+bool blksnap_bdev_is_bio_based(struct block_device *bdev);
 
 /* What a bio is to the filters, by who submitted it (src/glue/hooks.c). */
 enum blksnap_bio_origin {

@@ -407,6 +407,13 @@ fn drain_writes<'a>(
             pr_err!("take: writes a driver holds on {major}:{minor} did not complete\n");
         })?;
     }
+    // Also those a target keeps in a worker of its own before its driver
+    // counts them (dm-crypt, dm-thin, dm-cache, dm-delay).
+    if members.iter().any(|m| m.bdev.is_bio_based()) {
+        hooks::wait_passed_writes(DRAIN_TIMEOUT_MS).inspect_err(|_| {
+            pr_err!("take: writes passed to a device-mapper or md member did not complete\n");
+        })?;
+    }
     Ok(())
 }
 

@@ -70,9 +70,11 @@
 #include <linux/compat.h>
 #include <linux/ftrace.h>
 #include <linux/delay.h>
+#include <linux/mempool.h>
 #include <linux/module.h>
 #include <linux/part_stat.h>
 #include <linux/rcupdate.h>
+#include <linux/slab.h>
 #include <linux/srcu.h>
 #include <linux/workqueue.h>
 
@@ -83,11 +85,102 @@ static struct srcu_struct submit_srcu;
 static struct srcu_struct ioctl_srcu;
 static bool srcu_ready;
 
+/*
+ * The writes the filters let pass to a bio-based device (device-mapper,
+ * md) are each a reader of passed_srcu from their submission until their
+ * completion (srcu_down_read, then srcu_up_read in the completion, which
+ * may run in another context), so that a take can wait for those that
+ * passed before its members' writes were held (blksnap_wait_passed_writes).
+ * The driver's own accounting, which blksnap_wait_bio_writes reads, misses
+ * the writes a target keeps in a worker of its own before it remaps them
+ * (dm-crypt, dm-thin, dm-cache and dm-delay start the accounting only
+ * then), and a request-based device's writes are covered by its queue's
+ * drain. To see the completion, the bio's end_io and private are set aside
+ * in a passed_write and given back before the original end_io runs, as a
+ * stacking driver would.
+ */
+struct passed_write {
+	bio_end_io_t *end_io;
+	void *private;
+	int idx;
+};
+
+static struct srcu_struct passed_srcu;
+static struct kmem_cache *passed_cache;
+static mempool_t passed_pool;
+/* Writes counted at once without waiting for memory, whatever happens. */
+#define PASSED_RESERVE 64
+
+static void passed_write_end_io(struct bio *bio)
+{
+	struct passed_write *pw = bio->bi_private;
+	int idx = pw->idx;
+
+	/*
+	 * The read section covers this function to its end but for the return:
+	 * blksnap_hooks_unregister waits for passed_srcu, then for a grace
+	 * period, before the module's text can go.
+	 */
+	rcu_read_lock();
+	bio->bi_end_io = pw->end_io;
+	bio->bi_private = pw->private;
+	mempool_free(pw, &passed_pool);
+	if (bio->bi_end_io)
+		bio->bi_end_io(bio);
+	srcu_up_read(&passed_srcu, idx);
+	rcu_read_unlock();
+}
+
+/*
+ * Counts bio, which a filter lets pass, if it is a write to a bio-based
+ * device. Returns false if bio was completed instead: a REQ_NOWAIT bio
+ * when memory is short, which its submitter tries again.
+ */
+static bool count_passed_write(struct bio *bio)
+{
+	struct passed_write *pw;
+
+	if (!op_is_write(bio_op(bio)) || queue_is_mq(bdev_get_queue(bio->bi_bdev)))
+		return true;
+	pw = mempool_alloc(&passed_pool, GFP_NOWAIT | __GFP_NOWARN);
+	if (!pw) {
+		if (bio->bi_opf & REQ_NOWAIT) {
+			bio_wouldblock_error(bio);
+			return false;
+		}
+		/* A submitter that may block: the pool's elements come back. */
+		pw = mempool_alloc(&passed_pool, GFP_NOIO);
+	}
+	pw->end_io = bio->bi_end_io;
+	pw->private = bio->bi_private;
+	pw->idx = srcu_down_read(&passed_srcu);
+	bio->bi_end_io = passed_write_end_io;
+	bio->bi_private = pw;
+	return true;
+}
+
+/*
+ * Waits, at most timeout_ms, until every write counted by
+ * count_passed_write before the call has completed.
+ */
+int blksnap_wait_passed_writes(unsigned int timeout_ms)
+{
+	unsigned long cookie = start_poll_synchronize_srcu(&passed_srcu);
+	unsigned long deadline = jiffies + msecs_to_jiffies(timeout_ms);
+
+	while (!poll_state_synchronize_srcu(&passed_srcu, cookie)) {
+		if (time_after(jiffies, deadline))
+			return -ETIMEDOUT;
+		usleep_range(100, 200);
+	}
+	return 0;
+}
+
 static void notrace submit_bio_redirect(struct bio *bio)
 {
 	int idx = srcu_read_lock(&submit_srcu);
 
-	if (!blksnap_filter_bio(bio))
+	if (!blksnap_filter_bio(bio) && count_passed_write(bio))
 		submit_bio_noacct(bio);
 	/* Not a tail call, so the inner submit_bio_noacct sees our address. */
 	srcu_read_unlock(&submit_srcu, idx);
@@ -310,6 +403,35 @@ static int hook_register(struct blksnap_hook *hook)
 	return 0;
 }
 
+static int passed_init(void)
+{
+	int ret = init_srcu_struct(&passed_srcu);
+
+	if (ret)
+		return ret;
+	passed_cache = KMEM_CACHE(passed_write, 0);
+	if (!passed_cache) {
+		ret = -ENOMEM;
+		goto err_srcu;
+	}
+	ret = mempool_init_slab_pool(&passed_pool, PASSED_RESERVE, passed_cache);
+	if (ret)
+		goto err_cache;
+	return 0;
+err_cache:
+	kmem_cache_destroy(passed_cache);
+err_srcu:
+	cleanup_srcu_struct(&passed_srcu);
+	return ret;
+}
+
+static void passed_exit(void)
+{
+	mempool_exit(&passed_pool);
+	kmem_cache_destroy(passed_cache);
+	cleanup_srcu_struct(&passed_srcu);
+}
+
 void blksnap_hooks_unregister(void)
 {
 	int i;
@@ -328,6 +450,10 @@ void blksnap_hooks_unregister(void)
 	synchronize_srcu(&submit_srcu);
 	synchronize_srcu(&ioctl_srcu);
 	wait_outside_sections();
+	/* The writes counted are all submitted now: wait for their ends. */
+	synchronize_srcu(&passed_srcu);
+	synchronize_rcu();
+	passed_exit();
 	cleanup_srcu_struct(&ioctl_srcu);
 	cleanup_srcu_struct(&submit_srcu);
 	srcu_ready = false;
@@ -434,6 +560,11 @@ int blksnap_wait_bio_writes(struct block_device *bdev, unsigned int timeout_ms)
 	return 0;
 }
 
+bool blksnap_bdev_is_bio_based(struct block_device *bdev)
+{
+	return !queue_is_mq(bdev_get_queue(bdev));
+}
+
 /* Ends a drain started on bdev: the bios waiting meanwhile go on. */
 void blksnap_drain_end(struct block_device *bdev)
 {
@@ -454,6 +585,12 @@ int blksnap_hooks_register(void)
 		return ret;
 	ret = init_srcu_struct(&ioctl_srcu);
 	if (ret) {
+		cleanup_srcu_struct(&submit_srcu);
+		return ret;
+	}
+	ret = passed_init();
+	if (ret) {
+		cleanup_srcu_struct(&ioctl_srcu);
 		cleanup_srcu_struct(&submit_srcu);
 		return ret;
 	}

@@ -160,7 +160,24 @@ pub(crate) fn sync_submitters() {
     unsafe { bindings::blksnap_sync_submitters() };
 }
 
+/// Waits, at most `timeout_ms`, until every write that a filter let pass
+/// to a bio-based device (dm, md) before the call has completed, also one
+/// a target keeps in a worker of its own; `ETIMEDOUT` if they did not.
+/// Sleeps.
+pub(crate) fn wait_passed_writes(timeout_ms: u32) -> Result {
+    // SAFETY: process context; the domain the writes are counted in lives
+    // as long as the hooks, hence as every caller (a snapshot).
+    to_result(unsafe { bindings::blksnap_wait_passed_writes(timeout_ms) })
+}
+
 impl BlockDevice {
+    /// Whether the device's driver is bio-based (device-mapper, md, ...),
+    /// so that a drain of its queue does not wait for the writes it holds.
+    pub(crate) fn is_bio_based(&self) -> bool {
+        // SAFETY: the device is live while borrowed, and so is its queue.
+        unsafe { bindings::blksnap_bdev_is_bio_based(self.as_ptr()) }
+    }
+
     /// Starts draining the requests the device's driver holds: from now on
     /// new bios wait until the returned drain is dropped. Sleeps.
     pub(crate) fn start_drain(&self) -> Drain<'_> {
