@@ -124,14 +124,15 @@ test_trust_write_in_flight_at_take_on_a_logical_volume() {
 # the filter passed to a bio-based member until they complete.
 test_trust_write_in_flight_at_take_in_a_dm_target_worker() {
 	sm_begin
-	local base sz
+	local base sz dev
 	ft_loop 16M
 	base=$REPLY
 	sn_fill "$base" 1
 	sz=$(blockdev --getsz "$base")
 	sm_dm blksnap-trust-worker "0 $sz delay $base 0 0 $base 0 6000"
-	ft_attach /dev/mapper/blksnap-trust-worker
-	tr_take_under_a_write /dev/mapper/blksnap-trust-worker tr_delayed_write blksnap-trust-worker
+	dev=$(readlink -f /dev/mapper/blksnap-trust-worker)
+	ft_attach "$dev"
+	tr_take_under_a_write "$dev" tr_delayed_write blksnap-trust-worker
 	sm_log_clean
 }
 
