@@ -43,30 +43,8 @@
 //! A change of the medium under a device (another backing file, another
 //! capacity) is reported the same way; the filter is told and stays.
 //!
-//! # Lock order
-//!
-//! The registry lock, which this file's table shares with the list of
-//! snapshots (`snapshot.rs`), is the module's outermost lock. The whole
-//! order, outermost first; a lock is only ever taken while holding locks
-//! above it:
-//!
-//! 1. the registry lock (a mutex; `glue::hooks::RegistryLock`);
-//! 2. the file-system freeze of a member (`bdev_freeze`, at attach and
-//!    take), or the disk's `open_mutex` (`BlockDevice::lock_live`), never
-//!    both: 6.12 forbids freezing under `open_mutex`;
-//! 3. the freeze of a member's request queue (the take's drain), under the
-//!    file-system freeze;
-//! 4. a diff area's buffer mutexes (`cow_buf`, `read_buf`), in its workers;
-//! 5. a snapshot's storage account mutex, then its event queue mutex;
-//! 6. the spinlocks, taken with interrupts off and never nested: a
-//!    device's change map, a diff area's lists of bios.
-//!
-//! The submission of a filtered bio runs inside an SRCU read section
-//! (`hooks.c`) that a take waits for under the registry lock and the
-//! freezes: nothing on that path may take a sleeping lock of this module.
-//! The registry lock is not held across waits that depend on other
-//! snapshots or on user memory: the storage's first growth, the flush of
-//! the work queue and copies to user space happen without it.
+//! The table is guarded by the registry lock, the module's outermost lock;
+//! the whole order is written once, at the crate root.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 

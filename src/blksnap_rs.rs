@@ -12,11 +12,46 @@
 //! [`ctl`]. Each layer names only those below it; where a lower one must
 //! reach a higher one, it is handed a trait object
 //! ([`tracker::CopyOnWrite`]) or a table of functions at load
-//! ([`tracker::SnapshotCtl`], [`blkfilter::FilterType`]). Module parameters
+//! ([`tracker::SnapshotCtl`], [`blkfilter::FilterType`]), and the glue
+//! calls up through traits of its own ([`glue::entry::Filters`],
+//! [`glue::entry::ImageServer`]). Module parameters
 //! are read through [`params`]; the user-space interface is [`uapi`], the
 //! same file the user-space `blksnap-uapi` crate compiles. [`cbt`],
 //! [`chunk`], [`placement`], [`sectors`] and [`storage`] are the pure logic
 //! shared with the host tests.
+//!
+//! # Locks, outermost first
+//!
+//! A lock is only taken while holding none below it in this list; the
+//! spinlocks are never nested.
+//!
+//! 1. The registry lock (`glue::hooks::RegistryLock`, a mutex): the table
+//!    of filters ([`blkfilter`]) and the list of snapshots ([`snapshot`]),
+//!    which `UnderRegistry` ties to it; whatever is replaced under RCU
+//!    (`RcuBox`) takes it as proof of the writer's exclusion.
+//! 2. The file-system freeze of a member (`bdev_freeze`, at attach and
+//!    take), or the disk's `open_mutex` (`BlockDevice::lock_live`), never
+//!    both: freezing under `open_mutex` is forbidden.
+//! 3. The freeze of a member's request queue (the take's drain), under the
+//!    file-system freeze.
+//! 4. The image worker's buffers of a diff area (`read_buf` and `scratch`,
+//!    mutexes: one chunk's room for reads of the original, of stored
+//!    chunks and for image writes).
+//! 5. A snapshot's storage account (`DiffStorage::account`, a mutex: the
+//!    places handed out, the size, the growths), then its event queue
+//!    (`Events::queue`, a mutex, with the condition its waiters sleep on).
+//! 6. The spinlocks, taken with interrupts off (bios arrive in interrupt
+//!    context): a device's change maps (`CbtMap::locked`), a chunk's state
+//!    with its held bios and copy (`Chunk::inner`), a diff area's lists of
+//!    bios (`pending`, `image_writes`, `reads`) and its queue of chunks to
+//!    store (`store_queue`).
+//!
+//! The submission of a filtered bio runs inside an SRCU read section
+//! (`hooks.c`) that a take waits for under the registry lock and the
+//! freezes: nothing on that path may take a sleeping lock of this module.
+//! The registry lock is not held across waits that depend on other
+//! snapshots or on user memory: the storage's first growth, the flush of
+//! the work queues and copies to user space happen without it.
 
 // The pin-initialisers of structures with many fields expand deeply.
 #![recursion_limit = "256"]
