@@ -30,6 +30,17 @@ tr_write_in_flight() {
 	[ "$writes" -gt 0 ]
 }
 
+# tr_delayed_loop NAME: /dev/mapper/NAME, a dm-delay device that holds
+# each write 6 s (reads at once) over a 16 MiB loop device of generation 1.
+tr_delayed_loop() {
+	local base sz
+	ft_loop 16M
+	base=$REPLY
+	sn_fill "$base" 1
+	sz=$(blockdev --getsz "$base")
+	sm_dm "$1" "0 $sz delay $base 0 0 $base 0 6000"
+}
+
 # tr_delayed_write NAME: dm-delay device NAME holds a write now (its
 # status counts the reads, writes and flushes it delays).
 tr_delayed_write() {
@@ -84,12 +95,8 @@ tr_take_under_a_write() {
 # the old block, then the new one.
 test_trust_write_in_flight_at_take_does_not_change_the_image() {
 	sm_begin
-	local base sz dev
-	ft_loop 16M
-	base=$REPLY
-	sn_fill "$base" 1
-	sz=$(blockdev --getsz "$base")
-	sm_dm blksnap-trust-delay "0 $sz delay $base 0 0 $base 0 6000"
+	local dev
+	tr_delayed_loop blksnap-trust-delay
 	ft_loop_file /dev/mapper/blksnap-trust-delay --direct-io=on
 	dev=$REPLY
 	expect_eq "direct I/O of $dev" 1 "$(cat "/sys/block/${dev#/dev/}/loop/dio")"
@@ -104,12 +111,8 @@ test_trust_write_in_flight_at_take_does_not_change_the_image() {
 # writes its I/O accounting counts in flight.
 test_trust_write_in_flight_at_take_on_a_logical_volume() {
 	sm_begin
-	local base sz dev
-	ft_loop 16M
-	base=$REPLY
-	sn_fill "$base" 1
-	sz=$(blockdev --getsz "$base")
-	sm_dm blksnap-trust-lvdelay "0 $sz delay $base 0 0 $base 0 6000"
+	local dev
+	tr_delayed_loop blksnap-trust-lvdelay
 	sm_dm_linear blksnap-trust-lv /dev/mapper/blksnap-trust-lvdelay
 	dev=$REPLY
 	ft_attach "$dev"
@@ -124,12 +127,8 @@ test_trust_write_in_flight_at_take_on_a_logical_volume() {
 # the filter passed to a bio-based member until they complete.
 test_trust_write_in_flight_at_take_in_a_dm_target_worker() {
 	sm_begin
-	local base sz dev
-	ft_loop 16M
-	base=$REPLY
-	sn_fill "$base" 1
-	sz=$(blockdev --getsz "$base")
-	sm_dm blksnap-trust-worker "0 $sz delay $base 0 0 $base 0 6000"
+	local dev
+	tr_delayed_loop blksnap-trust-worker
 	dev=$(readlink -f /dev/mapper/blksnap-trust-worker)
 	ft_attach "$dev"
 	tr_take_under_a_write "$dev" tr_delayed_write blksnap-trust-worker
