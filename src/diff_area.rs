@@ -48,10 +48,12 @@
 
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use kernel::new_condvar;
 use kernel::new_mutex;
 use kernel::new_work;
 use kernel::prelude::*;
-use kernel::sync::{Arc, ArcBorrow, Mutex};
+use kernel::sync::{Arc, ArcBorrow, CondVar, Mutex};
+use kernel::time::msecs_to_jiffies;
 use kernel::workqueue::{Work, WorkItem};
 
 use crate::blkfilter;
@@ -76,6 +78,10 @@ const SECTOR_SHIFT: u32 = chunk::SECTOR_SHIFT;
 /// Storage is handed out in whole pages, the unit of chunk buffers, so
 /// every stored copy is aligned for direct I/O.
 const PAGE_SECTORS: u64 = (kernel::page::PAGE_SIZE >> SECTOR_SHIFT) as u64;
+
+/// How often a wait for a chunk's store looks again whether the snapshot
+/// was corrupted through another member (which notifies no other area).
+const STORED_RECHECK_MS: u32 = 100;
 
 const COW_WORK: u64 = 0;
 const READ_WORK: u64 = 1;
@@ -266,6 +272,11 @@ pub(crate) struct DiffArea {
     /// it when a direct read into the bio is not possible, and image writes.
     #[pin]
     scratch: Mutex<Arc<ChunkBuf>>,
+    /// Notified when a chunk's read or store ended and when the area
+    /// closes: [`DiffArea::wait_stored`] sleeps on it, under the chunk's
+    /// lock.
+    #[pin]
+    io_ended: CondVar,
 }
 
 kernel::impl_has_work! {
@@ -363,6 +374,7 @@ impl DiffArea {
                 store_work <- new_work!("blksnap:store"),
                 read_buf <- new_mutex!(KVVec::from_elem(0u8, chunk_bytes, take_gfp())?),
                 scratch <- new_mutex!(scratch),
+                io_ended <- new_condvar!("blksnap:io_ended"),
             }),
             GFP_KERNEL,
         )
@@ -664,6 +676,7 @@ impl DiffArea {
         if let (Some(e), false) = (error, self.closing.load(Ordering::Acquire)) {
             self.events.corrupt_atomic(self.original.devs().0, e);
         }
+        self.io_ended.notify_all();
     }
 
     fn run_stores(self: &Arc<Self>) {
@@ -958,6 +971,7 @@ impl DiffArea {
     /// Stops copy-on-write: queued writes pass, image reads fail.
     pub(crate) fn close(self: &Arc<Self>) {
         self.closing.store(true, Ordering::Release);
+        self.io_ended.notify_all();
         self.kick_cow();
         self.kick_reads();
     }
@@ -969,24 +983,30 @@ impl DiffArea {
         self.kick_cow();
     }
 
-    /// Waits until chunk `index` is stored; returns its place.
+    /// Waits until chunk `index` is stored; returns its place. Sleeps until
+    /// one of the area's chunk I/Os ends, or the area closes; a corruption
+    /// raised by another member of the snapshot is seen within
+    /// [`STORED_RECHECK_MS`].
     fn wait_stored(self: &Arc<Self>, index: u64) -> Result<u64> {
+        let chunk = match self.chunks.get(index) {
+            Some(chunk) => chunk,
+            None => self.start_copy(index)?,
+        };
+        let mut inner = chunk.inner.lock();
         loop {
             if self.is_stopped() {
                 return Err(EIO);
             }
-            let chunk = match self.chunks.get(index) {
-                Some(chunk) => chunk,
-                None => self.start_copy(index)?,
-            };
-            let (state, place) = {
-                let inner = chunk.inner.lock();
-                (inner.state, inner.place)
-            };
-            match state {
-                ChunkState::Stored => return Ok(place),
+            match inner.state {
+                ChunkState::Stored => return Ok(inner.place),
                 ChunkState::Failed => return Err(EIO),
-                _ => workqueue::msleep(1),
+                // Woken, timed out or signalled alike: checked again.
+                _ => {
+                    let timeout = msecs_to_jiffies(STORED_RECHECK_MS);
+                    let _ = self
+                        .io_ended
+                        .wait_interruptible_timeout(&mut inner, timeout);
+                }
             }
         }
     }
