@@ -360,6 +360,41 @@ pub(crate) fn take(arg: UserPtr) -> Result<isize> {
     Ok(0)
 }
 
+/// Whether a member whose place is `member`, added to snapshot `index`,
+/// would close a ring of snapshots each of whose storage lies on a member
+/// of the next. A storage written through another snapshot's member is
+/// copied on write by that snapshot, into its own storage: around a ring
+/// (A's storage on B's member, B's on A's, or longer), the copies of each
+/// would be copied by the next without end.
+fn closes_storage_ring(list: &[KBox<Snapshot>], index: usize, member: &Footprint) -> Result<bool> {
+    let mut seen = KVec::with_capacity(list.len(), GFP_KERNEL)?;
+    for _ in list {
+        seen.push(false, GFP_KERNEL)?;
+    }
+    // a -> b: b copies the writes of a's storage.
+    let copies = |a: usize, b: usize| {
+        a != b
+            && match (list.get(a), list.get(b)) {
+                (Some(x), Some(y)) => y
+                    .members
+                    .iter()
+                    .any(|m| x.storage.footprint().rests_on(&m.footprint)),
+                _ => false,
+            }
+    };
+    // The member brings the edges y -> index, for each y whose storage
+    // lies on it; a ring if index already reaches such a y.
+    for (y, s) in list.iter().enumerate() {
+        if y != index
+            && s.storage.footprint().rests_on(member)
+            && placement::reaches(copies, index, y, &mut seen)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// How long a take waits for the writes in flight on one member.
 const DRAIN_TIMEOUT_MS: u32 = 60_000;
 
@@ -567,6 +602,12 @@ fn add(
     }
     for (i, s) in list.iter().enumerate() {
         s.storage.is_on(&footprint, i == index)?;
+    }
+    if closes_storage_ring(list, index, &footprint)? {
+        pr_err!(
+            "the difference storages of snapshots would lie on each other's members: refused\n"
+        );
+        return Err(EBUSY);
     }
     // Made now, so that the take need not; if it cannot be (no memory),
     // the take tries again and says why.

@@ -187,6 +187,46 @@ pub fn next_lowest<F: AsRef<Footprint>>(footprints: &[F], done: &[bool]) -> Opti
     Some(candidates.find(|&i| !rests_on_one_left(i)).unwrap_or(first))
 }
 
+/// Whether `target` can be reached from `start` in the directed graph on
+/// the nodes `0..seen.len()` whose edges `edge(a, b)` tells (`start`
+/// itself counts as reached). `seen` is the caller's room, overwritten.
+/// Quadratic in the nodes per round, at most one round per node: meant for
+/// the few snapshots of a machine, with no allocation of its own.
+pub fn reaches(
+    edge: impl Fn(usize, usize) -> bool,
+    start: usize,
+    target: usize,
+    seen: &mut [bool],
+) -> bool {
+    seen.fill(false);
+    let Some(first) = seen.get_mut(start) else {
+        return false;
+    };
+    *first = true;
+    loop {
+        let mut grew = false;
+        for a in 0..seen.len() {
+            if !seen.get(a).copied().unwrap_or(false) {
+                continue;
+            }
+            for b in 0..seen.len() {
+                if let Some(reached) = seen.get_mut(b) {
+                    if !*reached && edge(a, b) {
+                        *reached = true;
+                        grew = true;
+                    }
+                }
+            }
+        }
+        if seen.get(target).copied().unwrap_or(false) {
+            return true;
+        }
+        if !grew {
+            return false;
+        }
+    }
+}
+
 impl AsRef<Footprint> for Footprint {
     fn as_ref(&self) -> &Footprint {
         self

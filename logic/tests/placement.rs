@@ -254,3 +254,56 @@ fn lowest_first_gives_every_place_once_even_in_a_circle() {
     assert_eq!(order, vec![0, 1, 2]);
     assert_eq!(next_lowest::<Footprint>(&[], &[]), None);
 }
+
+// --- reaches: the graph of which snapshot copies whose storage -----------
+
+/// The edges of a graph given as pairs.
+fn edges(pairs: &[(usize, usize)]) -> impl Fn(usize, usize) -> bool + '_ {
+    move |a, b| pairs.contains(&(a, b))
+}
+
+#[test]
+fn reaches_itself_and_along_edges() {
+    let mut seen = [false; 4];
+    let e = [(0, 1), (1, 2)];
+    assert!(blksnap_logic::placement::reaches(edges(&e), 0, 0, &mut seen));
+    assert!(blksnap_logic::placement::reaches(edges(&e), 0, 2, &mut seen));
+    assert!(!blksnap_logic::placement::reaches(edges(&e), 2, 0, &mut seen));
+    assert!(!blksnap_logic::placement::reaches(edges(&e), 0, 3, &mut seen));
+}
+
+#[test]
+fn reaches_around_a_cycle_and_ignores_nodes_out_of_range() {
+    let mut seen = [false; 3];
+    let e = [(0, 1), (1, 2), (2, 0)];
+    assert!(blksnap_logic::placement::reaches(edges(&e), 1, 0, &mut seen));
+    assert!(!blksnap_logic::placement::reaches(edges(&e), 5, 0, &mut seen));
+    assert!(!blksnap_logic::placement::reaches(edges(&e), 0, 5, &mut seen));
+}
+
+proptest::proptest! {
+    /// The answer is that of a plain depth-first search.
+    #[test]
+    fn reaches_agrees_with_a_search(
+        pairs in proptest::collection::vec((0usize..6, 0usize..6), 0..20),
+        start in 0usize..6,
+        target in 0usize..6,
+    ) {
+        let mut stack = vec![start];
+        let mut found = [false; 6];
+        found[start] = true;
+        while let Some(a) = stack.pop() {
+            for &(x, y) in &pairs {
+                if x == a && !found[y] {
+                    found[y] = true;
+                    stack.push(y);
+                }
+            }
+        }
+        let mut seen = [false; 6];
+        proptest::prop_assert_eq!(
+            blksnap_logic::placement::reaches(edges(&pairs), start, target, &mut seen),
+            found[target]
+        );
+    }
+}

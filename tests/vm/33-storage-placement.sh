@@ -335,3 +335,42 @@ test_placement_storage_under_change_tracking_has_the_copies_marked() {
 			fail "only ${BASH_REMATCH[1]} blocks of $storage hold copies, not the 16 MiB written"
 	done
 }
+
+# Two snapshots whose difference storages each lie on a member of the other
+# would copy each other's copies without end: the SNAPSHOTADD that closes
+# the ring is refused with EBUSY, the same member is taken once the other
+# snapshot is gone, and a storage on another snapshot's member alone stays
+# allowed.
+test_placement_storages_on_each_others_members_are_refused() {
+	sm_begin
+	local a b ida idb
+	ft_loop 64M
+	a=$REPLY
+	ft_loop 64M
+	b=$REPLY
+	mkfs.ext4 -q -F "$a"
+	mkfs.ext4 -q -F "$b"
+	mkdir "$FT_DIR/a" "$FT_DIR/b"
+	ft_mount ext4 "$a" "$FT_DIR/a"
+	ft_mount ext4 "$b" "$FT_DIR/b"
+	: >"$FT_DIR/a/diff"
+	: >"$FT_DIR/b/diff"
+	ft_attach "$a"
+	ft_attach "$b"
+	sm_q "SNAPSHOT_CREATE of A, its storage on $b" "$SM_UUID" create "$FT_DIR/b/diff" 0
+	sm_q "SNAPSHOT_CREATE of B, its storage on $a" "$SM_UUID" create "$FT_DIR/a/diff" 0
+	sm_q_run
+	ida=${SM_OUT[0]}
+	idb=${SM_OUT[1]}
+	SN_IDS+=("$ida" "$idb")
+	sm_q "SNAPSHOTADD of $b to B (A's storage on B's member)" "" add "$b" "$idb"
+	sm_q "SNAPSHOTADD of $a to A, closing the ring" EBUSY add "$a" "$ida"
+	sm_q "SNAPSHOT_DESTROY of B" "" destroy "$idb"
+	sm_q "SNAPSHOTADD of $a to A once B is gone" "" add "$a" "$ida"
+	sm_q "SNAPSHOT_DESTROY of A" "" destroy "$ida"
+	sm_q_run
+	SN_IDS=()
+	grep -q "storages of snapshots would lie on each other's members: refused" \
+		<(dmesg | tail -n +$((SM_LOG0 + 1))) || fail "no refusal of the ring in the kernel log"
+	sm_log_clean
+}
