@@ -72,8 +72,10 @@ for build in /lib/modules/*/build; do
 	[ -d "$build" ] || continue
 	kernel=${build%/build}
 	kernel=${kernel##*/}
-	dkms install -m blksnap -v "$version" -k "$kernel" ||
-		echo "blksnap-dkms: blksnap.ko was not built for $kernel (see above); once that is fixed: dkms install -m blksnap -v $version -k $kernel" >&2
+	dkms install -m blksnap -v "$version" -k "$kernel" && continue
+	# What the build step said, which dkms keeps in its log.
+	sed -n "/^error: blksnap:/,/^\$/p" "/var/lib/dkms/blksnap/$version/build/make.log" >&2 2>/dev/null || true
+	echo "blksnap-dkms: blksnap.ko was not built for $kernel (see above); once that is fixed: dkms install -m blksnap -v $version -k $kernel" >&2
 done'
 script "$dkms" prerm "version=$version"'
 # The module leaves DKMS (and every kernel it was installed for).
