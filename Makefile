@@ -12,6 +12,9 @@
 #                   page and the shell completions (cli/install.sh); honours
 #                   DESTDIR and PREFIX (default /usr)
 #   make uninstall  remove what make install installed
+#   make deb        the Debian packages blksnap-dkms (the module's sources,
+#                   built by DKMS) and blksnap (the CLI, man page,
+#                   completions, uAPI headers) in build/deb (scripts/deb.sh)
 #   make dkms-install    register the module with DKMS (scripts/dkms.sh), which
 #                   builds and installs it for the running kernel and each
 #                   kernel installed later; make dkms-uninstall undoes it
@@ -62,6 +65,10 @@ install: module
 
 uninstall:
 	@DESTDIR='$(DESTDIR)' PREFIX='$(PREFIX)' cli/install.sh uninstall
+
+.PHONY: deb
+deb:
+	@scripts/deb.sh
 
 dkms-install:
 	@scripts/dkms.sh install

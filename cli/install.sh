@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Installs or removes blksnap-rs; run by `make install` and `make uninstall`.
 #
-#   cli/install.sh install|uninstall
+#   cli/install.sh install|uninstall [--no-module]
 #
-# Environment:
+# --no-module leaves the module out (and KDIR, depmod and signing with it):
+# what the blksnap package of scripts/deb.sh holds, DKMS installing the
+# module. Environment:
 #   DESTDIR  staging root prepended to every path (default: none, the system)
 #   PREFIX   prefix of everything but the module (default: /usr)
-#   KDIR     kernel build tree the module is for (default: the cached test
-#            kernel, as for `make module`); its release names the module
-#            directory, /lib/modules/RELEASE/extra
+#   KDIR     kernel build tree the module is for (default: the one `make
+#            module` builds against, that of BLKSNAP_KERNEL); its release
+#            (include/config/kernel.release, else `make kernelrelease`)
+#            names the module directory, /lib/modules/RELEASE/extra
 #   SIGN_KEY, SIGN_CERT
 #            a private key and its X.509 certificate (a Machine Owner Key
 #            enrolled with mokutil, for Secure Boot): the installed module
@@ -39,20 +42,34 @@ source "$(dirname "$0")/../scripts/lib.sh"
 action=${1:-}
 case $action in
 install | uninstall) ;;
-*) die "usage: $0 install|uninstall" ;;
+*) die "usage: $0 install|uninstall [--no-module]" ;;
+esac
+with_module=1
+case ${2:-} in
+"") ;;
+--no-module) with_module= ;;
+*) die "usage: $0 install|uninstall [--no-module]" ;;
 esac
 
 DESTDIR=${DESTDIR:-}
 DESTDIR=${DESTDIR%/} # DESTDIR=/ is the system itself
 PREFIX=${PREFIX:-/usr}
 PREFIX=${PREFIX%/}
-kdir=${KDIR:-$(kernel_dir)}
-[ -f "$kdir/Makefile" ] || die "no kernel build tree at $kdir (set KDIR, or run make setup)"
-
-# The release of the kernel in $kdir. The parent make's flags are dropped so
-# that only the release is printed.
-release=$(env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$kdir" kernelrelease)
-[[ $release =~ ^[^[:space:]/]+$ ]] || die "cannot read the kernel release of $kdir: '$release'"
+release= kdir=
+if [ -n "$with_module" ]; then
+	kdir=${KDIR:-$(module_target)}
+	[ -f "$kdir/Makefile" ] || die "no kernel build tree at $kdir (set KDIR, or run make setup)"
+	# The release of the kernel in $kdir: as its build recorded it, else as
+	# its make prints it (the parent make's flags dropped, so that only the
+	# release is printed). A Debian headers tree outside its root has only
+	# the first: its Makefile names the absolute paths of that root.
+	if [ -f "$kdir/include/config/kernel.release" ]; then
+		release=$(cat "$kdir/include/config/kernel.release")
+	else
+		release=$(env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL make -s -C "$kdir" kernelrelease)
+	fi
+	[[ $release =~ ^[^[:space:]/]+$ ]] || die "cannot read the kernel release of $kdir: '$release'"
+fi
 
 moddir=$DESTDIR/lib/modules/$release
 share=$DESTDIR$PREFIX/share
@@ -64,7 +81,7 @@ trap '[ -z "$gen" ] || rm -rf "$gen"' EXIT
 src=() dst=() mode=()
 add() { src+=("$1") dst+=("$2") mode+=("$3"); }
 target=${CARGO_TARGET_DIR:-$BLKSNAP_ROOT/target}
-add "$BLKSNAP_ROOT/blksnap.ko" "$moddir/extra/blksnap.ko" 644
+[ -z "$with_module" ] || add "$BLKSNAP_ROOT/blksnap.ko" "$moddir/extra/blksnap.ko" 644
 add "$target/release/blksnap" "$DESTDIR$PREFIX/sbin/blksnap" 755
 for h in blk-filter.h blksnap.h; do
 	add "$BLKSNAP_ROOT/include/uapi/linux/$h" "$DESTDIR$PREFIX/include/linux/$h" 644
@@ -110,13 +127,15 @@ check_signing() {
 }
 
 do_install() {
-	[ -f "$BLKSNAP_ROOT/blksnap.ko" ] || die "blksnap.ko is not built; run make"
-	check_signing
-	# A module built for another kernel would install under the wrong release.
 	local vermagic
-	vermagic=$(PATH=$PATH:/sbin:/usr/sbin modinfo -F vermagic "$BLKSNAP_ROOT/blksnap.ko" 2>/dev/null) || vermagic=
-	if [ -n "$vermagic" ] && [ "${vermagic%% *}" != "$release" ]; then
-		die "blksnap.ko is built for ${vermagic%% *}, not for $release ($kdir); run make"
+	if [ -n "$with_module" ]; then
+		[ -f "$BLKSNAP_ROOT/blksnap.ko" ] || die "blksnap.ko is not built; run make"
+		check_signing
+		# A module built for another kernel would install under the wrong release.
+		vermagic=$(PATH=$PATH:/sbin:/usr/sbin modinfo -F vermagic "$BLKSNAP_ROOT/blksnap.ko" 2>/dev/null) || vermagic=
+		if [ -n "$vermagic" ] && [ "${vermagic%% *}" != "$release" ]; then
+			die "blksnap.ko is built for ${vermagic%% *}, not for $release ($kdir); run make"
+		fi
 	fi
 
 	msg "building the CLI (release)"
@@ -134,7 +153,7 @@ do_install() {
 		"$sign" sha256 "$SIGN_KEY" "$SIGN_CERT" "$moddir/extra/blksnap.ko"
 		echo "signed $moddir/extra/blksnap.ko with $SIGN_CERT"
 	fi
-	run_depmod
+	[ -z "$with_module" ] || run_depmod
 }
 
 do_uninstall() {
@@ -146,10 +165,10 @@ do_uninstall() {
 		fi
 	done
 	if [ -z "$DESTDIR" ]; then
-		run_depmod
+		[ -z "$with_module" ] || run_depmod
 		return
 	fi
-	if [ -d "$moddir" ]; then
+	if [ -n "$with_module" ] && [ -d "$moddir" ]; then
 		if [ -n "$(find "$moddir" -name '*.ko*' -print -quit)" ]; then
 			run_depmod
 		else

@@ -114,65 +114,31 @@ fi
 
 # The toolchain must be the one named in the kernel's .config: crates made
 # by another rustc have other hashes, and the module would not load.
-config=$DK_ROOT$DK_KDIR/.config
-conf_text() { sed -n "s/^$1=\"\(.*\)\"$/\1/p" "$config"; }
-check_tool() { # NAME WANTED ACTUAL
-	[ "$2" = "$3" ] || die "the build root's $1 is \"$3\" but $rel was built with \"$2\":
-	the $DEBIAN_SUITE packages changed; set DEBIAN_SUITE (or the packages) in scripts/kernels/$DK_NAME.conf"
-}
-check_tool rustc "$(conf_text CONFIG_RUSTC_VERSION_TEXT)" "$(debian_root_run rustc --version)"
-check_tool bindgen "$(conf_text CONFIG_BINDGEN_VERSION_TEXT)" "$(debian_root_run bindgen --version)"
-check_tool gcc "$(conf_text CONFIG_CC_VERSION_TEXT)" "$(debian_root_run x86_64-linux-gnu-gcc-14 --version | head -n 1)"
+debian_root_run bash "$BLKSNAP_ROOT/scripts/rust-artifacts.sh" check "$DK_KDIR" ||
+	die "the $DEBIAN_SUITE packages changed: set DEBIAN_SUITE (or the packages) in scripts/kernels/$DK_NAME.conf"
 
-# 4. The Rust artifacts, made from the source with the headers' .config.
-if [ ! -f "$DK_ROOT$DK_KDIR/rust/.complete" ]; then
+# 4. The Rust artifacts, made from the source with the headers' .config
+# (scripts/rust-artifacts.sh, which DKMS uses too) and added to the headers.
+kdir=$DK_ROOT$DK_KDIR
+if [ ! -f "$kdir/rust/.complete" ]; then
 	msg "making the Rust artifacts of $rel (make modules_prepare, a few minutes, once)"
 	log=$DK_DIR/modules_prepare.log
+	out=/var/cache/blksnap/rust-$rel
 	start=$SECONDS
-	# Run in the build root; $1 release, $2 source tarball, $3 headers.
-	# The compiler is named as Debian's build names it, so that the
-	# configuration (which records it) does not change.
-	if ! debian_root_run nice /bin/bash -c '
-		set -euo pipefail
-		rel=$1 tarball=$2 kdir=$3
-		src=/var/cache/blksnap/linux-source-$rel out=/var/cache/blksnap/build-$rel
-		if [ ! -f "$src/.unpacked" ]; then
-			rm -rf "$src" && mkdir -p "$src"
-			tar -xf "$tarball" -C "$src" --strip-components=1
-			touch "$src/.unpacked"
-		fi
-		rm -rf "$out" && mkdir -p "$out"
-		cp "$kdir/.config" "$out/.config"
-		# The release string of the stock kernel, not the bare 7.3.4.
-		upstream=$(make -s -C "$src" kernelversion)
-		kmake() {
-			make -C "$src" O="$out" ARCH=x86 CROSS_COMPILE=x86_64-linux-gnu- \
-				CC=x86_64-linux-gnu-gcc-14 HOSTCC=gcc-14 LOCALVERSION="${rel#"$upstream"}" "$@"
-		}
-		kmake olddefconfig
-		if ! cmp -s <(grep -E "^(# )?CONFIG_" "$kdir/.config") <(grep -E "^(# )?CONFIG_" "$out/.config"); then
-			diff <(grep -E "^(# )?CONFIG_" "$kdir/.config") <(grep -E "^(# )?CONFIG_" "$out/.config") | head -20 >&2
-			echo "error: olddefconfig changed the configuration of $rel" >&2
-			exit 1
-		fi
-		got=$(kmake -s kernelrelease)
-		[ "$got" = "$rel" ] || { echo "error: the source gives release $got, not $rel" >&2; exit 1; }
-		kmake -j"$(nproc)" modules_prepare
-		cmp "$kdir/include/generated/rustc_cfg" "$out/include/generated/rustc_cfg"
-		rm -rf "$kdir/rust" && mkdir "$kdir/rust"
-		cp "$out"/rust/*.rmeta "$out"/rust/*.so "$kdir/rust/"
-		cp "$out/scripts/target.json" "$kdir/scripts/target.json"
-		# What a module'"'"'s own bindgen run takes from the kernel source.
-		common=$(sed -n "s|^include \(.*\)/Makefile$|\1|p" "$kdir/Makefile")
-		mkdir -p "$common/rust"
-		cp "$src/rust/bindgen_parameters" "$common/rust/"
-		touch "$kdir/rust/.complete"
-		# Only the artifacts are kept: the source and the build are 3 GB.
-		rm -rf "$src" "$out"
-	' modules_prepare "$rel" "/usr/src/$src_pkg.tar.xz" "$DK_KDIR" >"$log" 2>&1; then
+	if ! debian_root_run nice bash "$BLKSNAP_ROOT/scripts/rust-artifacts.sh" make \
+		"$rel" "/usr/src/$src_pkg.tar.xz" "$DK_KDIR" "$out" >"$log" 2>&1; then
 		tail -30 "$log"
 		die "making the Rust artifacts of $rel failed (log: $log)"
 	fi
+	# The headers' Makefile includes that of their common part, the
+	# kernel's source tree as kbuild sees it.
+	common=$DK_ROOT$(sed -n 's|^include \(.*\)/Makefile$|\1|p' "$kdir/Makefile")
+	rm -rf "$kdir/rust" && mkdir -p "$kdir/rust" "$common/rust"
+	cp "$DK_ROOT$out"/rust/*.rmeta "$DK_ROOT$out"/rust/*.so "$kdir/rust/"
+	cp "$DK_ROOT$out/target.json" "$kdir/scripts/target.json"
+	cp "$DK_ROOT$out/rust/bindgen_parameters" "$common/rust/"
+	rm -rf "$DK_ROOT$out"
+	touch "$kdir/rust/.complete"
 	msg "Rust artifacts made in $((SECONDS - start)) s"
 fi
 

@@ -66,16 +66,35 @@ debian_apt() {
 # live in a mount namespace of their own and end with it.
 debian_root_run() {
 	[ -f "$DK_ROOT/.complete" ] || die "no build root in $DK_ROOT: run scripts/debian-kernel.sh $DK_NAME"
+	debian_chroot "$DK_ROOT" "" "$@"
+}
+
+# debian_overlay_run DIR CMD ARGS...: CMD as debian_root_run runs it, but in
+# a copy-on-write overlay of the build root whose writes go to DIR/upper
+# (DIR/work is the overlay's own), so that the build root stays as it is.
+# The same DIR gives the same copy again.
+debian_overlay_run() {
+	[ -f "$DK_ROOT/.complete" ] || die "no build root in $DK_ROOT: run scripts/debian-kernel.sh $DK_NAME"
+	local dir=$1
+	shift
+	mkdir -p "$dir/upper" "$dir/work" "$dir/merged"
+	debian_chroot "$dir/merged" "lowerdir=$DK_ROOT,upperdir=$dir/upper,workdir=$dir/work" "$@"
+}
+
+# debian_chroot ROOT OVERLAY CMD ARGS...: the chroot of the two above; ROOT
+# is first made an overlay with the options OVERLAY unless it is empty.
+debian_chroot() {
 	[ "$(id -u)" -eq 0 ] || die "$DK_NAME's module is built in its build root (a chroot): run as root"
 	unshare --mount --propagation private -- /bin/bash -c '
 		set -e
-		root=$1 repo=$2
-		shift 2
+		root=$1 overlay=$2 repo=$3
+		shift 3
+		[ -z "$overlay" ] || mount -t overlay overlay -o "$overlay" "$root"
 		mount --rbind /dev "$root/dev"
 		mount -t proc proc "$root/proc"
 		mkdir -p "$root$repo"
 		mount --bind "$repo" "$root$repo"
 		exec chroot "$root" /usr/bin/env -i HOME=/root LANG=C.UTF-8 \
 			PATH=/usr/sbin:/usr/bin:/sbin:/bin "$@"
-	' debian_root_run "$DK_ROOT" "$BLKSNAP_ROOT" "$@"
+	' debian_chroot "$1" "$2" "$BLKSNAP_ROOT" "${@:3}"
 }

@@ -4,11 +4,14 @@
 # `make dkms-install` and `make dkms-uninstall`.
 #
 #   scripts/dkms.sh install|uninstall
+#   scripts/dkms.sh stage DIR
 #
 # install copies the module's sources (Kbuild, src/, include/, the shared
-# logic/ and uapi/ sources) and dkms.conf to /usr/src/blksnap-VERSION, then
-# runs `dkms install`; uninstall runs `dkms remove --all` and removes that
-# directory. Environment:
+# logic/ and uapi/ sources), dkms.conf and the build step DKMS runs
+# (scripts/dkms-build.sh, with the scripts/rust-artifacts.sh it uses) to
+# /usr/src/blksnap-VERSION, then runs `dkms install`; uninstall runs `dkms
+# remove --all` and removes that directory. stage only copies them, to DIR
+# (scripts/deb.sh packages them). Environment:
 #   KDIR          build tree of the kernel to build for (default: that of
 #                 the running kernel, as dkms finds it)
 #   BLKSNAP_RUSTC the rustc the kernel was built with (default: rustc)
@@ -22,12 +25,31 @@ source "$(dirname "$0")/lib.sh"
 action=${1:-}
 case $action in
 install | uninstall) ;;
-*) die "usage: $0 install|uninstall" ;;
+stage) [ $# -eq 2 ] || die "usage: $0 stage DIR" ;;
+*) die "usage: $0 install|uninstall | stage DIR" ;;
 esac
-command -v dkms >/dev/null || die "dkms is not installed (apt-get install dkms)"
 
-version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$BLKSNAP_ROOT/Cargo.toml" | head -n 1)
-[ -n "$version" ] || die "cannot read the version from Cargo.toml"
+version=$(blksnap_version)
+
+# stage DEST: the module's sources, as DKMS builds them, in DEST.
+stage() {
+	local dest=$1
+	rm -rf "$dest"
+	mkdir -p "$dest/logic" "$dest/uapi" "$dest/scripts"
+	cp -r "$BLKSNAP_ROOT"/{Kbuild,src,include} "$dest/"
+	cp -r "$BLKSNAP_ROOT/logic/src" "$dest/logic/"
+	cp -r "$BLKSNAP_ROOT/uapi/src" "$dest/uapi/"
+	cp "$BLKSNAP_ROOT"/scripts/{dkms-build.sh,rust-artifacts.sh} "$dest/scripts/"
+	# Build products of the working tree are not sources.
+	find "$dest" \( -name '*.o' -o -name '.*.cmd' -o -name '*.d' \
+		-o -name bindings_generated.rs \) -delete
+	sed "s/@VERSION@/$version/" "$BLKSNAP_ROOT/dkms.conf" >"$dest/dkms.conf"
+}
+if [ "$action" = stage ]; then
+	stage "$2"
+	exit 0
+fi
+command -v dkms >/dev/null || die "dkms is not installed (apt-get install dkms)"
 srctree=/usr/src
 opts=()
 if [ -n "${DKMS_TREES:-}" ]; then
@@ -42,15 +64,7 @@ fi
 dest=$srctree/blksnap-$version
 
 if [ "$action" = install ]; then
-	rm -rf "$dest"
-	mkdir -p "$dest/logic" "$dest/uapi"
-	cp -r "$BLKSNAP_ROOT"/{Kbuild,src,include} "$dest/"
-	cp -r "$BLKSNAP_ROOT/logic/src" "$dest/logic/"
-	cp -r "$BLKSNAP_ROOT/uapi/src" "$dest/uapi/"
-	# Build products of the working tree are not sources.
-	find "$dest" \( -name '*.o' -o -name '.*.cmd' -o -name '*.d' \
-		-o -name bindings_generated.rs \) -delete
-	sed "s/@VERSION@/$version/" "$BLKSNAP_ROOT/dkms.conf" >"$dest/dkms.conf"
+	stage "$dest"
 	dkms add "${opts[@]}" -m blksnap -v "$version"
 	dkms install "${opts[@]}" "${kopts[@]}" -m blksnap -v "$version"
 else

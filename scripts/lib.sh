@@ -11,6 +11,15 @@ VIRTME_NG_VERSION=1.42
 KERNEL_RUSTC=${KERNEL_RUSTC:-/usr/bin/rustc}
 export PATH="$HOME/.cargo/bin:$PATH"
 
+# The version of blksnap-rs, from Cargo.toml.
+blksnap_version() {
+	local v
+	v=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$BLKSNAP_ROOT/Cargo.toml")
+	v=${v%%$'\n'*}
+	[ -n "$v" ] || die "cannot read the version from $BLKSNAP_ROOT/Cargo.toml"
+	echo "$v"
+}
+
 msg() { printf '==> %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 

@@ -6,7 +6,10 @@
 #      names them): the module build with the kernel's clippy and no
 #      warnings, and the in-VM tests (tests/vm, KTAP) on that kernel,
 #      shared out among VM_SHARDS guests run at once (default: one per
-#      core), then a scan of their console logs; a line "KERNEL: N passed, N failed, N skipped";
+#      core), then a scan of their console logs; on a Debian kernel, the
+#      Debian packages installed with apt, DKMS building the module, and
+#      removed (scripts/deb-test.sh); a line "KERNEL: N passed, N failed,
+#      N skipped";
 #   3. the total line last: "total: N passed, N failed, N skipped".
 #
 #   scripts/test.sh [--host-only] [PATTERN]   PATTERN selects in-VM tests
@@ -119,6 +122,16 @@ for kernel in $KERNELS; do
 			tail -60 "$vmlog"
 		fi
 	done
+	# On a Debian kernel, the Debian packages as a user installs them
+	# (scripts/deb-test.sh): apt and DKMS natively in an overlay of the
+	# build root, the module and the CLI in one more guest. PATTERN selects
+	# them as if they were an in-VM test named deb.
+	if [ "$kernel" != 6.12 ] && [[ deb =~ $pattern ]]; then
+		msg "the Debian packages on $kernel"
+		check "$kernel: deb: apt install of both packages, DKMS builds and installs blksnap.ko" scripts/deb-test.sh install
+		check "$kernel: deb: the DKMS-built module loads, the installed CLI snapshots a mounted ext4" scripts/deb-test.sh vm
+		check "$kernel: deb: apt purge leaves nothing behind" scripts/deb-test.sh remove
+	fi
 	kernel_line
 done
 
