@@ -68,7 +68,7 @@ if [ "$action" = install ]; then
 	dkms add "${opts[@]}" -m blksnap -v "$version"
 	dkms install "${opts[@]}" "${kopts[@]}" -m blksnap -v "$version"
 else
-	if dkms status "${opts[@]}" -m blksnap -v "$version" | grep -q .; then
+	if [ -n "$(dkms status "${opts[@]}" -m blksnap -v "$version")" ]; then
 		dkms remove "${opts[@]}" -m blksnap -v "$version" --all
 	fi
 	rm -rf "$dest"
