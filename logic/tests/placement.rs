@@ -1,6 +1,8 @@
 //! Unit tests of the placement check of difference storages.
 
-use blksnap_logic::placement::{next_lowest, Footprint, Place, Topology, WalkError, MAX_PLACES};
+use blksnap_logic::placement::{
+    next_lowest, reaches, Footprint, Place, Topology, WalkError, MAX_PLACES,
+};
 
 /// A made-up stack of devices: (device, what lies below it).
 struct Stack(Vec<(u32, Vec<Place>)>);
@@ -266,19 +268,19 @@ fn edges(pairs: &[(usize, usize)]) -> impl Fn(usize, usize) -> bool + '_ {
 fn reaches_itself_and_along_edges() {
     let mut seen = [false; 4];
     let e = [(0, 1), (1, 2)];
-    assert!(blksnap_logic::placement::reaches(edges(&e), 0, 0, &mut seen));
-    assert!(blksnap_logic::placement::reaches(edges(&e), 0, 2, &mut seen));
-    assert!(!blksnap_logic::placement::reaches(edges(&e), 2, 0, &mut seen));
-    assert!(!blksnap_logic::placement::reaches(edges(&e), 0, 3, &mut seen));
+    assert!(reaches(edges(&e), 0, 0, &mut seen));
+    assert!(reaches(edges(&e), 0, 2, &mut seen));
+    assert!(!reaches(edges(&e), 2, 0, &mut seen));
+    assert!(!reaches(edges(&e), 0, 3, &mut seen));
 }
 
 #[test]
 fn reaches_around_a_cycle_and_ignores_nodes_out_of_range() {
     let mut seen = [false; 3];
     let e = [(0, 1), (1, 2), (2, 0)];
-    assert!(blksnap_logic::placement::reaches(edges(&e), 1, 0, &mut seen));
-    assert!(!blksnap_logic::placement::reaches(edges(&e), 5, 0, &mut seen));
-    assert!(!blksnap_logic::placement::reaches(edges(&e), 0, 5, &mut seen));
+    assert!(reaches(edges(&e), 1, 0, &mut seen));
+    assert!(!reaches(edges(&e), 5, 0, &mut seen));
+    assert!(!reaches(edges(&e), 0, 5, &mut seen));
 }
 
 proptest::proptest! {
@@ -302,7 +304,7 @@ proptest::proptest! {
         }
         let mut seen = [false; 6];
         proptest::prop_assert_eq!(
-            blksnap_logic::placement::reaches(edges(&pairs), start, target, &mut seen),
+            reaches(edges(&pairs), start, target, &mut seen),
             found[target]
         );
     }
