@@ -33,7 +33,8 @@ for name in "${names[@]}"; do
 done
 # Each kernel of KERNELS in turn (default: every supported one), in a boot
 # of its own, with the module built for it; a distribution kernel has loop
-# and device-mapper as modules, loaded first.
+# and device-mapper (dm-snapshot, the baseline, among it) as modules,
+# loaded first.
 kernels=${KERNELS:-$DEFAULT_KERNELS}
 status=0
 for kernel in $kernels; do
@@ -46,7 +47,7 @@ for kernel in $kernels; do
 	done
 	start=$(date +%s)
 	rc=0
-	scripts/vm.sh run "build/bench-$kernel.console" "modprobe -qa loop dm_mod 2>/dev/null; $cmd" || rc=$?
+	scripts/vm.sh run "build/bench-$kernel.console" "modprobe -qa loop dm_mod dm_snapshot 2>/dev/null; $cmd" || rc=$?
 	for name in "${names[@]}"; do
 		if [ -s "build/bench-$name.rec" ]; then
 			cp "build/bench-$name.rec" "build/bench-$kernel-$name.rec"
